@@ -1,0 +1,117 @@
+//! The admin API (port 9070): cluster introspection and, for now, direct
+//! edits of virtual-object state (as Restate's `POST /services/{service}/state`).
+
+use crate::api::ClusterApi;
+use crate::body::json_body;
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keel_partition::{partition_for_key, partition_key, Command, Envelope, Query, QueryResult, Response, StateMap};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Body of `POST /services/{service}/state`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStateRequest {
+    object_key: String,
+    new_state: StateMap,
+    #[serde(default)]
+    version: Option<String>,
+    /// Accepted for compatibility with Restate's request; keel has no scopes.
+    #[serde(default)]
+    #[allow(dead_code)]
+    scope: Option<String>,
+}
+
+/// The admin router, served unprefixed and under `/v4` (the prefix the
+/// `restate` CLI uses).
+pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
+    let routes = Router::new()
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/cluster", get(cluster_table::<C>))
+        .route("/metrics", get(metrics::<C>))
+        .route("/services/{service}/state", post(set_state::<C>))
+        .route("/services/{service}/state/{key}", get(get_state::<C>));
+    Router::new()
+        .merge(routes.clone())
+        .nest("/v4", routes)
+        .fallback(|| async { ApiError::not_found("no such admin endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(cluster)
+}
+
+fn partition_of<C: ClusterApi>(cluster: &C, object_key: &str) -> u32 {
+    partition_for_key(partition_key(object_key.as_bytes()), cluster.partition_count())
+}
+
+async fn cluster_table<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
+    Json(cluster.cluster().await)
+}
+
+async fn metrics<C: ClusterApi>(State(cluster): State<Arc<C>>) -> HttpResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        cluster.metrics_text(),
+    )
+        .into_response()
+}
+
+async fn set_state<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<HttpResponse, ApiError> {
+    let req: SetStateRequest = json_body(&headers, body)?;
+    validate_name("service", &service)?;
+    let partition = partition_of(&*cluster, &req.object_key);
+    let command = Command::SetState {
+        service,
+        object_key: req.object_key,
+        new_state: req.new_state,
+        expected_version: req.version,
+    };
+    match cluster.propose(partition, Envelope::client(command)).await? {
+        Response::StateSet { version } => {
+            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "version": version }))).into_response())
+        }
+        Response::VersionMismatch { expected, actual } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("state version mismatch: expected '{expected}', current is '{actual}'"),
+        )),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected response {other:?}"))),
+    }
+}
+
+async fn get_state<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    Path((service, object_key)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    validate_name("service", &service)?;
+    let partition = partition_of(&*cluster, &object_key);
+    let query = Query::GetState { service: service.clone(), object_key: object_key.clone() };
+    let QueryResult::State { state, version } = cluster.read(partition, query).await?;
+    Ok(Json(serde_json::json!({
+        "service": service,
+        "object_key": object_key,
+        "partition": partition,
+        "version": version,
+        "state": state,
+    })))
+}
+
+fn validate_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!("invalid {what} name '{}'", name.escape_default())));
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! What the HTTP layer needs from the cluster.
+
+use keel_partition::{Envelope, Query, QueryResult, Response};
+use std::future::Future;
+
+/// Failures of the cluster that the HTTP layer maps to statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader or no quorum right now: 503 with `Retry-After`.
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable and why.
+        message: String,
+        /// Suggested seconds before retrying.
+        retry_after_secs: u32,
+    },
+    /// A bug or storage failure: 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The cluster as seen by the HTTP handlers.
+pub trait ClusterApi: Send + Sync + 'static {
+    /// Number of partitions (fixed at cluster creation).
+    fn partition_count(&self) -> u32;
+    /// Proposes a command to a partition's leader; resolves once applied.
+    fn propose(
+        &self,
+        partition: u32,
+        envelope: Envelope,
+    ) -> impl Future<Output = Result<Response, ClusterError>> + Send;
+    /// A linearizable read from a partition's leader.
+    fn read(&self, partition: u32, query: Query)
+        -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
+    /// The partition table as JSON (`GET /cluster`).
+    fn cluster(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// Prometheus text exposition (`GET /metrics`).
+    fn metrics_text(&self) -> String;
+}

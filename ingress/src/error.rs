@@ -1,0 +1,57 @@
+//! The one error type of the HTTP layer, rendered as JSON.
+
+use crate::api::ClusterError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An HTTP error: status, message, optional `Retry-After`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// Human-readable message, the `message` field of the JSON body.
+    pub message: String,
+    /// Seconds for the `Retry-After` header.
+    pub retry_after_secs: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), retry_after_secs: None }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Unavailable { message, retry_after_secs } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                retry_after_secs: Some(retry_after_secs),
+            },
+            ClusterError::Internal(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "message": self.message });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

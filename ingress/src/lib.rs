@@ -1,0 +1,18 @@
+//! keel's HTTP surfaces: the admin API (port 9070) and the ingress (port
+//! 8080), written against the [`ClusterApi`] trait so this crate knows
+//! nothing about Raft or storage: the binary plugs in the real cluster, tests
+//! can plug in anything.
+//!
+//! Every error answers with a JSON body `{"message": ...}` and a fitting
+//! status; nothing on these paths panics on user input.
+
+mod admin;
+mod api;
+mod body;
+mod error;
+mod ingress;
+
+pub use admin::admin_router;
+pub use api::{ClusterApi, ClusterError};
+pub use error::ApiError;
+pub use ingress::ingress_router;

@@ -1,0 +1,54 @@
+//! The real cluster behind the HTTP layer: routes to Raft leaders.
+
+use keel_ingress::{ClusterApi, ClusterError};
+use keel_partition::{Envelope, Query, QueryResult, Response};
+use keel_raft::router::{RouteError, Router};
+use prometheus_client::registry::Registry as MetricsRegistry;
+use std::sync::Arc;
+
+/// [`ClusterApi`] over this node's router and metrics.
+pub struct NodeCluster {
+    /// Routes requests to partition leaders.
+    pub router: Arc<Router>,
+    /// All metrics of the node.
+    pub metrics: Arc<MetricsRegistry>,
+}
+
+fn map_route_error(e: RouteError) -> ClusterError {
+    match e {
+        RouteError::NoLeader { .. } | RouteError::Unavailable { .. } => {
+            ClusterError::Unavailable { message: e.to_string(), retry_after_secs: 1 }
+        }
+        RouteError::UnknownPartition(_) => ClusterError::Internal(e.to_string()),
+    }
+}
+
+impl ClusterApi for NodeCluster {
+    fn partition_count(&self) -> u32 {
+        self.router.registry().partition_count()
+    }
+
+    async fn propose(&self, partition: u32, envelope: Envelope) -> Result<Response, ClusterError> {
+        self.router.propose(partition, envelope).await.map_err(map_route_error)
+    }
+
+    async fn read(&self, partition: u32, query: Query) -> Result<QueryResult, ClusterError> {
+        self.router.read(partition, &query).await.map_err(map_route_error)
+    }
+
+    async fn cluster(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node_id": self.router.registry().node_id(),
+            "partitions": self.router.cluster_status().await,
+        })
+    }
+
+    fn metrics_text(&self) -> String {
+        self.router.registry().refresh_metrics();
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.metrics) {
+            tracing::error!("encoding metrics failed: {e}");
+        }
+        out
+    }
+}

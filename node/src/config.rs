@@ -1,0 +1,533 @@
+//! Node configuration: where every tunable of a `keel` node comes from.
+//!
+//! Each setting is taken from the first source that provides it, in exactly
+//! this precedence order (highest first):
+//!
+//! 1. command-line flags (`--node-id 2`),
+//! 2. the TOML file named by `--config PATH` (`node_id = 2`),
+//! 3. `KEEL_*` environment variables (`KEEL_NODE_ID=2`; empty counts as unset),
+//! 4. built-in defaults.
+//!
+//! The file outranks the environment so a checked-in file pins a deployment
+//! regardless of ambient variables, while ad-hoc flags still win. TOML values
+//! may be native TOML types or strings in the flag syntax.
+//!
+//! Derived defaults: an empty peer list means a single-node cluster of this
+//! node only; `advertised_addr` defaults to this node's entry in the peer list,
+//! else `127.0.0.1:<node_addr port>`; `replication_factor` defaults to
+//! `min(3, peers)`. Everything is parsed and validated here, once, so the rest
+//! of the node can trust [`Config`]; every problem becomes a [`ConfigError`]
+//! naming the flag, TOML key or env var exactly as the operator wrote it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::Parser;
+use serde::de::DeserializeOwned;
+
+/// Every TOML key (and, as `--kebab-case` / `KEEL_UPPER_CASE`, every flag and env var).
+const KEYS: &[&str] = &[
+    "node_id", "data_dir", "ingress_addr", "admin_addr", "node_addr", "advertised_addr", "peers",
+    "partitions", "replication_factor", "fsync", "snapshot_logs", "keep_logs", "heartbeat_ms",
+    "election_timeout_ms", "max_body_bytes", "log",
+];
+
+/// Fully resolved and validated node settings; the only configuration type the
+/// rest of the node sees, so no other code needs to know about flags/env/files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This node's Raft/cluster id (≥1).
+    pub node_id: u64,
+    /// Directory holding RocksDB, Raft logs and snapshots.
+    pub data_dir: PathBuf,
+    /// Listen address of the public HTTP ingress (invocations).
+    pub ingress_addr: SocketAddr,
+    /// Listen address of the admin/metrics HTTP API.
+    pub admin_addr: SocketAddr,
+    /// Listen address of node-to-node gRPC (Raft traffic).
+    pub node_addr: SocketAddr,
+    /// `host:port` other nodes use to reach this node's `node_addr`.
+    pub advertised_addr: String,
+    /// Static cluster membership: node id → `host:port`; always contains `node_id`.
+    pub peers: BTreeMap<u64, String>,
+    /// Number of partitions (1..=1024); fixed for the cluster's lifetime.
+    pub partitions: u32,
+    /// Replicas per partition (1..=peers.len()).
+    pub replication_factor: usize,
+    /// Whether log/state writes are fsynced before acknowledging.
+    pub fsync: bool,
+    /// Build a Raft snapshot after this many applied entries since the last one (≥1).
+    pub snapshot_logs: u64,
+    /// Log entries kept behind the snapshot when purging (helps lagging followers).
+    pub keep_logs: u64,
+    /// Raft heartbeat interval in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Minimum Raft election timeout in ms (> heartbeat); the maximum is twice this.
+    pub election_timeout_ms: u64,
+    /// Largest accepted HTTP request body in bytes.
+    pub max_body_bytes: usize,
+    /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
+    pub log: String,
+    /// The TOML file that was loaded, if any (for diagnostics).
+    pub config_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses the process arguments and environment. Clap handles its own
+    /// errors (`--help`/`--version` exit 0, usage errors exit 2) so users get
+    /// clap's usual output; everything else is returned as a [`ConfigError`].
+    pub fn load() -> Result<Config, ConfigError> {
+        let cli = Cli::parse();
+        build(cli, &|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Testable core of [`Config::load`]: `args` includes the program name as
+    /// its first item, and `env` looks up environment variables. Never exits
+    /// the process; clap errors (including `--help`) become field `args`.
+    pub fn load_from<I, T>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(|e| err("args", e.to_string().trim()))?;
+        build(cli, env)
+    }
+
+    /// Maximum Raft election timeout (twice the minimum), so the randomized
+    /// range is defined in one place.
+    pub fn election_timeout_max_ms(&self) -> u64 {
+        self.election_timeout_ms.saturating_mul(2)
+    }
+}
+
+/// Why the configuration was rejected: `field` is the flag (`--partitions`),
+/// TOML key (`partitions`) or env var (`KEEL_PARTITIONS`) that supplied the bad
+/// value, so the operator knows exactly which source to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Offending flag, TOML key, env var, `--config` (file problems) or `args` (clap).
+    pub field: String,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: impl Into<String>, message: impl fmt::Display) -> ConfigError {
+    ConfigError { field: field.into(), message: message.to_string() }
+}
+
+/// Flags are taken as raw strings and parsed by [`Sources`], so flag, file and
+/// env values share one parser and errors name the flag rather than "args".
+#[derive(Parser, Debug)]
+#[command(name = "keel", version, about = "keel durable-execution node")]
+struct Cli {
+    /// TOML config file; flags override it, it overrides KEEL_* env vars
+    #[arg(long, value_name = "PATH")] config: Option<PathBuf>,
+    /// This node's id, ≥1 [env: KEEL_NODE_ID] [default: 1]
+    #[arg(long, value_name = "ID")] node_id: Option<String>,
+    /// Data directory [env: KEEL_DATA_DIR] [default: ./keel-data]
+    #[arg(long, value_name = "DIR")] data_dir: Option<String>,
+    /// Ingress HTTP listen address [env: KEEL_INGRESS_ADDR] [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR")] ingress_addr: Option<String>,
+    /// Admin HTTP listen address [env: KEEL_ADMIN_ADDR] [default: 0.0.0.0:9070]
+    #[arg(long, value_name = "ADDR")] admin_addr: Option<String>,
+    /// Node-to-node gRPC listen address [env: KEEL_NODE_ADDR] [default: 0.0.0.0:5122]
+    #[arg(long, value_name = "ADDR")] node_addr: Option<String>,
+    /// HOST:PORT peers use to reach this node [env: KEEL_ADVERTISED_ADDR] [default: own peers entry, else 127.0.0.1:<node-addr port>]
+    #[arg(long, value_name = "HOST:PORT")] advertised_addr: Option<String>,
+    /// Static peers, e.g. 1=10.0.0.1:5122,2=10.0.0.2:5122 [env: KEEL_PEERS] [default: this node only]
+    #[arg(long, value_name = "ID=HOST:PORT,...")] peers: Option<String>,
+    /// Number of partitions, 1..=1024 [env: KEEL_PARTITIONS] [default: 8]
+    #[arg(long, value_name = "N")] partitions: Option<String>,
+    /// Replicas per partition [env: KEEL_REPLICATION_FACTOR] [default: min(3, peers)]
+    #[arg(long, value_name = "N")] replication_factor: Option<String>,
+    /// Fsync writes: --fsync, --fsync=false [env: KEEL_FSYNC] [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")] fsync: Option<String>,
+    /// Snapshot after this many applied entries [env: KEEL_SNAPSHOT_LOGS] [default: 5000]
+    #[arg(long, value_name = "N")] snapshot_logs: Option<String>,
+    /// Log entries kept behind a snapshot [env: KEEL_KEEP_LOGS] [default: 1000]
+    #[arg(long, value_name = "N")] keep_logs: Option<String>,
+    /// Raft heartbeat interval in ms [env: KEEL_HEARTBEAT_MS] [default: 100]
+    #[arg(long, value_name = "MS")] heartbeat_ms: Option<String>,
+    /// Minimum election timeout in ms; max is 2x [env: KEEL_ELECTION_TIMEOUT_MS] [default: 1000]
+    #[arg(long, value_name = "MS")] election_timeout_ms: Option<String>,
+    /// Max HTTP request body in bytes [env: KEEL_MAX_BODY_BYTES] [default: 10485760]
+    #[arg(long, value_name = "BYTES")] max_body_bytes: Option<String>,
+    /// tracing EnvFilter directives [env: KEEL_LOG] [default: info]
+    #[arg(long, value_name = "FILTER")] log: Option<String>,
+}
+
+impl Cli {
+    fn flags(&self) -> BTreeMap<&'static str, String> {
+        let all = [
+            ("node_id", &self.node_id), ("data_dir", &self.data_dir),
+            ("ingress_addr", &self.ingress_addr), ("admin_addr", &self.admin_addr),
+            ("node_addr", &self.node_addr), ("advertised_addr", &self.advertised_addr),
+            ("peers", &self.peers), ("partitions", &self.partitions),
+            ("replication_factor", &self.replication_factor), ("fsync", &self.fsync),
+            ("snapshot_logs", &self.snapshot_logs), ("keep_logs", &self.keep_logs),
+            ("heartbeat_ms", &self.heartbeat_ms), ("election_timeout_ms", &self.election_timeout_ms),
+            ("max_body_bytes", &self.max_body_bytes), ("log", &self.log),
+        ];
+        all.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))).collect()
+    }
+}
+
+/// A value as the winning source spelled it: flag/env text or a TOML value.
+enum Raw {
+    Text(String),
+    Toml(toml::Value),
+}
+
+/// A resolved value and the name (flag/key/env var) it came from, so later
+/// cross-field checks can still blame the right source.
+struct Val<T> {
+    value: T,
+    field: String,
+}
+
+impl<T> Val<T> {
+    fn check(&self, ok: impl FnOnce(&T) -> bool, message: impl fmt::Display) -> Result<(), ConfigError> {
+        if ok(&self.value) { Ok(()) } else { Err(err(&self.field, message)) }
+    }
+}
+
+/// The three non-default sources; `find` encodes their precedence.
+struct Sources<'a> {
+    flags: BTreeMap<&'static str, String>,
+    file: toml::Table,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Sources<'_> {
+    /// Applies the precedence order: flag > file > env.
+    fn find(&self, key: &str) -> Option<(String, Raw)> {
+        if let Some(s) = self.flags.get(key) {
+            return Some((format!("--{}", key.replace('_', "-")), Raw::Text(s.clone())));
+        }
+        if let Some(v) = self.file.get(key) {
+            return Some((key.to_string(), Raw::Toml(v.clone())));
+        }
+        let name = format!("KEEL_{}", key.to_ascii_uppercase());
+        (self.env)(&name).filter(|s| !s.trim().is_empty()).map(|s| (name, Raw::Text(s)))
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<Val<T>>, ConfigError> {
+        let Some((field, raw)) = self.find(key) else { return Ok(None) };
+        let parsed = match raw {
+            Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => parse(s.trim()),
+            Raw::Toml(v) => v.try_into::<T>().map_err(|e| e.message().to_string()),
+        };
+        match parsed {
+            Ok(value) => Ok(Some(Val { value, field })),
+            Err(message) => Err(err(field, message)),
+        }
+    }
+
+    fn value<T: DeserializeOwned>(&self, key: &str, parse: fn(&str) -> Result<T, String>, default: T) -> Result<Val<T>, ConfigError> {
+        Ok(self.get(key, parse)?.unwrap_or(Val { value: default, field: key.to_string() }))
+    }
+
+    fn peers(&self) -> Result<Option<Val<BTreeMap<u64, String>>>, ConfigError> {
+        let Some((field, raw)) = self.find("peers") else { return Ok(None) };
+        let parsed = match &raw {
+            Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => peer_map(s.split(',').filter(|e| !e.trim().is_empty()).map(|e| {
+                e.split_once('=').ok_or_else(|| format!("entry {:?} is not ID=HOST:PORT", e.trim()))
+            })),
+            Raw::Toml(toml::Value::Table(t)) => peer_map(t.iter().map(|(id, addr)| match addr {
+                toml::Value::String(a) => Ok((id.as_str(), a.as_str())),
+                other => Err(format!("address of peer {id} must be a string, not {}", other.type_str())),
+            })),
+            Raw::Toml(other) => Err(format!("expected \"ID=HOST:PORT,...\" or a table, not {}", other.type_str())),
+        };
+        parsed.map(|value| Some(Val { value, field: field.clone() })).map_err(|m| err(field, m))
+    }
+}
+
+fn num<T: FromStr<Err: fmt::Display>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: T::Err| e.to_string())
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("expected true, false, 1 or 0, got {s:?}")),
+    }
+}
+
+/// Validates a dialable `host:port` (hostnames allowed, unlike `SocketAddr`).
+fn host_port(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p != 0) => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a HOST:PORT address")),
+    }
+}
+
+fn peer_map<'a>(entries: impl Iterator<Item = Result<(&'a str, &'a str), String>>) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for entry in entries {
+        let (id, addr) = entry?;
+        let id: u64 = id.trim().parse().map_err(|e| format!("peer id {:?}: {e}", id.trim()))?;
+        if id == 0 {
+            return Err("peer ids must be at least 1".into());
+        }
+        let addr = host_port(addr).map_err(|e| format!("peer {id}: {e}"))?;
+        if peers.insert(id, addr).is_some() {
+            return Err(format!("peer {id} is listed twice"));
+        }
+    }
+    Ok(peers)
+}
+
+/// Loads the `--config` file. Unknown keys are rejected, as serde's
+/// `deny_unknown_fields` would, but checked by hand so the error names the key.
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| err("--config", format!("cannot read {shown}: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let line = e.span().and_then(|s| text.get(..s.start)).map(|t| t.matches('\n').count() + 1);
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        err("--config", format!("{shown}{at}: {}", e.message().trim()))
+    })?;
+    if let Some(key) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(err(key.as_str(), format!("unknown key in {shown}; valid keys: {}", KEYS.join(", "))));
+    }
+    Ok(table)
+}
+
+fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let file = match &cli.config {
+        Some(p) => read_file(p)?,
+        None => toml::Table::new(),
+    };
+    let src = Sources { flags: cli.flags(), file, env };
+
+    let node_id = src.value("node_id", num::<u64>, 1)?;
+    node_id.check(|v| *v >= 1, "must be at least 1")?;
+    let data_dir = src.value("data_dir", |s| Ok(PathBuf::from(s)), PathBuf::from("./keel-data"))?;
+    data_dir.check(|p| !p.as_os_str().is_empty(), "must not be empty")?;
+    let ingress_addr = src.value("ingress_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+    let admin_addr = src.value("admin_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 9070)))?;
+    let node_addr = src.value("node_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 5122)))?;
+    let peers = src.peers()?.filter(|p| !p.value.is_empty());
+    let advertised_addr = match src.get("advertised_addr", host_port)? {
+        Some(v) => v.value,
+        None => match peers.as_ref().and_then(|p| p.value.get(&node_id.value)) {
+            Some(own) => own.clone(),
+            None => format!("127.0.0.1:{}", node_addr.value.port()),
+        },
+    };
+    let peers = match peers {
+        Some(p) => {
+            p.check(|m| m.contains_key(&node_id.value), format!("does not contain this node's id {} ({})", node_id.value, node_id.field))?;
+            p.value
+        }
+        None => BTreeMap::from([(node_id.value, advertised_addr.clone())]),
+    };
+    let partitions = src.value("partitions", num::<u32>, 8)?;
+    partitions.check(|v| (1..=1024).contains(v), "must be between 1 and 1024")?;
+    let replication_factor = src.value("replication_factor", num::<usize>, peers.len().min(3))?;
+    replication_factor.check(|v| (1..=peers.len()).contains(v), format!("must be between 1 and {} (the number of peers)", peers.len()))?;
+    let fsync = src.value("fsync", boolean, true)?;
+    let snapshot_logs = src.value("snapshot_logs", num::<u64>, 5000)?;
+    snapshot_logs.check(|v| *v >= 1, "must be at least 1")?;
+    let keep_logs = src.value("keep_logs", num::<u64>, 1000)?;
+    let heartbeat_ms = src.value("heartbeat_ms", num::<u64>, 100)?;
+    heartbeat_ms.check(|v| *v >= 1, "must be at least 1")?;
+    let election = src.value("election_timeout_ms", num::<u64>, 1000)?;
+    election.check(|v| *v > heartbeat_ms.value, format!("must be greater than {} ({})", heartbeat_ms.field, heartbeat_ms.value))?;
+    let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
+    max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
+    let log = src.value("log", |s| Ok(s.to_string()), "info".to_string())?;
+    tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
+
+    Ok(Config {
+        node_id: node_id.value,
+        data_dir: data_dir.value,
+        ingress_addr: ingress_addr.value,
+        admin_addr: admin_addr.value,
+        node_addr: node_addr.value,
+        advertised_addr,
+        peers,
+        partitions: partitions.value,
+        replication_factor: replication_factor.value,
+        fsync: fsync.value,
+        snapshot_logs: snapshot_logs.value,
+        keep_logs: keep_logs.value,
+        heartbeat_ms: heartbeat_ms.value,
+        election_timeout_ms: election.value,
+        max_body_bytes: max_body_bytes.value,
+        log: log.value,
+        config_file: cli.config,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_from(std::iter::once("keel").chain(args.iter().copied()), &|k| env.get(k).cloned())
+    }
+
+    /// Writes a unique temp TOML file, removed on drop.
+    struct TempToml(PathBuf);
+    impl TempToml {
+        fn new(contents: &str) -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let name = format!("keel-config-test-{}-{}.toml", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+            let path = std::env::temp_dir().join(name);
+            std::fs::write(&path, contents).unwrap();
+            TempToml(path)
+        }
+        fn arg(&self) -> String { format!("--config={}", self.0.display()) }
+    }
+    impl Drop for TempToml {
+        fn drop(&mut self) { let _ = std::fs::remove_file(&self.0); }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!((c.node_id, c.data_dir.to_str()), (1, Some("./keel-data")));
+        assert_eq!(c.ingress_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_addr.to_string(), "0.0.0.0:9070");
+        assert_eq!(c.node_addr.to_string(), "0.0.0.0:5122");
+        assert_eq!(c.advertised_addr, "127.0.0.1:5122");
+        assert_eq!(c.peers, BTreeMap::from([(1, "127.0.0.1:5122".to_string())]));
+        assert_eq!((c.partitions, c.replication_factor, c.fsync), (8, 1, true));
+        assert_eq!((c.snapshot_logs, c.keep_logs), (5000, 1000));
+        assert_eq!((c.heartbeat_ms, c.election_timeout_ms, c.election_timeout_max_ms()), (100, 1000, 2000));
+        assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, "info", None));
+    }
+
+    #[test]
+    fn every_key_has_a_flag() {
+        let cli = Cli::try_parse_from(std::iter::once("keel".to_string()).chain(KEYS.iter().map(|k| format!("--{}=x", k.replace('_', "-"))))).unwrap();
+        assert_eq!(cli.flags().keys().copied().collect::<Vec<_>>(), KEYS.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_env() {
+        let f = TempToml::new("partitions = 16\nheartbeat_ms = 50\nlog = \"debug\"\ndata_dir = \"/from/file\"\n");
+        let env = [("KEEL_PARTITIONS", "32"), ("KEEL_HEARTBEAT_MS", "70"), ("KEEL_LOG", "warn"), ("KEEL_KEEP_LOGS", "7"), ("KEEL_SNAPSHOT_LOGS", "")];
+        let c = load(&[&f.arg(), "--partitions", "64", "--data-dir", "/from/flag"], &env).unwrap();
+        assert_eq!(c.partitions, 64); // flag > file > env
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag")); // flag > file
+        assert_eq!(c.heartbeat_ms, 50); // file > env
+        assert_eq!(c.log, "debug"); // file > env
+        assert_eq!(c.keep_logs, 7); // env > default
+        assert_eq!(c.snapshot_logs, 5000); // empty env = unset
+        assert_eq!(c.config_file, Some(f.0.clone()));
+    }
+
+    #[test]
+    fn peers_string_form_from_flag_and_env() {
+        let p = "1=127.0.0.1:5122, 2=127.0.0.1:5123,3=node-c:5124,4=[::1]:5125";
+        for c in [load(&["--node-id", "2", "--peers", p], &[]).unwrap(), load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p)]).unwrap()] {
+            assert_eq!(c.peers.len(), 4);
+            assert_eq!(c.peers[&3], "node-c:5124");
+            assert_eq!(c.peers[&4], "[::1]:5125");
+            assert_eq!(c.advertised_addr, "127.0.0.1:5123");
+            assert_eq!(c.replication_factor, 3); // min(3, 4)
+        }
+    }
+
+    #[test]
+    fn peers_toml_table_and_string_forms() {
+        let table = TempToml::new("node_id = 1\n[peers]\n1 = \"10.0.0.1:5122\"\n2 = \"10.0.0.2:5122\"\n");
+        let c = load(&[&table.arg()], &[]).unwrap();
+        assert_eq!(c.peers, BTreeMap::from([(1, "10.0.0.1:5122".into()), (2, "10.0.0.2:5122".into())]));
+        assert_eq!((c.advertised_addr.as_str(), c.replication_factor), ("10.0.0.1:5122", 2));
+        let string = TempToml::new("node_id = 2\npeers = \"1=a:1,2=b:2\"\nadvertised_addr = \"b-public:2\"\n");
+        let c = load(&[&string.arg()], &[]).unwrap();
+        assert_eq!(c.peers, BTreeMap::from([(1, "a:1".into()), (2, "b:2".into())]));
+        assert_eq!(c.advertised_addr, "b-public:2");
+    }
+
+    #[test]
+    fn single_node_default_peers_is_self() {
+        let c = load(&["--node-id", "7", "--node-addr", "0.0.0.0:6000"], &[]).unwrap();
+        assert_eq!(c.advertised_addr, "127.0.0.1:6000");
+        assert_eq!(c.peers, BTreeMap::from([(7, "127.0.0.1:6000".to_string())]));
+        let c = load(&["--node-id", "7", "--advertised-addr", "host:1", "--peers", ""], &[]).unwrap();
+        assert_eq!(c.peers, BTreeMap::from([(7, "host:1".to_string())]));
+        assert_eq!(c.replication_factor, 1);
+    }
+
+    #[test]
+    fn fsync_forms() {
+        assert!(!load(&["--fsync=false"], &[]).unwrap().fsync);
+        assert!(!load(&["--fsync", "false"], &[]).unwrap().fsync);
+        assert!(load(&["--fsync"], &[("KEEL_FSYNC", "0")]).unwrap().fsync);
+        assert!(!load(&[], &[("KEEL_FSYNC", "0")]).unwrap().fsync);
+        assert!(load(&[], &[("KEEL_FSYNC", "1")]).unwrap().fsync);
+        let f = TempToml::new("fsync = false\n");
+        assert!(!load(&[&f.arg()], &[("KEEL_FSYNC", "true")]).unwrap().fsync);
+    }
+
+    #[test]
+    fn errors_name_their_field() {
+        let missing = format!("--config={}", std::env::temp_dir().join("keel-no-such-config.toml").display());
+        // (TOML file contents or "" for none, flags, env, expected field)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("", &[], &[("KEEL_PARTITIONS", "abc")], "KEEL_PARTITIONS"),
+            ("", &["--partitions", "0"], &[], "--partitions"),
+            ("partitions = 2000\n", &[], &[], "partitions"),
+            ("partitions = 4\nbogus = 1\n", &[], &[], "bogus"),
+            ("partitions = = 4\n", &[], &[], "--config"),
+            ("", &[&missing], &[], "--config"),
+            ("node_id = \"x\"\n", &[], &[], "node_id"),
+            ("node_id = -1\n", &[], &[], "node_id"),
+            ("", &["--node-id", "0"], &[], "--node-id"),
+            ("peers = 5\n", &[], &[], "peers"),
+            ("[peers]\n1 = 5\n", &[], &[], "peers"),
+            ("", &["--node-id", "3", "--peers", "1=a:1,2=b:2"], &[], "--peers"),
+            ("", &[], &[("KEEL_PEERS", "1=a:1,1=b:2")], "KEEL_PEERS"),
+            ("", &["--peers", "1=nohost"], &[], "--peers"),
+            ("", &["--peers", "x=a:1"], &[], "--peers"),
+            ("", &["--peers", "1=a:1,2=b:2", "--replication-factor", "3"], &[], "--replication-factor"),
+            ("", &[], &[("KEEL_REPLICATION_FACTOR", "0")], "KEEL_REPLICATION_FACTOR"),
+            ("", &["--election-timeout-ms", "100"], &[], "--election-timeout-ms"),
+            ("heartbeat_ms = 900\nelection_timeout_ms = 900\n", &[], &[], "election_timeout_ms"),
+            ("", &["--heartbeat-ms", "0"], &[], "--heartbeat-ms"),
+            ("", &["--snapshot-logs", "0"], &[], "--snapshot-logs"),
+            ("", &[], &[("KEEL_FSYNC", "maybe")], "KEEL_FSYNC"),
+            ("", &["--ingress-addr", "localhost"], &[], "--ingress-addr"),
+            ("", &[], &[("KEEL_ADMIN_ADDR", "1.2.3.4")], "KEEL_ADMIN_ADDR"),
+            ("", &["--advertised-addr", "host:0"], &[], "--advertised-addr"),
+            ("", &["--max-body-bytes=-1"], &[], "--max-body-bytes"),
+            ("", &["--log", "keel=loud"], &[], "--log"),
+            ("", &["--data-dir="], &[], "--data-dir"),
+            ("", &["--no-such-flag"], &[], "args"),
+            ("", &["--help"], &[], "args"),
+        ];
+        for (toml, args, env, field) in cases {
+            let file = (!toml.is_empty()).then(|| TempToml::new(toml));
+            let config_arg = file.as_ref().map(TempToml::arg);
+            let all: Vec<&str> = config_arg.iter().map(String::as_str).chain(args.iter().copied()).collect();
+            let e = load(&all, env).expect_err(&format!("{toml:?} {args:?} {env:?} should fail"));
+            assert_eq!(&e.field, field, "{toml:?} {args:?} {env:?}: {e}");
+            assert!(!e.message.is_empty());
+        }
+        let e = load(&[], &[("KEEL_PARTITIONS", "abc")]).unwrap_err();
+        assert_eq!(e.to_string(), "invalid configuration: KEEL_PARTITIONS: invalid digit found in string");
+    }
+}

@@ -1,0 +1,42 @@
+//! `keel`: a durable-execution runtime speaking Restate's protocols.
+//!
+//! With no arguments it starts a single-node cluster with its data in
+//! `./keel-data`; see `keel --help` and `config.rs` for joining a cluster.
+
+mod cluster;
+mod config;
+mod lock;
+mod server;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("keel").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keel: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

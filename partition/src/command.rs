@@ -1,0 +1,105 @@
+//! Commands (what goes into the Raft log), responses (what the proposer gets
+//! back) and effects (what the leader must do afterwards).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The named state entries of one virtual object, ordered by name.
+pub type StateMap = BTreeMap<String, Vec<u8>>;
+
+/// One command in a Raft log entry, with its fencing token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `Some(term)` when proposed by a leader-side actor: the command is only
+    /// valid if it is appended in that very term. An actor of a deposed
+    /// leader may still hand proposals to Raft; fencing turns them into no-ops.
+    /// Client requests forwarded from the ingress carry `None`.
+    pub fence: Option<u64>,
+    /// The command itself.
+    pub command: Command,
+}
+
+impl Envelope {
+    /// A command from a client (ingress/admin), valid in any term.
+    pub fn client(command: Command) -> Self {
+        Envelope { fence: None, command }
+    }
+
+    /// A command from a leader-side actor started in `term`.
+    pub fn fenced(term: u64, command: Command) -> Self {
+        Envelope { fence: Some(term), command }
+    }
+}
+
+/// Every change a partition's state can undergo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A newly elected leader's actor announces its epoch. Once applied, all
+    /// entries of earlier terms are applied too, so the actor may start work
+    /// from a state that is complete.
+    AnnounceLeader {
+        /// The node that leads.
+        node_id: u64,
+        /// The term it leads in.
+        term: u64,
+    },
+    /// Replaces all state of one virtual object (admin API).
+    SetState {
+        /// The virtual object's service name.
+        service: String,
+        /// The object key.
+        object_key: String,
+        /// The complete new state; names absent here are removed.
+        new_state: StateMap,
+        /// Optimistic concurrency: apply only if the current version equals this.
+        expected_version: Option<String>,
+    },
+}
+
+impl Command {
+    /// A short name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AnnounceLeader { .. } => "announce_leader",
+            Command::SetState { .. } => "set_state",
+        }
+    }
+}
+
+/// The outcome of applying one [`Envelope`], returned to its proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The leader epoch was recorded.
+    LeaderAnnounced,
+    /// The state was replaced; `version` is the new version token.
+    StateSet {
+        /// Version token of the new state.
+        version: String,
+    },
+    /// `expected_version` did not match; nothing changed.
+    VersionMismatch {
+        /// The version the caller expected.
+        expected: String,
+        /// The version the object actually has.
+        actual: String,
+    },
+    /// The command came from a deposed leader's actor and was ignored.
+    Fenced {
+        /// The term the proposer believed it led in.
+        fence: u64,
+        /// The term in which the entry was appended.
+        term: u64,
+    },
+}
+
+/// Work that the partition leader performs after the entry is durable.
+/// Followers compute and drop effects; their results come back as commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// The leader's epoch is established: everything before it is applied, so
+    /// the leader's actors may (re)start their work for `term`.
+    LeaderReady {
+        /// The term that is now established.
+        term: u64,
+    },
+}

@@ -1,0 +1,50 @@
+//! Read-only queries, served by the leader after a linearizability check.
+
+use crate::apply::{state_version, ApplyError};
+use crate::command::StateMap;
+use crate::keys;
+use crate::store::StateView;
+use serde::{Deserialize, Serialize};
+
+/// A read of partition state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// All state of one virtual object.
+    GetState {
+        /// The virtual object's service name.
+        service: String,
+        /// The object key.
+        object_key: String,
+    },
+}
+
+/// The answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryResult {
+    /// The object's state (empty if it has none) and its version token.
+    State {
+        /// Named state entries.
+        state: StateMap,
+        /// Version token, usable as `expected_version` of a later `SetState`.
+        version: String,
+    },
+}
+
+/// Answers `query` from `view`.
+pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyError> {
+    match query {
+        Query::GetState { service, object_key } => {
+            let state = load_state(view, &keys::state_prefix(service, object_key));
+            let version = state_version(&state);
+            Ok(QueryResult::State { state, version })
+        }
+    }
+}
+
+/// Collects all state entries under an object's prefix.
+pub(crate) fn load_state(view: &impl StateView, prefix: &[u8]) -> StateMap {
+    view.scan_prefix(prefix)
+        .into_iter()
+        .filter_map(|(k, v)| keys::state_name(prefix, &k).map(|n| (n.to_string(), v)))
+        .collect()
+}

@@ -1,0 +1,211 @@
+//! The node's RocksDB and its group-commit log writer.
+//!
+//! All Raft groups of a node share one RocksDB (one WAL), so one `fsync`
+//! can make the appends of many groups durable at once. Appends, votes,
+//! truncations and purges are handed to a single writer thread as lists of
+//! operations; the thread takes everything that queued up while the previous
+//! sync was running, writes it as one `WriteBatch` with `sync = true`, and
+//! only then completes each caller. That is group commit, and it keeps
+//! openraft's contract: a callback fires only after its data is on disk, and
+//! writes are applied in the order they were submitted.
+
+use crate::keys::{self, MetaKind, ALL_CFS, CF_LOG, CF_META, CF_STATE};
+use crate::metrics::RaftMetricsSet;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Errors opening or using the node's database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The stored partition count differs from the configured one.
+    #[error(
+        "this data directory was created with {stored} partitions but {configured} are configured; \
+         the partition count is fixed at cluster creation (set partitions = {stored})"
+    )]
+    PartitionCountMismatch {
+        /// What the data directory holds.
+        stored: u32,
+        /// What the configuration asks for.
+        configured: u32,
+    },
+    /// A stored node-wide record is unreadable.
+    #[error("corrupt node metadata: {0}")]
+    Corrupt(String),
+    /// The writer thread is gone (the node is shutting down).
+    #[error("log writer stopped")]
+    WriterStopped,
+}
+
+/// Which column family an operation targets.
+#[derive(Debug, Clone, Copy)]
+pub enum Cf {
+    /// Raft log entries.
+    Log,
+    /// Raft metadata.
+    Meta,
+    /// Partition state.
+    State,
+}
+
+/// One write operation for the writer thread.
+#[derive(Debug)]
+pub enum Op {
+    /// Store a value.
+    Put(Cf, Vec<u8>, Vec<u8>),
+    /// Delete a key.
+    Delete(Cf, Vec<u8>),
+    /// Delete `[from, to)`.
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
+}
+
+/// Called on the writer thread once the batch holding a job is durable.
+pub type Completion = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
+
+struct Job {
+    ops: Vec<Op>,
+    done: Completion,
+}
+
+/// The node's database: RocksDB plus resolved column-family handles and the
+/// group-commit writer.
+pub struct Db {
+    db: Arc<DB>,
+    writer: std_mpsc::Sender<Job>,
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path` and starts the writer thread.
+    /// `fsync` false trades durability for speed (benchmarks of the sync cost).
+    pub fn open(path: &Path, fsync: bool, metrics: Arc<RaftMetricsSet>) -> Result<Arc<Db>, DbError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
+        for name in ALL_CFS {
+            if db.cf_handle(name).is_none() {
+                return Err(DbError::Corrupt(format!("column family {name} missing after open")));
+            }
+        }
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("keel-log-writer".into())
+            .spawn(move || run_writer(writer_db, rx, fsync, metrics))
+            .map_err(|e| DbError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(Arc::new(Db { db, writer: tx }))
+    }
+
+    /// The raw RocksDB handle.
+    pub fn raw(&self) -> &DB {
+        &self.db
+    }
+
+    /// Handle of a column family; all were verified at open.
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        cf_handle(&self.db, cf)
+    }
+
+    /// Queues ops for the next synced batch; `done` runs once they are durable.
+    pub fn submit(&self, ops: Vec<Op>, done: Completion) -> Result<(), DbError> {
+        self.writer.send(Job { ops, done }).map_err(|_| DbError::WriterStopped)
+    }
+
+    /// Queues ops and waits until they are durable.
+    pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), std::io::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(ops, Box::new(move |r| drop(tx.send(r))))
+            .map_err(std::io::Error::other)?;
+        rx.await.map_err(|_| std::io::Error::other("log writer stopped"))?
+    }
+
+    /// Reads a metadata record.
+    pub fn get_meta(&self, group: u32, kind: MetaKind) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.db.get_cf(self.cf(Cf::Meta), keys::meta_key(group, kind))
+    }
+
+    /// Checks the node-wide partition count, storing it on first start.
+    pub fn check_partition_count(&self, configured: u32) -> Result<(), DbError> {
+        let key = keys::meta_key(keys::NODE_GROUP, MetaKind::PartitionCount);
+        match self.db.get_cf(self.cf(Cf::Meta), key)? {
+            None => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                self.db.put_cf_opt(self.cf(Cf::Meta), key, configured.to_be_bytes(), &wo)?;
+                Ok(())
+            }
+            Some(bytes) => {
+                let stored = u32::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                    DbError::Corrupt(format!("partition count has {} bytes", bytes.len()))
+                })?);
+                if stored == configured {
+                    Ok(())
+                } else {
+                    Err(DbError::PartitionCountMismatch { stored, configured })
+                }
+            }
+        }
+    }
+}
+
+fn cf_handle(db: &DB, cf: Cf) -> &ColumnFamily {
+    let name = match cf {
+        Cf::Log => CF_LOG,
+        Cf::Meta => CF_META,
+        Cf::State => CF_STATE,
+    };
+    // Verified in `Db::open`; column families are never dropped.
+    db.cf_handle(name).expect("column family verified at open")
+}
+
+/// Adds `ops` to `batch`.
+pub fn fill_batch(db: &DB, batch: &mut WriteBatch, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Put(cf, k, v) => batch.put_cf(cf_handle(db, *cf), k, v),
+            Op::Delete(cf, k) => batch.delete_cf(cf_handle(db, *cf), k),
+            Op::DeleteRange(cf, from, to) => batch.delete_range_cf(cf_handle(db, *cf), from, to),
+        }
+    }
+}
+
+/// Upper bound of jobs merged into one synced batch, so one huge burst cannot
+/// delay its first caller unboundedly.
+const MAX_JOBS_PER_SYNC: usize = 4096;
+
+fn run_writer(db: Arc<DB>, rx: std_mpsc::Receiver<Job>, fsync: bool, metrics: Arc<RaftMetricsSet>) {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(fsync);
+    // `recv` fails only when every sender is dropped: the node is shutting down.
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_JOBS_PER_SYNC {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for job in &jobs {
+            fill_batch(&db, &mut batch, &job.ops);
+        }
+        let started = Instant::now();
+        let result = db.write_opt(batch, &opts);
+        metrics.observe_sync(started.elapsed(), jobs.len());
+        for job in jobs {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            (job.done)(r);
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The multi-group registry: one openraft instance per partition replica
+//! hosted on this node, each with its proposer (group commit) and its
+//! leader-side supervisor.
+
+use crate::db::Db;
+use crate::leader;
+use crate::log_store::{CommittedIndex, LogStore};
+use crate::metrics::{GroupLabel, RaftMetricsSet};
+use crate::network::{NetworkFactory, Peers};
+use crate::placement::replica_sets;
+use crate::state_machine::{GroupView, StateMachine};
+use crate::types::{typ, Batch};
+use keel_partition::{Envelope, Query, QueryResult, Response};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ServerState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Why a proposal or read did not produce a result. Crosses the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeError {
+    /// This node does not lead the group; `leader` is its best guess.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader as known to this node.
+        leader: Option<u64>,
+    },
+    /// This node holds no replica of the group.
+    #[error("no replica of partition {0} on this node")]
+    NoSuchGroup(u32),
+    /// The leader could not commit in time (lost quorum, overload, shutdown).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// This node's view of one group, reported by `/cluster` and the `Status` RPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Partition id.
+    pub id: u32,
+    /// Replica node ids.
+    pub replicas: Vec<u64>,
+    /// The leader as known to this node.
+    pub leader: Option<u64>,
+    /// This node's current term.
+    pub term: u64,
+    /// Last committed index known to this node.
+    pub committed: Option<u64>,
+    /// Last applied index.
+    pub applied: Option<u64>,
+    /// Last log index.
+    pub last_log: Option<u64>,
+    /// Last purged index.
+    pub last_purged: Option<u64>,
+    /// Index covered by the latest snapshot.
+    pub snapshot: Option<u64>,
+    /// Raft role of this replica.
+    pub role: String,
+}
+
+/// Raft timing and log-compaction settings shared by all groups.
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout; the maximum is twice this.
+    pub election_timeout_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_logs: u64,
+    /// Entries kept behind the snapshot when purging.
+    pub keep_logs: u64,
+}
+
+/// Errors starting the groups.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// openraft refused the configuration.
+    #[error("raft config: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// A group could not start (storage unreadable, ...).
+    #[error("partition {group}: {reason}")]
+    Start {
+        /// The group.
+        group: u32,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// How many proposal batches of one group may be in flight at once.
+const MAX_INFLIGHT_BATCHES: usize = 4;
+/// Upper bound of commands merged into one Raft entry.
+const MAX_BATCH: usize = 1024;
+/// How long a leader waits for a proposal or read to commit before answering
+/// `Unavailable` (instead of hanging while quorum is lost).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Proposal {
+    envelope: Envelope,
+    reply: oneshot::Sender<Result<Response, ProposeError>>,
+}
+
+/// One hosted replica.
+pub struct Group {
+    /// Partition id.
+    pub id: u32,
+    /// The openraft instance.
+    pub raft: typ::Raft,
+    /// Replica node ids.
+    pub replicas: Vec<u64>,
+    proposer: mpsc::Sender<Proposal>,
+    committed: Arc<CommittedIndex>,
+}
+
+impl Group {
+    /// Proposes through this replica (which must be the leader); resolves once
+    /// the command is applied.
+    pub async fn propose(&self, envelope: Envelope) -> Result<Response, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.proposer
+            .send(Proposal { envelope, reply })
+            .await
+            .map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))?;
+        rx.await.map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))?
+    }
+}
+
+/// All groups hosted on this node.
+pub struct Registry {
+    node_id: u64,
+    db: Arc<Db>,
+    placement: Vec<Vec<u64>>,
+    groups: BTreeMap<u32, Arc<Group>>,
+    metrics: Arc<RaftMetricsSet>,
+}
+
+impl Registry {
+    /// Starts a Raft instance for every partition this node replicates,
+    /// bootstrapping groups that are pristine.
+    pub async fn start(
+        node_id: u64,
+        partitions: u32,
+        replication_factor: usize,
+        peers: Arc<Peers>,
+        settings: &RaftSettings,
+        db: Arc<Db>,
+        metrics: Arc<RaftMetricsSet>,
+    ) -> Result<Arc<Registry>, RegistryError> {
+        let config = Arc::new(
+            openraft::Config {
+                cluster_name: "keel".into(),
+                heartbeat_interval: settings.heartbeat_ms,
+                election_timeout_min: settings.election_timeout_ms,
+                election_timeout_max: settings.election_timeout_ms * 2,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
+                max_in_snapshot_log_to_keep: settings.keep_logs,
+                purge_batch_size: 64,
+                max_payload_entries: 256,
+                install_snapshot_timeout: 2000,
+                ..Default::default()
+            }
+            .validate()?,
+        );
+        let placement = replica_sets(&peers.ids(), partitions, replication_factor);
+        let mut groups = BTreeMap::new();
+        for (p, replicas) in placement.iter().enumerate() {
+            let id = p as u32;
+            if !replicas.contains(&node_id) {
+                continue;
+            }
+            let start_err = |reason: String| RegistryError::Start { group: id, reason };
+            let log = LogStore::new(id, db.clone());
+            let committed = log.committed();
+            let (effects_tx, effects_rx) = mpsc::unbounded_channel();
+            let sm = StateMachine::new(id, db.clone(), effects_tx, metrics.clone());
+            let network = NetworkFactory::new(id, peers.clone());
+            let raft = typ::Raft::new(node_id, config.clone(), network, log, sm)
+                .await
+                .map_err(|e| start_err(e.to_string()))?;
+            if !raft.is_initialized().await.map_err(|e| start_err(e.to_string()))? {
+                let members: BTreeMap<u64, BasicNode> = replicas
+                    .iter()
+                    .map(|r| (*r, BasicNode::new(peers.addr(*r).unwrap_or_default())))
+                    .collect();
+                // Every replica bootstraps with the same membership, which
+                // openraft documents as safe; `NotAllowed` means a peer's
+                // vote or log reached us first.
+                match raft.initialize(members).await {
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(start_err(format!("bootstrap: {e}"))),
+                }
+            }
+            let (proposer, proposals) = mpsc::channel(MAX_BATCH * MAX_INFLIGHT_BATCHES);
+            tokio::spawn(run_proposer(id, raft.clone(), proposals, metrics.clone()));
+            let group = Arc::new(Group { id, raft, replicas: replicas.clone(), proposer, committed });
+            tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
+            groups.insert(id, group);
+        }
+        Ok(Arc::new(Registry { node_id, db, placement, groups, metrics }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Number of partitions in the cluster.
+    pub fn partition_count(&self) -> u32 {
+        self.placement.len() as u32
+    }
+
+    /// Replica set of a partition.
+    pub fn replicas(&self, partition: u32) -> &[u64] {
+        self.placement.get(partition as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The local replica of `group`, if hosted here.
+    pub fn group(&self, group: u32) -> Option<&Arc<Group>> {
+        self.groups.get(&group)
+    }
+
+    /// The leader of `group` as this node's replica knows it.
+    pub fn local_leader(&self, group: u32) -> Option<u64> {
+        self.groups.get(&group).and_then(|g| g.raft.metrics().borrow().current_leader)
+    }
+
+    /// Proposes on the local replica, which must lead the group.
+    pub async fn propose_local(&self, group: u32, envelope: Envelope) -> Result<Response, ProposeError> {
+        let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
+        g.propose(envelope).await
+    }
+
+    /// Serves a linearizable read on the local replica, which must lead the group.
+    pub async fn read_local(&self, group: u32, query: &Query) -> Result<QueryResult, ProposeError> {
+        let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
+        match tokio::time::timeout(COMMIT_TIMEOUT, g.raft.ensure_linearizable()).await {
+            Err(_) => return Err(ProposeError::Unavailable("read timed out waiting for a quorum".into())),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                return Err(ProposeError::NotLeader { leader: f.leader_id });
+            }
+            Ok(Err(e)) => return Err(ProposeError::Unavailable(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+        let view = GroupView::new(&self.db, group);
+        let result = keel_partition::read(&view, query);
+        if let Some(e) = view.take_error() {
+            return Err(ProposeError::Unavailable(format!("storage read failed: {e}")));
+        }
+        result.map_err(|e| ProposeError::Unavailable(e.to_string()))
+    }
+
+    /// This node's view of every group it hosts.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.groups.values().map(|g| group_status(g)).collect()
+    }
+
+    /// Refreshes the Prometheus gauges from openraft's metrics.
+    pub fn refresh_metrics(&self) {
+        for g in self.groups.values() {
+            self.metrics.refresh(g.id, &g.raft.metrics().borrow(), g.committed.get());
+        }
+    }
+
+    /// Stops every group (graceful shutdown).
+    pub async fn shutdown(&self) {
+        for g in self.groups.values() {
+            if let Err(e) = g.raft.shutdown().await {
+                tracing::warn!(partition = g.id, "raft shutdown: {e}");
+            }
+        }
+    }
+}
+
+fn group_status(g: &Group) -> GroupStatus {
+    let m = g.raft.metrics().borrow().clone();
+    let role = match m.state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    };
+    GroupStatus {
+        id: g.id,
+        replicas: g.replicas.clone(),
+        leader: m.current_leader,
+        term: m.current_term,
+        committed: g.committed.get(),
+        applied: m.last_applied.map(|l| l.index),
+        last_log: m.last_log_index,
+        last_purged: m.purged.map(|l| l.index),
+        snapshot: m.snapshot.map(|l| l.index),
+        role: role.into(),
+    }
+}
+
+/// Batches concurrent proposals of one group into single Raft entries
+/// (group commit), with a bounded number of batches in flight.
+async fn run_proposer(
+    group: u32,
+    raft: typ::Raft,
+    mut rx: mpsc::Receiver<Proposal>,
+    metrics: Arc<RaftMetricsSet>,
+) {
+    let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
+    let label = GroupLabel { partition: group };
+    loop {
+        let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+        // Cancellation-safe: `recv` loses nothing when the loop ends, and the
+        // loop only ends when every sender is gone.
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        metrics.proposals.get_or_create(&label).inc_by(batch.len() as u64);
+        metrics.proposal_batches.get_or_create(&label).inc();
+        let raft = raft.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let (envelopes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.envelope, p.reply)).unzip();
+            let outcome = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(Batch(envelopes))).await;
+            let result = match outcome {
+                Err(_) => Err(ProposeError::Unavailable("commit timed out waiting for a quorum".into())),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    Err(ProposeError::NotLeader { leader: f.leader_id })
+                }
+                Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+                Ok(Ok(resp)) => Ok(resp.data),
+            };
+            metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(responses) => {
+                    for (reply, response) in replies.into_iter().zip(responses) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}

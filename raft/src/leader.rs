@@ -1,0 +1,113 @@
+//! The leader-side supervisor of a partition.
+//!
+//! It watches the group's Raft metrics: when this node becomes leader in a
+//! term, it starts a leader actor for that term; when leadership is lost (or
+//! a new term begins) it stops the old actor. Effects of applied entries are
+//! routed to the running actor; on followers they are dropped.
+//!
+//! The actor first proposes `AnnounceLeader` fenced with its term. When that
+//! entry is applied, every entry of earlier terms is applied too, so the
+//! partition state the actor sees is complete: only then does it start work
+//! (later issues hang the invoker, timers and outbox here). Everything it
+//! proposes carries its term, so a deposed actor's late proposals are fenced
+//! off by the state machine.
+
+use crate::groups::{Group, ProposeError};
+use keel_partition::{Command, Effect, Envelope, Response};
+use openraft::ServerState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+struct RunningActor {
+    term: u64,
+    effects: mpsc::UnboundedSender<Vec<Effect>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunningActor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs until the group's Raft instance shuts down.
+pub async fn supervise(node_id: u64, group: Arc<Group>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
+    let mut metrics = group.raft.metrics();
+    let mut actor: Option<RunningActor> = None;
+    loop {
+        let (leading_term, shut_down) = {
+            let m = metrics.borrow_and_update();
+            let leading = m.state == ServerState::Leader && m.current_leader == Some(node_id);
+            (leading.then_some(m.current_term), m.state == ServerState::Shutdown)
+        };
+        if shut_down {
+            return;
+        }
+        match (leading_term, actor.as_ref().map(|a| a.term)) {
+            (Some(term), Some(running)) if term == running => {}
+            (Some(term), _) => {
+                tracing::info!(partition = group.id, term, "became leader; starting leader actor");
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(run_actor(node_id, term, group.clone(), rx));
+                actor = Some(RunningActor { term, effects: tx, task });
+            }
+            (None, Some(term)) => {
+                tracing::info!(partition = group.id, term, "lost leadership; stopping leader actor");
+                actor = None;
+            }
+            (None, None) => {}
+        }
+        tokio::select! {
+            // Cancellation-safe: `changed` only marks the watch as seen.
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            // Cancellation-safe: a message is only removed when this arm runs.
+            batch = effects.recv() => {
+                let Some(batch) = batch else { return };
+                if let Some(a) = &actor {
+                    let _ = a.effects.send(batch);
+                }
+            }
+        }
+    }
+}
+
+/// The leader actor of one term.
+async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
+    let announce = Envelope::fenced(term, Command::AnnounceLeader { node_id, term });
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match group.propose(announce.clone()).await {
+            Ok(Response::LeaderAnnounced) => break,
+            Ok(Response::Fenced { .. }) | Err(ProposeError::NotLeader { .. }) => {
+                // Deposed before the announcement committed; the supervisor
+                // stops this actor when it sees the new term.
+                return;
+            }
+            Ok(other) => {
+                tracing::error!(partition = group.id, "unexpected response to leader announcement: {other:?}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(partition = group.id, term, "leader announcement failed, retrying: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    while let Some(batch) = effects.recv().await {
+        for effect in batch {
+            match effect {
+                Effect::LeaderReady { term: ready } if ready == term => {
+                    tracing::info!(partition = group.id, term, "leader epoch established");
+                }
+                Effect::LeaderReady { .. } => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Node-to-node transport: one tonic service on the node port carries the
+//! Raft RPCs of every group (each request names its group), plus forwarded
+//! proposals, leader reads and status queries.
+
+use crate::groups::{GroupStatus, ProposeError, Registry};
+use crate::types::{decode, encode, typ, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Generated protobuf and tonic code of `proto/node.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("keel.node");
+}
+
+use proto::node_client::NodeClient;
+use proto::{GroupRequest, RaftKind, RaftRequest, Reply, StatusRequest};
+
+/// Errors talking to another node.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The node id is not in the peer list.
+    #[error("unknown node {0}")]
+    UnknownNode(u64),
+    /// The address cannot be used as an endpoint.
+    #[error("bad address for node {node}: {reason}")]
+    BadAddress {
+        /// The node.
+        node: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The RPC failed (connection refused, timeout, remote status).
+    #[error("rpc to node {node} failed: {status}")]
+    Rpc {
+        /// The node.
+        node: u64,
+        /// The gRPC status.
+        status: tonic::Status,
+    },
+    /// The reply could not be decoded.
+    #[error("bad reply from node {node}: {reason}")]
+    BadReply {
+        /// The node.
+        node: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The static peer list and a cache of lazily connected channels to them.
+pub struct Peers {
+    addrs: BTreeMap<u64, String>,
+    clients: Mutex<HashMap<u64, NodeClient<Channel>>>,
+}
+
+impl Peers {
+    /// Peers from `node id -> host:port`.
+    pub fn new(addrs: BTreeMap<u64, String>) -> Self {
+        Peers { addrs, clients: Mutex::new(HashMap::new()) }
+    }
+
+    /// All node ids, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        self.addrs.keys().copied().collect()
+    }
+
+    /// The address of `node`.
+    pub fn addr(&self, node: u64) -> Option<&str> {
+        self.addrs.get(&node).map(String::as_str)
+    }
+
+    /// A client for `node`; the channel connects on first use and reconnects
+    /// by itself after failures.
+    pub fn client(&self, node: u64) -> Result<NodeClient<Channel>, PeerError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&node) {
+            return Ok(c.clone());
+        }
+        let addr = self.addrs.get(&node).ok_or(PeerError::UnknownNode(node))?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| PeerError::BadAddress { node, reason: e.to_string() })?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        let client = NodeClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        clients.insert(node, client.clone());
+        Ok(client)
+    }
+
+    async fn unary<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: u64,
+        group: u32,
+        req: &Req,
+        timeout: Duration,
+        call: Call,
+    ) -> Result<Resp, PeerError> {
+        let payload = encode(req).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })?;
+        let mut client = self.client(node)?;
+        let reply = match call {
+            Call::Propose => {
+                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
+                r.set_timeout(timeout);
+                client.propose(r).await
+            }
+            Call::Read => {
+                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
+                r.set_timeout(timeout);
+                client.read(r).await
+            }
+        }
+        .map_err(|status| PeerError::Rpc { node, status })?;
+        decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
+    }
+
+    /// Forwards a proposal to `node` (the believed leader of `group`).
+    pub async fn propose(
+        &self,
+        node: u64,
+        group: u32,
+        envelope: &keel_partition::Envelope,
+        timeout: Duration,
+    ) -> Result<Result<keel_partition::Response, ProposeError>, PeerError> {
+        self.unary(node, group, envelope, timeout, Call::Propose).await
+    }
+
+    /// Asks `node` (the believed leader of `group`) for a linearizable read.
+    pub async fn read(
+        &self,
+        node: u64,
+        group: u32,
+        query: &keel_partition::Query,
+        timeout: Duration,
+    ) -> Result<Result<keel_partition::QueryResult, ProposeError>, PeerError> {
+        self.unary(node, group, query, timeout, Call::Read).await
+    }
+
+    /// Asks `node` for its view of the groups it hosts.
+    pub async fn status(&self, node: u64, timeout: Duration) -> Result<Vec<GroupStatus>, PeerError> {
+        let mut client = self.client(node)?;
+        let mut r = tonic::Request::new(StatusRequest {});
+        r.set_timeout(timeout);
+        let reply = client.status(r).await.map_err(|status| PeerError::Rpc { node, status })?;
+        decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Propose,
+    Read,
+}
+
+/// Creates the per-target network clients of one group.
+pub struct NetworkFactory {
+    group: u32,
+    peers: Arc<Peers>,
+}
+
+impl NetworkFactory {
+    /// The network of `group`.
+    pub fn new(group: u32, peers: Arc<Peers>) -> Self {
+        NetworkFactory { group, peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = GroupNetwork;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
+        GroupNetwork { group: self.group, target, peers: self.peers.clone() }
+    }
+}
+
+/// Raft RPCs of one group to one target node.
+pub struct GroupNetwork {
+    group: u32,
+    target: u64,
+    peers: Arc<Peers>,
+}
+
+impl GroupNetwork {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: RaftKind,
+        req: &Req,
+        option: RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self.peers.client(self.target).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request = tonic::Request::new(RaftRequest { group_id: self.group, kind: kind as i32, payload });
+        request.set_timeout(option.hard_ttl());
+        let reply = client.raft(request).await.map_err(|status| match status.code() {
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            decode(&reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GroupNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(RaftKind::AppendEntries, &rpc, option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+        self.call(RaftKind::InstallSnapshot, &rpc, option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(RaftKind::Vote, &rpc, option).await
+    }
+}
+
+/// The server side of the node service.
+pub struct NodeService {
+    registry: Arc<Registry>,
+}
+
+impl NodeService {
+    /// A tonic server for `registry`'s groups.
+    pub fn server(registry: Arc<Registry>) -> proto::node_server::NodeServer<NodeService> {
+        proto::node_server::NodeServer::new(NodeService { registry })
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20)
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<tonic::Response<Reply>, tonic::Status> {
+    let payload = encode(value).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok(tonic::Response::new(Reply { payload }))
+}
+
+fn decode_req<T: DeserializeOwned>(payload: &[u8]) -> Result<T, tonic::Status> {
+    decode(payload).map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}")))
+}
+
+#[tonic::async_trait]
+impl proto::node_server::Node for NodeService {
+    async fn raft(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        let req = request.into_inner();
+        let group = self
+            .registry
+            .group(req.group_id)
+            .ok_or_else(|| tonic::Status::not_found(format!("no replica of group {} here", req.group_id)))?;
+        let raft: &typ::Raft = &group.raft;
+        match RaftKind::try_from(req.kind) {
+            Ok(RaftKind::AppendEntries) => reply(&raft.append_entries(decode_req(&req.payload)?).await),
+            Ok(RaftKind::Vote) => reply(&raft.vote(decode_req(&req.payload)?).await),
+            Ok(RaftKind::InstallSnapshot) => reply(&raft.install_snapshot(decode_req(&req.payload)?).await),
+            Err(_) => Err(tonic::Status::invalid_argument(format!("unknown raft rpc kind {}", req.kind))),
+        }
+    }
+
+    async fn propose(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        let req = request.into_inner();
+        let envelope = decode_req(&req.payload)?;
+        reply(&self.registry.propose_local(req.group_id, envelope).await)
+    }
+
+    async fn read(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        let req = request.into_inner();
+        let query = decode_req(&req.payload)?;
+        reply(&self.registry.read_local(req.group_id, &query).await)
+    }
+
+    async fn status(&self, _request: tonic::Request<StatusRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        reply(&self.registry.status())
+    }
+}

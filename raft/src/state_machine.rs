@@ -1,0 +1,311 @@
+//! openraft's `RaftStateMachine` for a partition: a thin adapter that runs
+//! [`keel_partition::apply`] over RocksDB and writes the resulting state in
+//! one batch together with the applied log id and membership, so a restart
+//! resumes exactly where the durable state ends.
+
+use crate::db::{fill_batch, Cf, Db, Op};
+use crate::keys::{self, MetaKind};
+use crate::metrics::RaftMetricsSet;
+use crate::types::{decode, encode, typ, TypeConfig};
+use keel_partition::{Effect, RecordMeta, Response, StateTxn, StateView};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, StorageIOError};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Effects produced by applied entries, tagged with the term they were
+/// appended in; consumed by the group's leader-side supervisor.
+pub type EffectSender = mpsc::UnboundedSender<Vec<Effect>>;
+
+/// The state machine of one partition group.
+pub struct StateMachine {
+    group: u32,
+    db: Arc<Db>,
+    effects: EffectSender,
+    metrics: Arc<RaftMetricsSet>,
+}
+
+/// A snapshot as stored and shipped: the partition's keys (without the group
+/// prefix) and values, in key order.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The stored latest snapshot of a group.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: typ::SnapshotMeta,
+    data: Vec<u8>,
+}
+
+impl StateMachine {
+    /// The state machine of `group`; applied effects go to `effects`.
+    pub fn new(group: u32, db: Arc<Db>, effects: EffectSender, metrics: Arc<RaftMetricsSet>) -> Self {
+        StateMachine { group, db, effects, metrics }
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, kind: MetaKind) -> Result<Option<T>, typ::StorageError> {
+        let bytes = self.db.get_meta(self.group, kind).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        bytes.map(|b| decode(&b).map_err(|e| StorageIOError::read_state_machine(&e).into())).transpose()
+    }
+}
+
+/// Partition state of one group read straight from RocksDB; used for
+/// linearizable reads on the leader.
+pub struct GroupView<'a> {
+    db: &'a Db,
+    group: u32,
+    error: std::cell::RefCell<Option<rocksdb::Error>>,
+}
+
+impl<'a> GroupView<'a> {
+    /// A view of `group`'s state.
+    pub fn new(db: &'a Db, group: u32) -> Self {
+        GroupView { db, group, error: Default::default() }
+    }
+
+    /// The first read error met, if any: callers must discard results then.
+    pub fn take_error(&self) -> Option<rocksdb::Error> {
+        self.error.borrow_mut().take()
+    }
+
+    fn note<T>(&self, r: Result<T, rocksdb::Error>) -> Option<T> {
+        r.map_err(|e| *self.error.borrow_mut() = Some(e)).ok()
+    }
+}
+
+impl StateView for GroupView<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let k = keys::state_key(self.group, key);
+        self.note(self.db.raw().get_cf(self.db.cf(Cf::State), k)).flatten()
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let start = keys::state_key(self.group, prefix);
+        let iter = self.db.raw().iterator_cf(self.db.cf(Cf::State), IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let Some((k, v)) = self.note(item) else { break };
+            if !k.starts_with(&start) {
+                break;
+            }
+            out.push((k[4..].to_vec(), v.to_vec()));
+        }
+        out
+    }
+}
+
+/// Writes buffered over a [`GroupView`]: later commands in the same apply
+/// batch see earlier commands' writes.
+struct Overlay<'a> {
+    view: GroupView<'a>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl StateView for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.writes.get(key) {
+            Some(w) => w.clone(),
+            None => self.view.get(key),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.view.scan_prefix(prefix).into_iter().collect();
+        for (k, w) in self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match w {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        merged.into_iter().collect()
+    }
+}
+
+impl StateTxn for Overlay<'_> {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<typ::LogId>, typ::StoredMembership), typ::StorageError> {
+        let applied = self.read_meta::<Option<typ::LogId>>(MetaKind::Applied)?.flatten();
+        let membership = self.read_meta(MetaKind::Membership)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, typ::StorageError>
+    where
+        I: IntoIterator<Item = typ::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut txn = Overlay { view: GroupView::new(&self.db, self.group), writes: BTreeMap::new() };
+        let mut responses = Vec::new();
+        let mut effects = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        for entry in entries {
+            let log_id = entry.log_id;
+            last = Some(log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(Vec::new()),
+                EntryPayload::Membership(m) => {
+                    membership = Some(typ::StoredMembership::new(Some(log_id), m));
+                    responses.push(Vec::new());
+                }
+                EntryPayload::Normal(batch) => {
+                    let meta = RecordMeta { index: log_id.index, term: log_id.leader_id.term };
+                    let mut out = Vec::with_capacity(batch.0.len());
+                    for envelope in &batch.0 {
+                        let (response, mut fx) = keel_partition::apply(&mut txn, envelope, meta)
+                            .map_err(|e| StorageIOError::apply(log_id, &e))?;
+                        out.push(response);
+                        effects.append(&mut fx);
+                    }
+                    responses.push(out);
+                }
+            }
+        }
+        if let Some(e) = txn.view.take_error() {
+            return Err(StorageIOError::read_state_machine(&e).into());
+        }
+        let Some(last) = last else { return Ok(responses) };
+        let mut ops: Vec<Op> = txn
+            .writes
+            .into_iter()
+            .map(|(k, w)| match w {
+                Some(v) => Op::Put(Cf::State, keys::state_key(self.group, &k), v),
+                None => Op::Delete(Cf::State, keys::state_key(self.group, &k)),
+            })
+            .collect();
+        ops.push(meta_op(self.group, MetaKind::Applied, &Some(last))?);
+        if let Some(m) = &membership {
+            ops.push(meta_op(self.group, MetaKind::Membership, m)?);
+        }
+        // Not synced: the log holds these entries durably; after a crash the
+        // entries past the durable applied id are applied again. RocksDB's
+        // single WAL keeps this batch ordered before any later synced append.
+        let mut batch = WriteBatch::default();
+        fill_batch(self.db.raw(), &mut batch, &ops);
+        self.db.raw().write(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        if !effects.is_empty() {
+            // The receiver lives as long as the group; a closed channel means
+            // the group is shutting down and nobody needs the effects.
+            let _ = self.effects.send(effects);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { group: self.group, db: self.db.clone(), metrics: self.metrics.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, typ::StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &typ::SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), typ::StorageError> {
+        let bytes = snapshot.into_inner();
+        let data: SnapshotData = decode(&bytes).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let (start, end) = keys::group_range(self.group);
+        let mut ops = vec![Op::DeleteRange(Cf::State, start, end)];
+        for (k, v) in data.entries {
+            ops.push(Op::Put(Cf::State, keys::state_key(self.group, &k), v));
+        }
+        ops.push(meta_op(self.group, MetaKind::Applied, &meta.last_log_id)?);
+        ops.push(meta_op(self.group, MetaKind::Membership, &meta.last_membership)?);
+        ops.push(meta_op(self.group, MetaKind::Snapshot, &StoredSnapshot { meta: meta.clone(), data: bytes })?);
+        self.db
+            .write_durable(ops)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.metrics.snapshot_installed(self.group);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<typ::Snapshot>, typ::StorageError> {
+        let stored: Option<StoredSnapshot> = self.read_meta(MetaKind::Snapshot)?;
+        Ok(stored.map(|s| typ::Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+fn meta_op<T: Serialize>(group: u32, kind: MetaKind, value: &T) -> Result<Op, typ::StorageError> {
+    let bytes = encode(value).map_err(|e| StorageIOError::write_state_machine(&e))?;
+    Ok(Op::Put(Cf::Meta, keys::meta_key(group, kind).to_vec(), bytes))
+}
+
+/// Builds snapshots from a consistent RocksDB snapshot of the group.
+pub struct SnapshotBuilder {
+    group: u32,
+    db: Arc<Db>,
+    metrics: Arc<RaftMetricsSet>,
+}
+
+impl SnapshotBuilder {
+    /// Reads applied id, membership and all state from one RocksDB snapshot,
+    /// so the three agree with each other.
+    #[allow(clippy::type_complexity)]
+    fn read_consistent(
+        &self,
+    ) -> Result<(Option<typ::LogId>, typ::StoredMembership, Vec<(Vec<u8>, Vec<u8>)>), typ::StorageError> {
+        let snap = self.db.raw().snapshot();
+        let read_meta = |kind| -> Result<Option<Vec<u8>>, typ::StorageError> {
+            snap.get_cf(self.db.cf(Cf::Meta), keys::meta_key(self.group, kind))
+                .map_err(|e| StorageIOError::read_state_machine(&e).into())
+        };
+        let last_log_id: Option<typ::LogId> = match read_meta(MetaKind::Applied)? {
+            Some(b) => decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
+            None => None,
+        };
+        let last_membership: typ::StoredMembership = match read_meta(MetaKind::Membership)? {
+            Some(b) => decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
+            None => Default::default(),
+        };
+        let (start, _) = keys::group_range(self.group);
+        let mut entries = Vec::new();
+        let iter = snap.iterator_cf(self.db.cf(Cf::State), IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|e| StorageIOError::read_state_machine(&e))?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            entries.push((k[4..].to_vec(), v.to_vec()));
+        }
+        Ok((last_log_id, last_membership, entries))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<typ::Snapshot, typ::StorageError> {
+        let (last_log_id, last_membership, entries) = self.read_consistent()?;
+        let data = encode(&SnapshotData { entries }).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = typ::SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        self.db
+            .write_durable(vec![meta_op(self.group, MetaKind::Snapshot, &stored)?])
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.metrics.snapshot_built(self.group);
+        Ok(typ::Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing keel needs on a Debian machine with a
+# Rust toolchain: libclang (RocksDB's bindgen) and protoc (tonic/prost).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

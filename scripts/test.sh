@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every test: unit tests and the end-to-end
+# tests that start real `keel` processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}"
+# The e2e tests start the real binary, so build it first (same profile).
+cargo build --locked -p keel
+cargo test --locked --workspace
