@@ -13,7 +13,7 @@ use keel_partition::{partition_for_key, partition_key, Command, Envelope, Respon
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
-use keel_raft::network::{NodeService, Peers};
+use keel_raft::network::{self, Peers};
 use keel_raft::router::Router;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,24 +37,43 @@ enum Bench {
         /// Partitions of the benchmark cluster.
         #[arg(long, default_value_t = 8)]
         partitions: u32,
+        /// Turn fsync off (to see what durability costs; not the headline figure).
+        #[arg(long)]
+        no_fsync: bool,
     },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     match Bench::parse() {
-        Bench::Raft { nodes, writers, duration, partitions } => {
+        Bench::Raft { nodes, writers, duration, partitions, no_fsync } => {
             let dir = tempfile::tempdir()?;
             let (p50, p99) = fdatasync_floor(dir.path())?;
             println!("fdatasync of a 4 KiB append: p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99));
             println!();
-            println!("| nodes | writers | commands/s | p50 ms | p99 ms |");
-            println!("|---|---|---|---|---|");
+            println!("| nodes | writers | commands/s | p50 ms | p99 ms | log sync mean ms | writes/sync |");
+            println!("|---|---|---|---|---|---|---|");
             for n in nodes {
-                let cluster = BenchCluster::start(n, partitions).await?;
+                let cluster = BenchCluster::start(n, partitions, !no_fsync).await?;
                 for &w in &writers {
+                    let before = cluster.sync_stats();
                     let r = cluster.run(w, duration).await?;
-                    println!("| {n} | {w} | {:.0} | {:.3} | {:.3} |", r.per_sec, ms(r.p50), ms(r.p99));
+                    let after = cluster.sync_stats();
+                    let syncs = after.count - before.count;
+                    let sync_ms = (after.seconds - before.seconds) / syncs.max(1.0) * 1000.0;
+                    let per_sync = (after.writes - before.writes) / syncs.max(1.0);
+                    let batches = after.commits - before.commits;
+                    eprintln!(
+                        "  raft entries/s {:.0}, mean proposal-to-apply {:.3} ms",
+                        batches / duration.as_secs_f64(),
+                        (after.commit_seconds - before.commit_seconds) / batches.max(1.0) * 1000.0
+                    );
+                    println!(
+                        "| {n} | {w} | {:.0} | {:.3} | {:.3} | {sync_ms:.3} | {per_sync:.1} |",
+                        r.per_sec,
+                        ms(r.p50),
+                        ms(r.p99)
+                    );
                 }
                 cluster.stop().await;
             }
@@ -95,14 +114,25 @@ struct Outcome {
     p99: Duration,
 }
 
+/// Totals of the group-commit histograms of all nodes.
+#[derive(Default)]
+struct SyncStats {
+    count: f64,
+    seconds: f64,
+    writes: f64,
+    commits: f64,
+    commit_seconds: f64,
+}
+
 struct BenchCluster {
+    metrics: Vec<prometheus_client::registry::Registry>,
     routers: Vec<Arc<Router>>,
     registries: Vec<Arc<Registry>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 impl BenchCluster {
-    async fn start(n: usize, partitions: u32) -> Result<Self> {
+    async fn start(n: usize, partitions: u32, fsync: bool) -> Result<Self> {
         let mut listeners = Vec::new();
         let mut addrs = BTreeMap::new();
         for id in 1..=n as u64 {
@@ -114,23 +144,22 @@ impl BenchCluster {
         let mut routers = Vec::new();
         let mut registries = Vec::new();
         let mut dirs = Vec::new();
+        let mut metric_registries = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let id = i as u64 + 1;
             let dir = tempfile::tempdir()?;
-            let metrics = Arc::new(RaftMetricsSet::unregistered());
-            let db = Db::open(dir.path(), true, metrics.clone())?;
+            let mut registry = prometheus_client::registry::Registry::default();
+            let metrics = Arc::new(RaftMetricsSet::register(&mut registry));
+            metric_registries.push(registry);
+            let db = Db::open(dir.path(), fsync, metrics.clone())?;
             let peers = Arc::new(Peers::new(addrs.clone()));
             let registry = Registry::start(id, partitions, n.min(3), peers.clone(), &settings, db, metrics).await?;
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(NodeService::server(registry.clone()))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-            );
+            tokio::spawn(network::serve(registry.clone(), listener, std::future::pending()));
             routers.push(Arc::new(Router::new(registry.clone(), peers)));
             registries.push(registry);
             dirs.push(dir);
         }
-        let cluster = BenchCluster { routers, registries, _dirs: dirs };
+        let cluster = BenchCluster { metrics: metric_registries, routers, registries, _dirs: dirs };
         // Warm up: every partition has a leader and a working path.
         for p in 0..partitions {
             cluster.routers[0].propose(p, set_state("warmup", 0)).await?;
@@ -174,7 +203,38 @@ impl BenchCluster {
         })
     }
 
+    fn sync_stats(&self) -> SyncStats {
+        let mut stats = SyncStats::default();
+        for registry in &self.metrics {
+            let mut text = String::new();
+            if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+                continue;
+            }
+            for line in text.lines() {
+                let mut parts = line.split_whitespace();
+                let (Some(name), Some(value)) = (parts.next(), parts.next()) else { continue };
+                let value: f64 = value.parse().unwrap_or(0.0);
+                match name {
+                    "keel_raft_append_sync_seconds_count" => stats.count += value,
+                    "keel_raft_append_sync_seconds_sum" => stats.seconds += value,
+                    "keel_raft_writes_per_sync_sum" => stats.writes += value,
+                    "keel_raft_commit_seconds_sum" => stats.commit_seconds += value,
+                    "keel_raft_commit_seconds_count" => stats.commits += value,
+                    _ => {}
+                }
+            }
+        }
+        stats
+    }
+
     async fn stop(self) {
+        if std::env::var_os("KEEL_BENCH_DEBUG").is_some() {
+            for r in &self.registries {
+                for g in r.status() {
+                    eprintln!("node {} partition {} term {} leader {:?} applied {:?}", r.node_id(), g.id, g.term, g.leader, g.applied);
+                }
+            }
+        }
         for r in &self.registries {
             r.shutdown().await;
         }

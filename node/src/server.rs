@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
-use keel_raft::network::{NodeService, Peers};
+use keel_raft::network::{self, Peers};
 use keel_raft::router::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,14 +55,7 @@ pub async fn run(config: Config) -> Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let node_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(NodeService::server(registry.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(node_listener),
-                stopped(stop_rx.clone()),
-            ),
-    );
+    let node_server = tokio::spawn(network::serve(registry.clone(), node_listener, stopped(stop_rx.clone())));
     let admin = keel_ingress::admin_router(cluster.clone(), config.max_body_bytes);
     let admin_server =
         tokio::spawn(axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());

@@ -119,7 +119,7 @@ mod tests {
             read(&store, &Query::GetState { service: "Svc".into(), object_key: "k".into() })
                 .unwrap();
         assert_eq!(state, StateMap::from([("b".to_string(), b"3".to_vec())]));
-        assert_eq!(resp, Response::StateSet { version: version.clone() });
+        assert_eq!(resp, Response::StateSet { version });
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 /// Why a proposal or read did not produce a result. Crosses the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -90,8 +90,6 @@ pub enum RegistryError {
     },
 }
 
-/// How many proposal batches of one group may be in flight at once.
-const MAX_INFLIGHT_BATCHES: usize = 4;
 /// Upper bound of commands merged into one Raft entry.
 const MAX_BATCH: usize = 1024;
 /// How long a leader waits for a proposal or read to commit before answering
@@ -185,15 +183,19 @@ impl Registry {
                     .iter()
                     .map(|r| (*r, BasicNode::new(peers.addr(*r).unwrap_or_default())))
                     .collect();
-                // Every replica bootstraps with the same membership, which
-                // openraft documents as safe; `NotAllowed` means a peer's
-                // vote or log reached us first.
-                match raft.initialize(members).await {
-                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                    Err(e) => return Err(start_err(format!("bootstrap: {e}"))),
-                }
+                // The ring's preferred replica bootstraps at once and so
+                // usually wins the first election, which spreads leaders over
+                // the nodes. The others bootstrap too, later, in case it is
+                // down: openraft documents concurrent `initialize` with equal
+                // membership as safe.
+                let delay = if replicas.first() == Some(&node_id) {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(settings.election_timeout_ms * 4)
+                };
+                tokio::spawn(bootstrap(raft.clone(), id, members, delay));
             }
-            let (proposer, proposals) = mpsc::channel(MAX_BATCH * MAX_INFLIGHT_BATCHES);
+            let (proposer, proposals) = mpsc::channel(MAX_BATCH);
             tokio::spawn(run_proposer(id, raft.clone(), proposals, metrics.clone()));
             let group = Arc::new(Group { id, raft, replicas: replicas.clone(), proposer, committed });
             tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
@@ -274,6 +276,19 @@ impl Registry {
     }
 }
 
+/// Initializes a pristine group after `delay`, unless a peer's vote or log
+/// reached it first (then it is initialized already).
+async fn bootstrap(raft: typ::Raft, group: u32, members: BTreeMap<u64, BasicNode>, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    if matches!(raft.is_initialized().await, Ok(true)) {
+        return;
+    }
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+        Err(e) => tracing::error!(partition = group, "bootstrap failed: {e}"),
+    }
+}
+
 fn group_status(g: &Group) -> GroupStatus {
     let m = g.raft.metrics().borrow().clone();
     let role = match m.state {
@@ -298,57 +313,55 @@ fn group_status(g: &Group) -> GroupStatus {
 }
 
 /// Batches concurrent proposals of one group into single Raft entries
-/// (group commit), with a bounded number of batches in flight.
+/// (group commit). One batch is in flight at a time: while it commits, new
+/// proposals queue up and form the next batch, so batches grow with load
+/// (measured: more batches in flight only made them smaller and slower).
 async fn run_proposer(
     group: u32,
     raft: typ::Raft,
     mut rx: mpsc::Receiver<Proposal>,
     metrics: Arc<RaftMetricsSet>,
 ) {
-    let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
     let label = GroupLabel { partition: group };
-    loop {
-        let Ok(permit) = inflight.clone().acquire_owned().await else { return };
-        // Cancellation-safe: `recv` loses nothing when the loop ends, and the
-        // loop only ends when every sender is gone.
-        let Some(first) = rx.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    // Cancellation-safe: `recv` loses nothing when the loop ends, and the
+    // loop only ends when every sender is gone.
+    while let Some(first) = rx.recv().await {
+        let mut envelopes = vec![first.envelope];
+        let mut replies = vec![first.reply];
+        while envelopes.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => {
+                    envelopes.push(p.envelope);
+                    replies.push(p.reply);
+                }
                 Err(_) => break,
             }
         }
-        metrics.proposals.get_or_create(&label).inc_by(batch.len() as u64);
+        metrics.proposals.get_or_create(&label).inc_by(envelopes.len() as u64);
         metrics.proposal_batches.get_or_create(&label).inc();
-        let raft = raft.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let started = Instant::now();
-            let (envelopes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.envelope, p.reply)).unzip();
-            let outcome = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(Batch(envelopes))).await;
-            let result = match outcome {
-                Err(_) => Err(ProposeError::Unavailable("commit timed out waiting for a quorum".into())),
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                    Err(ProposeError::NotLeader { leader: f.leader_id })
-                }
-                Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
-                Ok(Ok(resp)) => Ok(resp.data),
-            };
-            metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(responses) => {
-                    for (reply, response) in replies.into_iter().zip(responses) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(Batch(envelopes))).await;
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let result = match outcome {
+            Err(_) => Err(ProposeError::Unavailable("commit timed out waiting for a quorum".into())),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_id })
+            }
+            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Ok(Ok(resp)) => Ok(resp.data),
+        };
+        // A dropped receiver means the caller gave up; nothing to tell it.
+        match result {
+            Ok(responses) => {
+                for (reply, response) in replies.into_iter().zip(responses) {
+                    let _ = reply.send(Ok(response));
                 }
             }
-        });
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }

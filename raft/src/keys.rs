@@ -6,7 +6,7 @@
 //! | CF | key | value |
 //! |---|---|---|
 //! | `log` | `[group][index: u64 BE]` | a Raft log entry |
-//! | `meta` | `[group][kind: u8]` | vote, committed, last purged, applied, membership, snapshot |
+//! | `meta` | `[group][kind: u8]` | vote, last purged, applied, membership, snapshot |
 //! | `state` | `[group][partition key…]` | the partition state machine's own keys |
 //!
 //! Node-wide facts (the cluster's partition count) live in `meta` under the
@@ -31,8 +31,7 @@ pub const NODE_GROUP: u32 = u32::MAX;
 pub enum MetaKind {
     /// The persisted vote.
     Vote = 1,
-    /// The last committed log id (optional in openraft; kept for fast restart).
-    Committed = 2,
+    // 2 is reserved (was: committed log id, never persisted in a release).
     /// The last purged log id.
     LastPurged = 3,
     /// The last applied log id; written in the same batch as the state.

@@ -136,17 +136,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<typ::LogId>) -> Result<(), typ::StorageError> {
-        // Not synced on its own: it rides along with the next synced append,
-        // and openraft tolerates an older committed id after a crash.
+        // Kept in memory only (for `/cluster` and metrics): persisting it
+        // would cost a write per commit, and openraft re-learns the committed
+        // index from the leader after a restart.
         self.committed.set(committed);
-        let op = put_meta(self.group, MetaKind::Committed, &committed)?;
-        self.db.submit(vec![op], Box::new(|_| ())).map_err(|e| StorageIOError::write(&e).into())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<typ::LogId>, typ::StorageError> {
-        let committed = self.read_meta::<Option<typ::LogId>>(MetaKind::Committed)?.flatten();
-        self.committed.set(committed);
-        Ok(committed)
+        Ok(())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), typ::StorageError>

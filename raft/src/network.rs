@@ -258,6 +258,21 @@ impl NodeService {
     }
 }
 
+/// Serves the node service on `listener` until `shutdown` resolves. Accepted
+/// connections get `TCP_NODELAY`: Raft RPCs are small request/response
+/// exchanges that Nagle's algorithm would delay by tens of milliseconds.
+pub async fn serve(
+    registry: Arc<Registry>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(NodeService::server(registry))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
 fn reply<T: Serialize>(value: &T) -> Result<tonic::Response<Reply>, tonic::Status> {
     let payload = encode(value).map_err(|e| tonic::Status::internal(e.to_string()))?;
     Ok(tonic::Response::new(Reply { payload }))
