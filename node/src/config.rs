@@ -29,6 +29,10 @@ use std::str::FromStr;
 use clap::Parser;
 use serde::de::DeserializeOwned;
 
+/// Default log filter: keel at info; openraft's info level logs every
+/// election and startup state dump, so it is kept at warn.
+const DEFAULT_LOG: &str = "info,openraft=warn";
+
 /// Every TOML key (and, as `--kebab-case` / `KEEL_UPPER_CASE`, every flag and env var).
 const KEYS: &[&str] = &[
     "node_id", "data_dir", "ingress_addr", "admin_addr", "node_addr", "advertised_addr", "peers",
@@ -346,7 +350,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     election.check(|v| *v > heartbeat_ms.value, format!("must be greater than {} ({})", heartbeat_ms.field, heartbeat_ms.value))?;
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
     max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
-    let log = src.value("log", |s| Ok(s.to_string()), "info".to_string())?;
+    let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
 
     Ok(Config {
@@ -409,7 +413,7 @@ mod tests {
         assert_eq!((c.partitions, c.replication_factor, c.fsync), (8, 1, true));
         assert_eq!((c.snapshot_logs, c.keep_logs), (5000, 1000));
         assert_eq!((c.heartbeat_ms, c.election_timeout_ms), (100, 1000));
-        assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, "info", None));
+        assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, DEFAULT_LOG, None));
     }
 
     #[test]

@@ -32,7 +32,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    let result = runtime.block_on(server::run(config));
+    // Drop every remaining task (and with them the last handles to the
+    // database), so RocksDB closes cleanly before the process exits: exiting
+    // with the database open races its background threads against static
+    // destructors.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keel: {e:#}");

@@ -76,7 +76,22 @@ struct Job {
 /// group-commit writer.
 pub struct Db {
     db: Arc<DB>,
-    writer: std_mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    writer: Option<std_mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Db {
+    /// Stops the writer after it has written everything queued, so the
+    /// database is closed (and its lock released) when `Db` is gone.
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(thread) = self.writer_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("log writer thread panicked");
+        }
+    }
 }
 
 impl Db {
@@ -97,11 +112,11 @@ impl Db {
         }
         let (tx, rx) = std_mpsc::channel::<Job>();
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("keel-log-writer".into())
             .spawn(move || run_writer(writer_db, rx, fsync, metrics))
             .map_err(|e| DbError::Corrupt(format!("cannot start writer thread: {e}")))?;
-        Ok(Arc::new(Db { db, writer: tx }))
+        Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread) }))
     }
 
     /// The raw RocksDB handle.
@@ -116,7 +131,8 @@ impl Db {
 
     /// Queues ops for the next synced batch; `done` runs once they are durable.
     pub fn submit(&self, ops: Vec<Op>, done: Completion) -> Result<(), DbError> {
-        self.writer.send(Job { ops, done }).map_err(|_| DbError::WriterStopped)
+        let writer = self.writer.as_ref().ok_or(DbError::WriterStopped)?;
+        writer.send(Job { ops, done }).map_err(|_| DbError::WriterStopped)
     }
 
     /// Queues ops and waits until they are durable.

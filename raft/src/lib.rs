@@ -25,3 +25,6 @@ pub mod placement;
 pub mod router;
 pub mod state_machine;
 pub mod types;
+
+#[cfg(test)]
+mod storage_tests;
