@@ -45,6 +45,10 @@ enum Bench {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Logs of the nodes under test, off unless KEEL_BENCH_LOG is set (e.g. `openraft=warn`).
+    if let Ok(filter) = std::env::var("KEEL_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
+    }
     match Bench::parse() {
         Bench::Raft { nodes, writers, duration, partitions, no_fsync } => {
             let dir = tempfile::tempdir()?;

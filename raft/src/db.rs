@@ -1,13 +1,16 @@
-//! The node's RocksDB and its group-commit log writer.
+//! The node's RocksDB and its group-commit WAL syncer.
 //!
-//! All Raft groups of a node share one RocksDB (one WAL), so one `fsync`
-//! can make the appends of many groups durable at once. Appends, votes,
-//! truncations and purges are handed to a single writer thread as lists of
-//! operations; the thread takes everything that queued up while the previous
-//! sync was running, writes it as one `WriteBatch` with `sync = true`, and
-//! only then completes each caller. That is group commit, and it keeps
-//! openraft's contract: a callback fires only after its data is on disk, and
-//! writes are applied in the order they were submitted.
+//! All Raft groups of a node share one RocksDB, hence one write-ahead log, so
+//! one `fsync` makes the appends of many groups durable at once. A log write
+//! (append, vote, truncate, purge) is written to RocksDB at once, without
+//! sync: the entries are readable immediately, which openraft requires
+//! (its replication reads entries right after `append` returns). The caller's
+//! completion is then queued for the syncer thread, which takes everything
+//! that queued up while its previous sync ran, syncs the WAL once, and only
+//! then completes each caller. That is group commit, and it keeps openraft's
+//! contract: a callback fires only after its data is on disk, and writes are
+//! applied in the order they were made. Unsynced state-machine writes share
+//! the WAL and become durable with the next sync.
 
 use crate::keys::{self, MetaKind, ALL_CFS, CF_LOG, CF_META, CF_STATE};
 use crate::metrics::RaftMetricsSet;
@@ -37,8 +40,8 @@ pub enum DbError {
     /// A stored node-wide record is unreadable.
     #[error("corrupt node metadata: {0}")]
     Corrupt(String),
-    /// The writer thread is gone (the node is shutting down).
-    #[error("log writer stopped")]
+    /// The syncer thread is gone (the node is shutting down).
+    #[error("log syncer stopped")]
     WriterStopped,
 }
 
@@ -64,12 +67,12 @@ pub enum Op {
     DeleteRange(Cf, Vec<u8>, Vec<u8>),
 }
 
-/// Called on the writer thread once the batch holding a job is durable.
+/// Called on the syncer thread once a write is durable.
 pub type Completion = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
 
 struct Job {
-    ops: Vec<Op>,
     done: Completion,
+    submitted: Instant,
 }
 
 /// The node's database: RocksDB plus resolved column-family handles and the
@@ -89,7 +92,7 @@ impl Drop for Db {
         if let Some(thread) = self.writer_thread.take()
             && thread.join().is_err()
         {
-            tracing::error!("log writer thread panicked");
+            tracing::error!("WAL syncer thread panicked");
         }
     }
 }
@@ -113,9 +116,9 @@ impl Db {
         let (tx, rx) = std_mpsc::channel::<Job>();
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
-            .name("keel-log-writer".into())
+            .name("keel-wal-sync".into())
             .spawn(move || run_writer(writer_db, rx, fsync, metrics))
-            .map_err(|e| DbError::Corrupt(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| DbError::Corrupt(format!("cannot start the WAL syncer thread: {e}")))?;
         Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread) }))
     }
 
@@ -129,13 +132,17 @@ impl Db {
         cf_handle(&self.db, cf)
     }
 
-    /// Queues ops for the next synced batch; `done` runs once they are durable.
+    /// Writes `ops` now (readable at once) and runs `done` once they are
+    /// durable, after the next WAL sync.
     pub fn submit(&self, ops: Vec<Op>, done: Completion) -> Result<(), DbError> {
         let writer = self.writer.as_ref().ok_or(DbError::WriterStopped)?;
-        writer.send(Job { ops, done }).map_err(|_| DbError::WriterStopped)
+        let mut batch = WriteBatch::default();
+        fill_batch(&self.db, &mut batch, &ops);
+        self.db.write(batch)?;
+        writer.send(Job { done, submitted: Instant::now() }).map_err(|_| DbError::WriterStopped)
     }
 
-    /// Queues ops and waits until they are durable.
+    /// Writes ops and waits until they are durable.
     pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), std::io::Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(ops, Box::new(move |r| drop(tx.send(r))))
@@ -193,13 +200,11 @@ pub fn fill_batch(db: &DB, batch: &mut WriteBatch, ops: &[Op]) {
     }
 }
 
-/// Upper bound of jobs merged into one synced batch, so one huge burst cannot
+/// Upper bound of completions served by one sync, so one huge burst cannot
 /// delay its first caller unboundedly.
 const MAX_JOBS_PER_SYNC: usize = 4096;
 
 fn run_writer(db: Arc<DB>, rx: std_mpsc::Receiver<Job>, fsync: bool, metrics: Arc<RaftMetricsSet>) {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(fsync);
     // `recv` fails only when every sender is dropped: the node is shutting down.
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -209,14 +214,13 @@ fn run_writer(db: Arc<DB>, rx: std_mpsc::Receiver<Job>, fsync: bool, metrics: Ar
                 Err(_) => break,
             }
         }
-        let mut batch = WriteBatch::default();
-        for job in &jobs {
-            fill_batch(&db, &mut batch, &job.ops);
-        }
         let started = Instant::now();
-        let result = db.write_opt(batch, &opts);
+        // Syncs every WAL write made before this call, including those of
+        // the jobs taken above (they were written before being queued).
+        let result = if fsync { db.flush_wal(true) } else { Ok(()) };
         metrics.observe_sync(started.elapsed(), jobs.len());
         for job in jobs {
+            metrics.log_write_seconds.observe(job.submitted.elapsed().as_secs_f64());
             let r = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(std::io::Error::other(e.to_string())),

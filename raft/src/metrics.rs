@@ -48,6 +48,9 @@ pub struct RaftMetricsSet {
     pub commit_seconds: Histogram,
     /// Duration of one synced log write (the group-commit fsync).
     pub append_sync_seconds: Histogram,
+    /// Time from submitting a log write (append, vote, purge) until it is
+    /// durable: queueing behind the current sync plus the sync itself.
+    pub log_write_seconds: Histogram,
     /// Number of queued writes merged into one synced log write.
     pub writes_per_sync: Histogram,
 }
@@ -67,6 +70,7 @@ impl RaftMetricsSet {
             snapshots_installed: Family::default(),
             commit_seconds: latency_histogram(),
             append_sync_seconds: latency_histogram(),
+            log_write_seconds: latency_histogram(),
             writes_per_sync: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
         };
         registry.register("keel_raft_term", "Current Raft term of the partition", set.term.clone());
@@ -80,6 +84,7 @@ impl RaftMetricsSet {
         registry.register("keel_raft_snapshots_installed", "Snapshots installed", set.snapshots_installed.clone());
         registry.register("keel_raft_commit_seconds", "Proposal to applied latency", set.commit_seconds.clone());
         registry.register("keel_raft_append_sync_seconds", "Duration of one synced log write", set.append_sync_seconds.clone());
+        registry.register("keel_raft_log_write_seconds", "Log write submit-to-durable latency", set.log_write_seconds.clone());
         registry.register("keel_raft_writes_per_sync", "Log writes merged into one sync", set.writes_per_sync.clone());
         set
     }
