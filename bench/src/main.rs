@@ -9,7 +9,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use keel_partition::{partition_for_key, partition_key, Command, Envelope, Response};
+use keel_partition::{Command, Envelope, Response, partition_for_key, partition_key};
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
@@ -144,7 +144,8 @@ impl BenchCluster {
             addrs.insert(id, l.local_addr()?.to_string());
             listeners.push(l);
         }
-        let settings = RaftSettings { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_logs: 50_000, keep_logs: 10_000 };
+        let settings =
+            RaftSettings { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_logs: 50_000, keep_logs: 10_000 };
         let mut routers = Vec::new();
         let mut registries = Vec::new();
         let mut dirs = Vec::new();
@@ -232,13 +233,6 @@ impl BenchCluster {
     }
 
     async fn stop(self) {
-        if std::env::var_os("KEEL_BENCH_DEBUG").is_some() {
-            for r in &self.registries {
-                for g in r.status() {
-                    eprintln!("node {} partition {} term {} leader {:?} applied {:?}", r.node_id(), g.id, g.term, g.leader, g.applied);
-                }
-            }
-        }
         for r in &self.registries {
             r.shutdown().await;
         }

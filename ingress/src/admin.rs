@@ -7,11 +7,11 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keel_partition::{partition_for_key, partition_key, Command, Envelope, Query, QueryResult, Response, StateMap};
+use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap, partition_for_key, partition_key};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -58,10 +58,7 @@ async fn cluster_table<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<ser
 }
 
 async fn metrics<C: ClusterApi>(State(cluster): State<Arc<C>>) -> HttpResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        cluster.metrics_text(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], cluster.metrics_text())
         .into_response()
 }
 

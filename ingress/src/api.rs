@@ -30,8 +30,7 @@ pub trait ClusterApi: Send + Sync + 'static {
         envelope: Envelope,
     ) -> impl Future<Output = Result<Response, ClusterError>> + Send;
     /// A linearizable read from a partition's leader.
-    fn read(&self, partition: u32, query: Query)
-        -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
+    fn read(&self, partition: u32, query: Query) -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
     /// The partition table as JSON (`GET /cluster`).
     fn cluster(&self) -> impl Future<Output = serde_json::Value> + Send;
     /// Prometheus text exposition (`GET /metrics`).

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer, rendered as JSON.
 
 use crate::api::ClusterError;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// An HTTP error: status, message, optional `Retry-After`.
@@ -35,11 +35,9 @@ impl ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         match e {
-            ClusterError::Unavailable { message, retry_after_secs } => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message,
-                retry_after_secs: Some(retry_after_secs),
-            },
+            ClusterError::Unavailable { message, retry_after_secs } => {
+                ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message, retry_after_secs: Some(retry_after_secs) }
+            }
             ClusterError::Internal(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }

@@ -35,9 +35,22 @@ const DEFAULT_LOG: &str = "info,openraft=warn";
 
 /// Every TOML key (and, as `--kebab-case` / `KEEL_UPPER_CASE`, every flag and env var).
 const KEYS: &[&str] = &[
-    "node_id", "data_dir", "ingress_addr", "admin_addr", "node_addr", "advertised_addr", "peers",
-    "partitions", "replication_factor", "fsync", "snapshot_logs", "keep_logs", "heartbeat_ms",
-    "election_timeout_ms", "max_body_bytes", "log",
+    "node_id",
+    "data_dir",
+    "ingress_addr",
+    "admin_addr",
+    "node_addr",
+    "advertised_addr",
+    "peers",
+    "partitions",
+    "replication_factor",
+    "fsync",
+    "snapshot_logs",
+    "keep_logs",
+    "heartbeat_ms",
+    "election_timeout_ms",
+    "max_body_bytes",
+    "log",
 ];
 
 /// Fully resolved and validated node settings; the only configuration type the
@@ -132,52 +145,77 @@ fn err(field: impl Into<String>, message: impl fmt::Display) -> ConfigError {
 #[command(name = "keel", version, about = "keel durable-execution node")]
 struct Cli {
     /// TOML config file; flags override it, it overrides KEEL_* env vars
-    #[arg(long, value_name = "PATH")] config: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// This node's id, ≥1 [env: KEEL_NODE_ID] [default: 1]
-    #[arg(long, value_name = "ID")] node_id: Option<String>,
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
     /// Data directory [env: KEEL_DATA_DIR] [default: ./keel-data]
-    #[arg(long, value_name = "DIR")] data_dir: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
     /// Ingress HTTP listen address [env: KEEL_INGRESS_ADDR] [default: 0.0.0.0:8080]
-    #[arg(long, value_name = "ADDR")] ingress_addr: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    ingress_addr: Option<String>,
     /// Admin HTTP listen address [env: KEEL_ADMIN_ADDR] [default: 0.0.0.0:9070]
-    #[arg(long, value_name = "ADDR")] admin_addr: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    admin_addr: Option<String>,
     /// Node-to-node gRPC listen address [env: KEEL_NODE_ADDR] [default: 0.0.0.0:5122]
-    #[arg(long, value_name = "ADDR")] node_addr: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    node_addr: Option<String>,
     /// HOST:PORT peers use to reach this node [env: KEEL_ADVERTISED_ADDR] [default: own peers entry, else 127.0.0.1:<node-addr port>]
-    #[arg(long, value_name = "HOST:PORT")] advertised_addr: Option<String>,
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_addr: Option<String>,
     /// Static peers, e.g. 1=10.0.0.1:5122,2=10.0.0.2:5122 [env: KEEL_PEERS] [default: this node only]
-    #[arg(long, value_name = "ID=HOST:PORT,...")] peers: Option<String>,
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    peers: Option<String>,
     /// Number of partitions, 1..=1024 [env: KEEL_PARTITIONS] [default: 8]
-    #[arg(long, value_name = "N")] partitions: Option<String>,
+    #[arg(long, value_name = "N")]
+    partitions: Option<String>,
     /// Replicas per partition [env: KEEL_REPLICATION_FACTOR] [default: min(3, peers)]
-    #[arg(long, value_name = "N")] replication_factor: Option<String>,
+    #[arg(long, value_name = "N")]
+    replication_factor: Option<String>,
     /// Fsync writes: --fsync, --fsync=false [env: KEEL_FSYNC] [default: true]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")] fsync: Option<String>,
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    fsync: Option<String>,
     /// Snapshot after this many applied entries [env: KEEL_SNAPSHOT_LOGS] [default: 5000]
-    #[arg(long, value_name = "N")] snapshot_logs: Option<String>,
+    #[arg(long, value_name = "N")]
+    snapshot_logs: Option<String>,
     /// Log entries kept behind a snapshot [env: KEEL_KEEP_LOGS] [default: 1000]
-    #[arg(long, value_name = "N")] keep_logs: Option<String>,
+    #[arg(long, value_name = "N")]
+    keep_logs: Option<String>,
     /// Raft heartbeat interval in ms [env: KEEL_HEARTBEAT_MS] [default: 100]
-    #[arg(long, value_name = "MS")] heartbeat_ms: Option<String>,
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<String>,
     /// Minimum election timeout in ms; max is 2x [env: KEEL_ELECTION_TIMEOUT_MS] [default: 1000]
-    #[arg(long, value_name = "MS")] election_timeout_ms: Option<String>,
+    #[arg(long, value_name = "MS")]
+    election_timeout_ms: Option<String>,
     /// Max HTTP request body in bytes [env: KEEL_MAX_BODY_BYTES] [default: 10485760]
-    #[arg(long, value_name = "BYTES")] max_body_bytes: Option<String>,
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<String>,
     /// tracing EnvFilter directives [env: KEEL_LOG] [default: info]
-    #[arg(long, value_name = "FILTER")] log: Option<String>,
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 impl Cli {
     fn flags(&self) -> BTreeMap<&'static str, String> {
         let all = [
-            ("node_id", &self.node_id), ("data_dir", &self.data_dir),
-            ("ingress_addr", &self.ingress_addr), ("admin_addr", &self.admin_addr),
-            ("node_addr", &self.node_addr), ("advertised_addr", &self.advertised_addr),
-            ("peers", &self.peers), ("partitions", &self.partitions),
-            ("replication_factor", &self.replication_factor), ("fsync", &self.fsync),
-            ("snapshot_logs", &self.snapshot_logs), ("keep_logs", &self.keep_logs),
-            ("heartbeat_ms", &self.heartbeat_ms), ("election_timeout_ms", &self.election_timeout_ms),
-            ("max_body_bytes", &self.max_body_bytes), ("log", &self.log),
+            ("node_id", &self.node_id),
+            ("data_dir", &self.data_dir),
+            ("ingress_addr", &self.ingress_addr),
+            ("admin_addr", &self.admin_addr),
+            ("node_addr", &self.node_addr),
+            ("advertised_addr", &self.advertised_addr),
+            ("peers", &self.peers),
+            ("partitions", &self.partitions),
+            ("replication_factor", &self.replication_factor),
+            ("fsync", &self.fsync),
+            ("snapshot_logs", &self.snapshot_logs),
+            ("keep_logs", &self.keep_logs),
+            ("heartbeat_ms", &self.heartbeat_ms),
+            ("election_timeout_ms", &self.election_timeout_ms),
+            ("max_body_bytes", &self.max_body_bytes),
+            ("log", &self.log),
         ];
         all.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))).collect()
     }
@@ -222,7 +260,11 @@ impl Sources<'_> {
         (self.env)(&name).filter(|s| !s.trim().is_empty()).map(|s| (name, Raw::Text(s)))
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<Val<T>>, ConfigError> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Val<T>>, ConfigError> {
         let Some((field, raw)) = self.find(key) else { return Ok(None) };
         let parsed = match raw {
             Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => parse(s.trim()),
@@ -234,16 +276,23 @@ impl Sources<'_> {
         }
     }
 
-    fn value<T: DeserializeOwned>(&self, key: &str, parse: fn(&str) -> Result<T, String>, default: T) -> Result<Val<T>, ConfigError> {
+    fn value<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        parse: fn(&str) -> Result<T, String>,
+        default: T,
+    ) -> Result<Val<T>, ConfigError> {
         Ok(self.get(key, parse)?.unwrap_or(Val { value: default, field: key.to_string() }))
     }
 
     fn peers(&self) -> Result<Option<Val<BTreeMap<u64, String>>>, ConfigError> {
         let Some((field, raw)) = self.find("peers") else { return Ok(None) };
         let parsed = match &raw {
-            Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => peer_map(s.split(',').filter(|e| !e.trim().is_empty()).map(|e| {
-                e.split_once('=').ok_or_else(|| format!("entry {:?} is not ID=HOST:PORT", e.trim()))
-            })),
+            Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => peer_map(
+                s.split(',')
+                    .filter(|e| !e.trim().is_empty())
+                    .map(|e| e.split_once('=').ok_or_else(|| format!("entry {:?} is not ID=HOST:PORT", e.trim()))),
+            ),
             Raw::Toml(toml::Value::Table(t)) => peer_map(t.iter().map(|(id, addr)| match addr {
                 toml::Value::String(a) => Ok((id.as_str(), a.as_str())),
                 other => Err(format!("address of peer {id} must be a string, not {}", other.type_str())),
@@ -270,12 +319,18 @@ fn boolean(s: &str) -> Result<bool, String> {
 fn host_port(s: &str) -> Result<String, String> {
     let s = s.trim();
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p != 0) => Ok(s.to_string()),
+        Some((host, port))
+            if !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p != 0) =>
+        {
+            Ok(s.to_string())
+        }
         _ => Err(format!("{s:?} is not a HOST:PORT address")),
     }
 }
 
-fn peer_map<'a>(entries: impl Iterator<Item = Result<(&'a str, &'a str), String>>) -> Result<BTreeMap<u64, String>, String> {
+fn peer_map<'a>(
+    entries: impl Iterator<Item = Result<(&'a str, &'a str), String>>,
+) -> Result<BTreeMap<u64, String>, String> {
     let mut peers = BTreeMap::new();
     for entry in entries {
         let (id, addr) = entry?;
@@ -331,7 +386,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     };
     let peers = match peers {
         Some(p) => {
-            p.check(|m| m.contains_key(&node_id.value), format!("does not contain this node's id {} ({})", node_id.value, node_id.field))?;
+            p.check(
+                |m| m.contains_key(&node_id.value),
+                format!("does not contain this node's id {} ({})", node_id.value, node_id.field),
+            )?;
             p.value
         }
         None => BTreeMap::from([(node_id.value, advertised_addr.clone())]),
@@ -339,7 +397,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let partitions = src.value("partitions", num::<u32>, 8)?;
     partitions.check(|v| (1..=1024).contains(v), "must be between 1 and 1024")?;
     let replication_factor = src.value("replication_factor", num::<usize>, peers.len().min(3))?;
-    replication_factor.check(|v| (1..=peers.len()).contains(v), format!("must be between 1 and {} (the number of peers)", peers.len()))?;
+    replication_factor.check(
+        |v| (1..=peers.len()).contains(v),
+        format!("must be between 1 and {} (the number of peers)", peers.len()),
+    )?;
     let fsync = src.value("fsync", boolean, true)?;
     let snapshot_logs = src.value("snapshot_logs", num::<u64>, 5000)?;
     snapshot_logs.check(|v| *v >= 1, "must be at least 1")?;
@@ -347,7 +408,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let heartbeat_ms = src.value("heartbeat_ms", num::<u64>, 100)?;
     heartbeat_ms.check(|v| *v >= 1, "must be at least 1")?;
     let election = src.value("election_timeout_ms", num::<u64>, 1000)?;
-    election.check(|v| *v > heartbeat_ms.value, format!("must be greater than {} ({})", heartbeat_ms.field, heartbeat_ms.value))?;
+    election.check(
+        |v| *v > heartbeat_ms.value,
+        format!("must be greater than {} ({})", heartbeat_ms.field, heartbeat_ms.value),
+    )?;
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
     max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
@@ -395,10 +459,14 @@ mod tests {
             std::fs::write(&path, contents).unwrap();
             TempToml(path)
         }
-        fn arg(&self) -> String { format!("--config={}", self.0.display()) }
+        fn arg(&self) -> String {
+            format!("--config={}", self.0.display())
+        }
     }
     impl Drop for TempToml {
-        fn drop(&mut self) { let _ = std::fs::remove_file(&self.0); }
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
     #[test]
@@ -418,14 +486,26 @@ mod tests {
 
     #[test]
     fn every_key_has_a_flag() {
-        let cli = Cli::try_parse_from(std::iter::once("keel".to_string()).chain(KEYS.iter().map(|k| format!("--{}=x", k.replace('_', "-"))))).unwrap();
-        assert_eq!(cli.flags().keys().copied().collect::<Vec<_>>(), KEYS.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        let cli = Cli::try_parse_from(
+            std::iter::once("keel".to_string()).chain(KEYS.iter().map(|k| format!("--{}=x", k.replace('_', "-")))),
+        )
+        .unwrap();
+        assert_eq!(
+            cli.flags().keys().copied().collect::<Vec<_>>(),
+            KEYS.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn precedence_flag_over_file_over_env() {
         let f = TempToml::new("partitions = 16\nheartbeat_ms = 50\nlog = \"debug\"\ndata_dir = \"/from/file\"\n");
-        let env = [("KEEL_PARTITIONS", "32"), ("KEEL_HEARTBEAT_MS", "70"), ("KEEL_LOG", "warn"), ("KEEL_KEEP_LOGS", "7"), ("KEEL_SNAPSHOT_LOGS", "")];
+        let env = [
+            ("KEEL_PARTITIONS", "32"),
+            ("KEEL_HEARTBEAT_MS", "70"),
+            ("KEEL_LOG", "warn"),
+            ("KEEL_KEEP_LOGS", "7"),
+            ("KEEL_SNAPSHOT_LOGS", ""),
+        ];
         let c = load(&[&f.arg(), "--partitions", "64", "--data-dir", "/from/flag"], &env).unwrap();
         assert_eq!(c.partitions, 64); // flag > file > env
         assert_eq!(c.data_dir, PathBuf::from("/from/flag")); // flag > file
@@ -439,7 +519,10 @@ mod tests {
     #[test]
     fn peers_string_form_from_flag_and_env() {
         let p = "1=127.0.0.1:5122, 2=127.0.0.1:5123,3=node-c:5124,4=[::1]:5125";
-        for c in [load(&["--node-id", "2", "--peers", p], &[]).unwrap(), load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p)]).unwrap()] {
+        for c in [
+            load(&["--node-id", "2", "--peers", p], &[]).unwrap(),
+            load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p)]).unwrap(),
+        ] {
             assert_eq!(c.peers.len(), 4);
             assert_eq!(c.peers[&3], "node-c:5124");
             assert_eq!(c.peers[&4], "[::1]:5125");

@@ -5,7 +5,7 @@
 //! life (the OS drops it when the process dies, even on `kill -9`), and a
 //! second one fails at startup with a clear message.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use fs2::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -60,8 +60,9 @@ pub async fn run(config: Config) -> Result<()> {
     let admin_server =
         tokio::spawn(axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
     let ingress = keel_ingress::ingress_router(config.max_body_bytes);
-    let ingress_server =
-        tokio::spawn(axum::serve(ingress_listener, ingress).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
+    let ingress_server = tokio::spawn(
+        axum::serve(ingress_listener, ingress).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
+    );
     tracing::info!(
         node_id = config.node_id,
         ingress = %config.ingress_addr,
@@ -85,7 +86,7 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {

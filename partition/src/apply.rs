@@ -1,10 +1,10 @@
 //! `apply(state, command) -> (response, effects)`: the only place where a
 //! partition's state changes.
 
+use crate::RecordMeta;
 use crate::command::{Command, Effect, Envelope, Response, StateMap};
 use crate::keys;
 use crate::store::StateTxn;
-use crate::RecordMeta;
 
 /// Errors that stop the partition: they mean the log or the state is not what
 /// this code can interpret (corruption or a version skew), so continuing could
@@ -94,7 +94,7 @@ pub fn leader_epoch(view: &impl crate::StateView) -> Result<Option<u64>, ApplyEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{read, MemStore, Query, QueryResult};
+    use crate::{MemStore, Query, QueryResult, read};
 
     fn set(service: &str, key: &str, pairs: &[(&str, &[u8])], expected: Option<&str>) -> Envelope {
         Envelope::client(Command::SetState {
@@ -113,11 +113,9 @@ mod tests {
     fn set_state_replaces_everything() {
         let mut store = MemStore::default();
         apply(&mut store, &set("Svc", "k", &[("a", b"1"), ("b", b"2")], None), meta(1)).unwrap();
-        let (resp, _) =
-            apply(&mut store, &set("Svc", "k", &[("b", b"3")], None), meta(2)).unwrap();
+        let (resp, _) = apply(&mut store, &set("Svc", "k", &[("b", b"3")], None), meta(2)).unwrap();
         let QueryResult::State { state, version } =
-            read(&store, &Query::GetState { service: "Svc".into(), object_key: "k".into() })
-                .unwrap();
+            read(&store, &Query::GetState { service: "Svc".into(), object_key: "k".into() }).unwrap();
         assert_eq!(state, StateMap::from([("b".to_string(), b"3".to_vec())]));
         assert_eq!(resp, Response::StateSet { version });
     }
@@ -128,15 +126,10 @@ mod tests {
         let (first, _) = apply(&mut store, &set("S", "k", &[("a", b"1")], None), meta(1)).unwrap();
         let Response::StateSet { version } = first else { panic!("unexpected {first:?}") };
         let before = store.dump();
-        let (resp, _) =
-            apply(&mut store, &set("S", "k", &[("a", b"2")], Some("stale")), meta(2)).unwrap();
-        assert_eq!(
-            resp,
-            Response::VersionMismatch { expected: "stale".into(), actual: version.clone() }
-        );
+        let (resp, _) = apply(&mut store, &set("S", "k", &[("a", b"2")], Some("stale")), meta(2)).unwrap();
+        assert_eq!(resp, Response::VersionMismatch { expected: "stale".into(), actual: version.clone() });
         assert_eq!(store.dump(), before);
-        let (ok, _) =
-            apply(&mut store, &set("S", "k", &[("a", b"2")], Some(&version)), meta(3)).unwrap();
+        let (ok, _) = apply(&mut store, &set("S", "k", &[("a", b"2")], Some(&version)), meta(3)).unwrap();
         assert!(matches!(ok, Response::StateSet { .. }));
     }
 
@@ -172,8 +165,7 @@ mod tests {
         }
         let run = || {
             let mut store = MemStore::default();
-            let outputs: Vec<_> =
-                log.iter().map(|(e, m)| apply(&mut store, e, *m).unwrap()).collect();
+            let outputs: Vec<_> = log.iter().map(|(e, m)| apply(&mut store, e, *m).unwrap()).collect();
             (store.dump(), outputs)
         };
         let (dump_a, out_a) = run();

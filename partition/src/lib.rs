@@ -28,10 +28,10 @@ pub mod keys;
 mod read;
 mod store;
 
-pub use apply::{apply, leader_epoch, state_version, ApplyError};
+pub use apply::{ApplyError, apply, leader_epoch, state_version};
 pub use command::{Command, Effect, Envelope, Response, StateMap};
-pub use keys::{partition_for_key, partition_key, PartitionId};
-pub use read::{read, Query, QueryResult};
+pub use keys::{PartitionId, partition_for_key, partition_key};
+pub use read::{Query, QueryResult, read};
 pub use store::{MemStore, StateTxn, StateView};
 
 /// Facts about a log record that [`apply`] may depend on. They come from the

@@ -1,6 +1,6 @@
 //! Read-only queries, served by the leader after a linearizability check.
 
-use crate::apply::{state_version, ApplyError};
+use crate::apply::{ApplyError, state_version};
 use crate::command::StateMap;
 use crate::keys;
 use crate::store::StateView;

@@ -12,12 +12,12 @@
 //! applied in the order they were made. Unsynced state-machine writes share
 //! the WAL and become durable with the next sync.
 
-use crate::keys::{self, MetaKind, ALL_CFS, CF_LOG, CF_META, CF_STATE};
+use crate::keys::{self, ALL_CFS, CF_LOG, CF_META, CF_STATE, MetaKind};
 use crate::metrics::RaftMetricsSet;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use std::path::Path;
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 /// Errors opening or using the node's database.
@@ -145,8 +145,7 @@ impl Db {
     /// Writes ops and waits until they are durable.
     pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), std::io::Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(ops, Box::new(move |r| drop(tx.send(r))))
-            .map_err(std::io::Error::other)?;
+        self.submit(ops, Box::new(move |r| drop(tx.send(r)))).map_err(std::io::Error::other)?;
         rx.await.map_err(|_| std::io::Error::other("log writer stopped"))?
     }
 
@@ -166,14 +165,13 @@ impl Db {
                 Ok(())
             }
             Some(bytes) => {
-                let stored = u32::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
-                    DbError::Corrupt(format!("partition count has {} bytes", bytes.len()))
-                })?);
-                if stored == configured {
-                    Ok(())
-                } else {
-                    Err(DbError::PartitionCountMismatch { stored, configured })
-                }
+                let stored = u32::from_be_bytes(
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| DbError::Corrupt(format!("partition count has {} bytes", bytes.len())))?,
+                );
+                if stored == configured { Ok(()) } else { Err(DbError::PartitionCountMismatch { stored, configured }) }
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::metrics::{GroupLabel, RaftMetricsSet};
 use crate::network::{NetworkFactory, Peers};
 use crate::placement::replica_sets;
 use crate::state_machine::{GroupView, StateMachine};
-use crate::types::{typ, Batch};
+use crate::types::{Batch, typ};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
@@ -45,8 +45,8 @@ pub struct GroupStatus {
     pub replicas: Vec<u64>,
     /// The leader as known to this node.
     pub leader: Option<u64>,
-    /// This node's current term.
-    pub term: u64,
+    /// This node's current term (`None` where it holds no replica).
+    pub term: Option<u64>,
     /// Last committed index known to this node.
     pub committed: Option<u64>,
     /// Last applied index.
@@ -179,10 +179,8 @@ impl Registry {
                 .await
                 .map_err(|e| start_err(e.to_string()))?;
             if !raft.is_initialized().await.map_err(|e| start_err(e.to_string()))? {
-                let members: BTreeMap<u64, BasicNode> = replicas
-                    .iter()
-                    .map(|r| (*r, BasicNode::new(peers.addr(*r).unwrap_or_default())))
-                    .collect();
+                let members: BTreeMap<u64, BasicNode> =
+                    replicas.iter().map(|r| (*r, BasicNode::new(peers.addr(*r).unwrap_or_default()))).collect();
                 // The ring's preferred replica bootstraps at once and so
                 // usually wins the first election, which spreads leaders over
                 // the nodes. The others bootstrap too, later, in case it is
@@ -302,7 +300,7 @@ fn group_status(g: &Group) -> GroupStatus {
         id: g.id,
         replicas: g.replicas.clone(),
         leader: m.current_leader,
-        term: m.current_term,
+        term: Some(m.current_term),
         committed: g.committed.get(),
         applied: m.last_applied.map(|l| l.index),
         last_log: m.last_log_index,
@@ -316,12 +314,7 @@ fn group_status(g: &Group) -> GroupStatus {
 /// (group commit). One batch is in flight at a time: while it commits, new
 /// proposals queue up and form the next batch, so batches grow with load
 /// (measured: more batches in flight only made them smaller and slower).
-async fn run_proposer(
-    group: u32,
-    raft: typ::Raft,
-    mut rx: mpsc::Receiver<Proposal>,
-    metrics: Arc<RaftMetricsSet>,
-) {
+async fn run_proposer(group: u32, raft: typ::Raft, mut rx: mpsc::Receiver<Proposal>, metrics: Arc<RaftMetricsSet>) {
     let label = GroupLabel { partition: group };
     // Cancellation-safe: `recv` loses nothing when the loop ends, and the
     // loop only ends when every sender is gone.

@@ -34,13 +34,15 @@ impl Drop for RunningActor {
 
 /// Runs until the group's Raft instance shuts down.
 pub async fn supervise(node_id: u64, group: Arc<Group>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
-    let mut metrics = group.raft.metrics();
+    // Server metrics change only with role, vote, leader or membership, not
+    // with every commit, so this loop wakes only when leadership may change.
+    let mut metrics = group.raft.server_metrics();
     let mut actor: Option<RunningActor> = None;
     loop {
         let (leading_term, shut_down) = {
             let m = metrics.borrow_and_update();
             let leading = m.state == ServerState::Leader && m.current_leader == Some(node_id);
-            (leading.then_some(m.current_term), m.state == ServerState::Shutdown)
+            (leading.then_some(m.vote.leader_id().get_term()), m.state == ServerState::Shutdown)
         };
         if shut_down {
             return;

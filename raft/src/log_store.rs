@@ -2,14 +2,14 @@
 
 use crate::db::{Cf, Db, Op};
 use crate::keys::{self, MetaKind};
-use crate::types::{decode, encode, typ, TypeConfig};
+use crate::types::{TypeConfig, decode, encode, typ};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, StorageIOError};
 use rocksdb::{Direction, IteratorMode};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The Raft log of one group. Cheap to clone (it is also its own reader).
 #[derive(Clone)]
@@ -46,22 +46,14 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: MetaKind,
-    ) -> Result<Option<T>, typ::StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, kind: MetaKind) -> Result<Option<T>, typ::StorageError> {
         let bytes = self.db.get_meta(self.group, kind).map_err(|e| StorageIOError::read(&e))?;
-        bytes
-            .map(|b| decode(&b).map_err(|e| StorageIOError::read(&e).into()))
-            .transpose()
+        bytes.map(|b| decode(&b).map_err(|e| StorageIOError::read(&e).into())).transpose()
     }
 
     fn last_entry_id(&self) -> Result<Option<typ::LogId>, typ::StorageError> {
         let upper = keys::log_key(self.group, u64::MAX);
-        let mut iter = self
-            .db
-            .raw()
-            .iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&upper, Direction::Reverse));
+        let mut iter = self.db.raw().iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&upper, Direction::Reverse));
         match iter.next() {
             None => Ok(None),
             Some(item) => {
@@ -96,10 +88,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let from = keys::log_key(self.group, start);
-        let iter = self
-            .db
-            .raw()
-            .iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&from, Direction::Forward));
+        let iter = self.db.raw().iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&from, Direction::Forward));
         let mut entries = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;

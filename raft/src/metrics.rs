@@ -8,7 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
@@ -79,12 +79,24 @@ impl RaftMetricsSet {
         registry.register("keel_raft_applied_index", "Last applied log index", set.applied_index.clone());
         registry.register("keel_raft_last_log_index", "Last log index", set.last_log_index.clone());
         registry.register("keel_raft_proposals", "Commands proposed as leader", set.proposals.clone());
-        registry.register("keel_raft_proposal_batches", "Raft entries proposed as leader", set.proposal_batches.clone());
+        registry.register(
+            "keel_raft_proposal_batches",
+            "Raft entries proposed as leader",
+            set.proposal_batches.clone(),
+        );
         registry.register("keel_raft_snapshots_built", "Snapshots built", set.snapshots_built.clone());
         registry.register("keel_raft_snapshots_installed", "Snapshots installed", set.snapshots_installed.clone());
         registry.register("keel_raft_commit_seconds", "Proposal to applied latency", set.commit_seconds.clone());
-        registry.register("keel_raft_append_sync_seconds", "Duration of one synced log write", set.append_sync_seconds.clone());
-        registry.register("keel_raft_log_write_seconds", "Log write submit-to-durable latency", set.log_write_seconds.clone());
+        registry.register(
+            "keel_raft_append_sync_seconds",
+            "Duration of one synced log write",
+            set.append_sync_seconds.clone(),
+        );
+        registry.register(
+            "keel_raft_log_write_seconds",
+            "Log write submit-to-durable latency",
+            set.log_write_seconds.clone(),
+        );
         registry.register("keel_raft_writes_per_sync", "Log writes merged into one sync", set.writes_per_sync.clone());
         set
     }

@@ -31,12 +31,7 @@ impl RingHash for Xxh3Ring {
 pub fn replica_sets(node_ids: &[u64], partitions: u32, replication_factor: usize) -> Vec<Vec<u64>> {
     let ring = StaticHashRing::new(Xxh3Ring, node_ids.iter().map(|id| Node::new(*id).quantity(VNODES)));
     (0..partitions)
-        .map(|p| {
-            ring.calc_candidates(&("partition", p))
-                .take(replication_factor)
-                .map(|n| n.key)
-                .collect()
-        })
+        .map(|p| ring.calc_candidates(&("partition", p)).take(replication_factor).map(|n| n.key).collect())
         .collect()
 }
 

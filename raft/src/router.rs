@@ -7,7 +7,7 @@
 //! until a deadline, after which the caller gets [`RouteError::NoLeader`]
 //! (the HTTP layer answers 503 with `Retry-After`) rather than a hang.
 
-use crate::groups::{GroupStatus, ProposeError, Registry, COMMIT_TIMEOUT};
+use crate::groups::{COMMIT_TIMEOUT, GroupStatus, ProposeError, Registry};
 use crate::network::{PeerError, Peers};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::collections::HashMap;
@@ -188,7 +188,7 @@ impl Router {
                     id: p,
                     replicas: self.registry.replicas(p).to_vec(),
                     leader: self.leader_of(p).await,
-                    term: 0,
+                    term: None,
                     committed: None,
                     applied: None,
                     last_log: None,

@@ -3,10 +3,10 @@
 //! one batch together with the applied log id and membership, so a restart
 //! resumes exactly where the durable state ends.
 
-use crate::db::{fill_batch, Cf, Db, Op};
+use crate::db::{Cf, Db, Op, fill_batch};
 use crate::keys::{self, MetaKind};
 use crate::metrics::RaftMetricsSet;
-use crate::types::{decode, encode, typ, TypeConfig};
+use crate::types::{TypeConfig, decode, encode, typ};
 use keel_partition::{Effect, RecordMeta, Response, StateTxn, StateView};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
@@ -222,7 +222,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), typ::StorageError> {
         let bytes = snapshot.into_inner();
-        let data: SnapshotData = decode(&bytes).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let data: SnapshotData =
+            decode(&bytes).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let (start, end) = keys::group_range(self.group);
         let mut ops = vec![Op::DeleteRange(Cf::State, start, end)];
         for (k, v) in data.entries {
@@ -231,10 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         ops.push(meta_op(self.group, MetaKind::Applied, &meta.last_log_id)?);
         ops.push(meta_op(self.group, MetaKind::Membership, &meta.last_membership)?);
         ops.push(meta_op(self.group, MetaKind::Snapshot, &StoredSnapshot { meta: meta.clone(), data: bytes })?);
-        self.db
-            .write_durable(ops)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.db.write_durable(ops).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.metrics.snapshot_installed(self.group);
         Ok(())
     }

@@ -6,7 +6,7 @@ use crate::db::Db;
 use crate::log_store::LogStore;
 use crate::metrics::RaftMetricsSet;
 use crate::state_machine::{GroupView, StateMachine};
-use crate::types::{typ, Batch, TypeConfig};
+use crate::types::{Batch, TypeConfig, typ};
 use keel_partition::{Command, Effect, Envelope, Query, QueryResult, Response, StateView};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
@@ -74,8 +74,7 @@ async fn append(log: &mut LogStore, entries: Vec<typ::Entry>) {
 fn read_value(db: &Db, group: u32, key: &str) -> Option<Vec<u8>> {
     let view = GroupView::new(db, group);
     let QueryResult::State { state, .. } =
-        keel_partition::read(&view, &Query::GetState { service: "S".into(), object_key: key.into() })
-            .expect("read");
+        keel_partition::read(&view, &Query::GetState { service: "S".into(), object_key: key.into() }).expect("read");
     assert!(view.take_error().is_none());
     state.get("v").cloned()
 }
@@ -139,10 +138,7 @@ async fn snapshot_round_trip_replaces_receiver_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(dir.path());
     let (_, mut source, _) = stores(&db, 1);
-    source
-        .apply(vec![membership_entry(1, 1), set_entry(1, 2, "a", 1), set_entry(1, 3, "b", 2)])
-        .await
-        .expect("apply");
+    source.apply(vec![membership_entry(1, 1), set_entry(1, 2, "a", 1), set_entry(1, 3, "b", 2)]).await.expect("apply");
     let snapshot = source.get_snapshot_builder().await.build_snapshot().await.expect("build");
     assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 3)));
     // The current snapshot is what was built.

@@ -2,7 +2,7 @@
 //! or sends about Raft.
 
 use keel_partition::{Envelope, Response};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::io::Cursor;
 
 /// The payload of one Raft log entry: a batch of commands proposed together.
@@ -77,9 +77,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// Decodes a value written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => {
-            Ok(bincode::serde::decode_from_slice(rest, bincode::config::standard())?.0)
-        }
+        Some((&FORMAT_V1, rest)) => Ok(bincode::serde::decode_from_slice(rest, bincode::config::standard())?.0),
         Some((&v, _)) => Err(CodecError::Version(v)),
         None => Err(CodecError::Version(0)),
     }

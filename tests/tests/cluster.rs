@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use keel_e2e::{
-    Acked, Api, Cluster, EXIT_TIMEOUT, LEADER_TIMEOUT, Model, REQUEST_TIMEOUT, WRITE_TIMEOUT, bump,
-    free_ports, make_state, poll_until, read_retrying, run_keel_to_exit, run_test,
-    verify_everywhere, verify_model, write_acked,
+    Acked, Api, Cluster, EXIT_TIMEOUT, LEADER_TIMEOUT, Model, REQUEST_TIMEOUT, WRITE_TIMEOUT, bump, free_ports,
+    make_state, poll_until, read_retrying, run_keel_to_exit, run_test, verify_everywhere, verify_model, write_acked,
 };
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -26,16 +25,8 @@ fn key_name(i: usize) -> String {
 // ---------------------------------------------------------------------------
 
 const FAILOVER_SVC: &str = "failover";
-const FAILOVER_ARGS: &[&str] = &[
-    "--partitions",
-    "4",
-    "--replication-factor",
-    "3",
-    "--snapshot-logs",
-    "20",
-    "--keep-logs",
-    "5",
-];
+const FAILOVER_ARGS: &[&str] =
+    &["--partitions", "4", "--replication-factor", "3", "--snapshot-logs", "20", "--keep-logs", "5"];
 /// Writes after the failover before giving up on seeing the new leader purge
 /// its log past what the killed node had.
 const MAX_FAILOVER_ROUNDS: u32 = 400;
@@ -80,10 +71,7 @@ async fn failover_scenario() -> Result<()> {
 
     // 1. Leaders, topology, metrics.
     let leaders = c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
-    ensure!(
-        leaders.len() == 4,
-        "expected leaders for 4 partitions, got {leaders:?}"
-    );
+    ensure!(leaders.len() == 4, "expected leaders for 4 partitions, got {leaders:?}");
     c.check_topology(&all, 4, 3).await?;
     for api in &apis {
         let metrics = api.metrics().await?;
@@ -99,23 +87,11 @@ async fn failover_scenario() -> Result<()> {
     for i in 0..30 {
         let key = key_name(i);
         let state = make_state(&key, 0);
-        let version = write_acked(
-            &apis,
-            i % apis.len(),
-            svc,
-            &key,
-            &state,
-            None,
-            WRITE_TIMEOUT,
-        )
-        .await?;
+        let version = write_acked(&apis, i % apis.len(), svc, &key, &state, None, WRITE_TIMEOUT).await?;
         model.insert(key, Acked { state, version });
     }
     let partition_of = verify_everywhere(&apis, svc, &model).await?;
-    ensure!(
-        partition_of.values().all(|&p| p < 4),
-        "keys mapped to partitions outside 0..4: {partition_of:?}"
-    );
+    ensure!(partition_of.values().all(|&p| p < 4), "keys mapped to partitions outside 0..4: {partition_of:?}");
 
     // 3. Optimistic concurrency.
     stale_version_is_rejected(&apis, svc, &mut model, "key-001").await?;
@@ -132,26 +108,17 @@ async fn failover_scenario() -> Result<()> {
     let before_kill = victim_view
         .committed
         .max(victim_view.applied)
-        .with_context(|| {
-            format!("leader {victim_id} reports no committed index for partition {p}")
-        })?;
+        .with_context(|| format!("leader {victim_id} reports no committed index for partition {p}"))?;
     eprintln!("killing node {victim_id}, leader of partition {p} at index {before_kill}");
     c.nodes[vi].kill9().await?;
 
     let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != vi).collect();
     let sapis = c.apis(&survivors);
     let new_leaders = c.wait_for_leaders(&survivors, LEADER_TIMEOUT).await?;
-    ensure!(
-        new_leaders.get(&p).is_some_and(|&l| l != victim_id),
-        "partition {p} has no new leader: {new_leaders:?}"
-    );
+    ensure!(new_leaders.get(&p).is_some_and(|&l| l != victim_id), "partition {p} has no new leader: {new_leaders:?}");
 
     // 5. Write until P's new leader has purged its log beyond `before_kill`.
-    let others: Vec<String> = model
-        .keys()
-        .filter(|k| **k != victim_key)
-        .cloned()
-        .collect();
+    let others: Vec<String> = model.keys().filter(|k| **k != victim_key).cloned().collect();
     let mut purged_view = None;
     for round in 1..=MAX_FAILOVER_ROUNDS {
         let start = round as usize % sapis.len();
@@ -189,25 +156,23 @@ async fn failover_scenario() -> Result<()> {
     let mut targets = BTreeMap::new();
     for q in 0..4u32 {
         let (_, lp) = c.leader_view(&survivors, q).await?;
-        let committed = lp.committed.with_context(|| {
-            format!("leader of partition {q} reports no committed index: {lp:?}")
-        })?;
+        let committed =
+            lp.committed.with_context(|| format!("leader of partition {q} reports no committed index: {lp:?}"))?;
         targets.insert(q, committed);
     }
     c.nodes[vi].restart().await?;
     let restarted = c.nodes[vi].api.clone();
     let caught_up = poll_until(
         CATCH_UP_TIMEOUT,
-        &format!("node {victim_id} to catch up to {targets:?} and hold a snapshot of partition {p} beyond {before_kill}"),
+        &format!(
+            "node {victim_id} to catch up to {targets:?} and hold a snapshot of partition {p} beyond {before_kill}"
+        ),
         async || {
             let view = restarted.cluster_view().await?;
             for (&q, &target) in &targets {
                 let pv = view.partition(q)?;
                 let applied = pv.applied.unwrap_or(0);
-                ensure!(
-                    applied >= target,
-                    "partition {q}: applied {applied} < leader's committed {target}"
-                );
+                ensure!(applied >= target, "partition {q}: applied {applied} < leader's committed {target}");
             }
             let pv = view.partition(p)?;
             ensure!(
@@ -239,62 +204,30 @@ async fn failover_scenario() -> Result<()> {
 /// A conditional write with the current version is accepted; one with the
 /// version it replaced (now stale) or an unknown token gets 409 with a JSON
 /// message and changes nothing.
-async fn stale_version_is_rejected(
-    apis: &[Api],
-    svc: &str,
-    model: &mut Model,
-    key: &str,
-) -> Result<()> {
-    let old = model
-        .get(key)
-        .with_context(|| format!("{key} not written"))?
-        .clone();
+async fn stale_version_is_rejected(apis: &[Api], svc: &str, model: &mut Model, key: &str) -> Result<()> {
+    let old = model.get(key).with_context(|| format!("{key} not written"))?.clone();
     let new_state = make_state(key, 1);
     let new_version = apis[1]
         .set_state_ok(svc, key, &new_state, Some(&old.version))
         .await
         .context("conditional write with the current version")?;
-    ensure!(
-        new_version != old.version,
-        "version unchanged by a write: {new_version:?}"
-    );
-    model.insert(
-        key.to_string(),
-        Acked {
-            state: new_state,
-            version: new_version,
-        },
-    );
+    ensure!(new_version != old.version, "version unchanged by a write: {new_version:?}");
+    model.insert(key.to_string(), Acked { state: new_state, version: new_version });
 
     for stale in [old.version.as_str(), "no-such-version"] {
-        let reply = apis[2]
-            .set_state(svc, key, &make_state(key, 999), Some(stale))
-            .await?;
+        let reply = apis[2].set_state(svc, key, &make_state(key, 999), Some(stale)).await?;
         reply.expect_status(409)?;
         reply.error_message()?;
     }
-    verify_model(
-        &apis[0],
-        svc,
-        &Model::from([(key.to_string(), model[key].clone())]),
-    )
-    .await?;
+    verify_model(&apis[0], svc, &Model::from([(key.to_string(), model[key].clone())])).await?;
     Ok(())
 }
 
 /// Six conditional writes from the same version, concurrently through all
 /// nodes: exactly one is accepted (202), the others get 409, and reads return
 /// the winner's state and version.
-async fn concurrent_conditional_writes(
-    apis: &[Api],
-    svc: &str,
-    model: &mut Model,
-    key: &str,
-) -> Result<()> {
-    let base = model
-        .get(key)
-        .with_context(|| format!("{key} not written"))?
-        .clone();
+async fn concurrent_conditional_writes(apis: &[Api], svc: &str, model: &mut Model, key: &str) -> Result<()> {
+    let base = model.get(key).with_context(|| format!("{key} not written"))?.clone();
     let mut tasks = JoinSet::new();
     for j in 0..6u32 {
         let api = apis[j as usize % apis.len()].clone();
@@ -311,10 +244,7 @@ async fn concurrent_conditional_writes(
         let (state, reply) = joined?;
         let reply = reply?;
         match reply.status {
-            202 => winners.push(Acked {
-                state,
-                version: keel_e2e::version_of(&reply)?,
-            }),
+            202 => winners.push(Acked { state, version: keel_e2e::version_of(&reply)? }),
             409 => {
                 reply.error_message()?;
                 conflicts += 1;
@@ -328,18 +258,10 @@ async fn concurrent_conditional_writes(
         winners.len()
     );
     let winner = winners.remove(0);
-    ensure!(
-        winner.version != base.version,
-        "winning write kept the old version"
-    );
+    ensure!(winner.version != base.version, "winning write kept the old version");
     model.insert(key.to_string(), winner);
     for api in apis {
-        verify_model(
-            api,
-            svc,
-            &Model::from([(key.to_string(), model[key].clone())]),
-        )
-        .await?;
+        verify_model(api, svc, &Model::from([(key.to_string(), model[key].clone())])).await?;
     }
     Ok(())
 }
@@ -391,13 +313,7 @@ async fn single_node_scenario() -> Result<()> {
             let second = make_state(&key, 1);
             let v1 = api.set_state_ok(svc, &key, &second, Some(&v0)).await?;
             ensure!(v1 != v0, "{key}: version unchanged by a write");
-            anyhow::Ok((
-                key,
-                Acked {
-                    state: second,
-                    version: v1,
-                },
-            ))
+            anyhow::Ok((key, Acked { state: second, version: v1 }))
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -459,16 +375,8 @@ async fn three_node_error_paths() -> Result<()> {
 
     // Unknown key: empty state, echoed identity, a partition.
     let unknown = api.get_state(svc, "never-written").await?;
-    ensure!(
-        unknown.state.is_empty(),
-        "unknown key has state {:?}",
-        unknown.state
-    );
-    ensure!(
-        unknown.partition < 4,
-        "unknown key in partition {}",
-        unknown.partition
-    );
+    ensure!(unknown.state.is_empty(), "unknown key has state {:?}", unknown.state);
+    ensure!(unknown.partition < 4, "unknown key in partition {}", unknown.partition);
 
     // 400: malformed JSON and wrong shapes.
     let bad_bodies: [&[u8]; 6] = [
@@ -480,12 +388,8 @@ async fn three_node_error_paths() -> Result<()> {
         br#"{"object_key": "victim", "new_state": {"a": [1, 2, 300]}}"#,
     ];
     for body in bad_bodies {
-        let reply = api
-            .post(&path, Some("application/json"), body.to_vec())
-            .await?;
-        reply
-            .expect_status(400)
-            .with_context(|| format!("body {:?}", String::from_utf8_lossy(body)))?;
+        let reply = api.post(&path, Some("application/json"), body.to_vec()).await?;
+        reply.expect_status(400).with_context(|| format!("body {:?}", String::from_utf8_lossy(body)))?;
         reply.error_message()?;
     }
 
@@ -496,17 +400,11 @@ async fn three_node_error_paths() -> Result<()> {
     }))?;
     for ct in ["text/plain", "application/x-www-form-urlencoded"] {
         let reply = api.post(&path, Some(ct), good_body.clone()).await?;
-        reply
-            .expect_status(415)
-            .with_context(|| format!("content type {ct}"))?;
+        reply.expect_status(415).with_context(|| format!("content type {ct}"))?;
         reply.error_message()?;
     }
     let victim = api.get_state(svc, "victim").await?;
-    ensure!(
-        victim.state.is_empty(),
-        "rejected requests changed the state of `victim`: {:?}",
-        victim.state
-    );
+    ensure!(victim.state.is_empty(), "rejected requests changed the state of `victim`: {:?}", victim.state);
 
     // 409: stale version.
     let apis = c.apis(&all);
@@ -558,33 +456,20 @@ async fn three_node_error_paths() -> Result<()> {
     c.nodes[1].kill9().await?;
     c.nodes[2].kill9().await?;
     let started = Instant::now();
-    let reply = survivor
-        .set_state(svc, "occ", &make_state("occ", 7), None)
-        .await
-        .with_context(|| {
-            format!("a write to partition {p} without quorum got no answer (client timeout {REQUEST_TIMEOUT:?})")
-        })?;
-    eprintln!(
-        "write without quorum answered {} after {:.1?}",
-        reply.status,
-        started.elapsed()
-    );
+    let reply = survivor.set_state(svc, "occ", &make_state("occ", 7), None).await.with_context(|| {
+        format!("a write to partition {p} without quorum got no answer (client timeout {REQUEST_TIMEOUT:?})")
+    })?;
+    eprintln!("write without quorum answered {} after {:.1?}", reply.status, started.elapsed());
     reply.expect_status(503)?;
     reply.error_message()?;
     ensure!(
-        reply
-            .retry_after
-            .as_deref()
-            .is_some_and(|v| !v.trim().is_empty()),
+        reply.retry_after.as_deref().is_some_and(|v| !v.trim().is_empty()),
         "503 without a Retry-After header: {reply:?}"
     );
 
     // SIGTERM on the survivor (which has lost quorum everywhere) → exit 0.
     let status = c.nodes[0].terminate().await?;
-    ensure!(
-        status.code() == Some(0),
-        "SIGTERM: node 1 exited with {status}"
-    );
+    ensure!(status.code() == Some(0), "SIGTERM: node 1 exited with {status}");
     c.finish();
     Ok(())
 }
@@ -627,18 +512,13 @@ async fn single_node_restart_paths() -> Result<()> {
     ensure!(view.partition < 4, "key in partition {}", view.partition);
 
     let status = c.nodes[0].terminate().await?;
-    ensure!(
-        status.code() == Some(0),
-        "second SIGTERM: exited with {status}"
-    );
+    ensure!(status.code() == Some(0), "second SIGTERM: exited with {status}");
     c.finish();
     Ok(())
 }
 
 async fn bad_flags() -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("keel-e2e-flags-")
-        .tempdir()?;
+    let tmp = tempfile::Builder::new().prefix("keel-e2e-flags-").tempdir()?;
     let cases: [(&str, &str, &str); 3] = [
         ("--partitions", "abc", "partitions"),
         ("--ingress-addr", "not-an-address", "ingress"),
@@ -656,16 +536,11 @@ async fn bad_flags() -> Result<()> {
         ];
         // Valid values for everything but the flag under test, so that only
         // its value can be what is wrong.
-        let mut args: Vec<String> = valid
-            .into_iter()
-            .filter(|(f, _)| f != &flag)
-            .flat_map(|(f, v)| [f.to_string(), v])
-            .collect();
+        let mut args: Vec<String> =
+            valid.into_iter().filter(|(f, _)| f != &flag).flat_map(|(f, v)| [f.to_string(), v]).collect();
         args.push(flag.to_string());
         args.push(value.to_string());
-        let out = run_keel_to_exit(&args, EXIT_TIMEOUT)
-            .await
-            .with_context(|| format!("{flag} {value}"))?;
+        let out = run_keel_to_exit(&args, EXIT_TIMEOUT).await.with_context(|| format!("{flag} {value}"))?;
         ensure!(
             out.status.code() == Some(2),
             "{flag} {value}: expected exit code 2, got {}; stderr:\n{}",
