@@ -277,3 +277,103 @@ fn service_types_and_lambda() {
     assert_eq!(m.protocol_mode, ProtocolMode::RequestResponse);
     assert!(ServiceType::VirtualObject.is_keyed() && ServiceType::Workflow.is_keyed());
 }
+
+/// Manifests served by the real SDKs for keel's end-to-end test services
+/// (`tests/services/{ts,py}`), fetched with `GET /discover` over h2c and
+/// `accept: application/vnd.restate.endpointmanifest.v4+json`, stored byte for byte.
+/// TS: `@restatedev/restate-sdk` 1.17.2; Python: `restate-sdk` 1.3.0 under hypercorn 0.18.0.
+const SDK_TS_V4: &str = include_str!("../../testdata/manifest_v4_sdk_ts.json");
+const SDK_PY_V4: &str = include_str!("../../testdata/manifest_v4_sdk_py.json");
+
+#[test]
+fn parses_the_real_sdk_manifests_of_the_test_services() {
+    use HandlerType::{Exclusive, Shared, Workflow};
+    type Expected = [(&'static str, ServiceType, &'static [(&'static str, Option<HandlerType>)])];
+    // The same services in both SDKs; the Python ones carry a `Py` prefix.
+    let expected: &Expected = &[
+        (
+            "Greeter",
+            ServiceType::Service,
+            &[("greet", None), ("greetTwice", None), ("failTerminal", None), ("sleepThenEcho", None)],
+        ),
+        (
+            "Counter",
+            ServiceType::VirtualObject,
+            &[("add", Some(Exclusive)), ("get", Some(Shared)), ("reset", Some(Exclusive)), ("keys", Some(Shared))],
+        ),
+        ("SideEffects", ServiceType::Service, &[("flaky", None)]),
+        (
+            "Signup",
+            ServiceType::Workflow,
+            &[("run", Some(Workflow)), ("confirm", Some(Shared)), ("status", Some(Shared))],
+        ),
+        ("Awaiter", ServiceType::Service, &[("waitForAwakeable", None), ("resolveLater", None), ("sendDelayed", None)]),
+    ];
+
+    for (text, prefix) in [(SDK_TS_V4, ""), (SDK_PY_V4, "Py")] {
+        let m = EndpointManifest::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{prefix:?}: {e}"));
+        m.validate().unwrap();
+        assert_eq!(m.protocol_mode, ProtocolMode::BidiStream, "{prefix:?}");
+        assert_eq!((m.min_protocol_version, m.max_protocol_version), (5, 7), "{prefix:?}");
+        assert_eq!(m.select_protocol_version(&VersionPolicy::default()), Ok(ServiceProtocolVersion::V7));
+        assert_eq!(m.lambda_compression, None);
+
+        let names: Vec<_> = m.services.iter().map(|s| s.name.clone()).collect();
+        let want: Vec<_> = expected.iter().map(|(name, ..)| format!("{prefix}{name}")).collect();
+        assert_eq!(names, want);
+        for (name, ty, handlers) in expected {
+            let service = m.service(&format!("{prefix}{name}")).unwrap();
+            assert_eq!(service.ty, *ty, "{prefix}{name}");
+            // Neither SDK emits service-level options when none are configured.
+            assert_eq!(service.options, InvocationOptions::default(), "{prefix}{name}");
+            let got: Vec<_> = service.handlers.iter().map(|h| (h.name.as_str(), h.effective_ty(service.ty))).collect();
+            assert_eq!(got, *handlers, "{prefix}{name}");
+            for h in &service.handlers {
+                // Keyed services state every handler's type explicitly; services never do.
+                assert_eq!(h.ty, h.effective_ty(service.ty), "{prefix}{name}.{}", h.name);
+                assert_eq!(h.options, InvocationOptions::default(), "{prefix}{name}.{}", h.name);
+                assert_eq!(h.workflow_completion_retention, None);
+            }
+        }
+    }
+
+    // TS declares every handler the same way: optional JSON in, JSON out, no schemas.
+    let ts = EndpointManifest::parse(SDK_TS_V4.as_bytes()).unwrap();
+    for h in ts.services.iter().flat_map(|s| &s.handlers) {
+        let input =
+            InputPayload { required: Some(false), content_type: Some("application/json".into()), json_schema: None };
+        let output = OutputPayload {
+            content_type: Some("application/json".into()),
+            set_content_type_if_empty: Some(false),
+            json_schema: None,
+        };
+        assert_eq!((h.input.as_ref(), h.output.as_ref()), (Some(&input), Some(&output)), "{}", h.name);
+        assert_eq!((&h.documentation, &h.metadata), (&None, &None));
+    }
+
+    // Python derives the payloads from the type hints and the documentation from docstrings:
+    // a handler without an input parameter takes no body (`input: {}`), one returning `None`
+    // declares no output content type.
+    let py = EndpointManifest::parse(SDK_PY_V4.as_bytes()).unwrap();
+    let greeter = py.service("PyGreeter").unwrap();
+    let greet = &greeter.handlers[0];
+    assert_eq!(greet.effective_input().json_schema, Some(json!({"type": "string"})));
+    assert_eq!(greet.effective_output().content_type.as_deref(), Some("application/json"));
+    assert!(greet.documentation.as_deref().unwrap().contains("Hello"));
+    let fail_terminal = &greeter.handlers[2];
+    assert_eq!(fail_terminal.effective_input(), InputPayload::default());
+    assert_eq!(
+        fail_terminal.effective_output(),
+        OutputPayload { set_content_type_if_empty: Some(false), ..Default::default() }
+    );
+    let counter = py.service("PyCounter").unwrap();
+    let no_body: Vec<_> = counter
+        .handlers
+        .iter()
+        .filter(|h| h.effective_input().content_type.is_none())
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(no_body, ["get", "reset", "keys"]);
+    let send_delayed = &py.service("PyAwaiter").unwrap().handlers[2];
+    assert_eq!(send_delayed.effective_input().json_schema, Some(json!({"type": "object"})));
+}
