@@ -96,7 +96,9 @@ async fn get_state<C: ClusterApi>(
     validate_name("service", &service)?;
     let partition = partition_of(&*cluster, &object_key);
     let query = Query::GetState { service: service.clone(), object_key: object_key.clone() };
-    let QueryResult::State { state, version } = cluster.read(partition, query).await?;
+    let QueryResult::State { state, version } = cluster.read(partition, query).await? else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state query answered with something else"));
+    };
     Ok(Json(serde_json::json!({
         "service": service,
         "object_key": object_key,

@@ -37,9 +37,12 @@ impl ClusterApi for NodeCluster {
     }
 
     async fn cluster(&self) -> serde_json::Value {
+        let registry = self.router.registry();
+        let metadata = registry.status().into_iter().find(|g| g.id == keel_partition::METADATA_GROUP);
         serde_json::json!({
-            "node_id": self.router.registry().node_id(),
+            "node_id": registry.node_id(),
             "partitions": self.router.cluster_status().await,
+            "metadata": metadata,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use crate::RecordMeta;
 use crate::command::{Command, Effect, Envelope, Response, StateMap};
+use crate::catalog;
 use crate::keys;
 use crate::store::StateTxn;
 
@@ -58,6 +59,13 @@ pub fn apply(
                 txn.put(keys::state_key(service, object_key, name), value.clone());
             }
             Ok((Response::StateSet { version: state_version(new_state) }, Vec::new()))
+        }
+        Command::RegisterDeployment { record, force, breaking } => {
+            Ok((Response::Catalog(catalog::register(txn, record, *force, *breaking)), Vec::new()))
+        }
+        Command::RemoveDeployment { id } => Ok((Response::Catalog(catalog::remove(txn, id)), Vec::new())),
+        Command::UpdateService { name, patch } => {
+            Ok((Response::Catalog(catalog::update_service(txn, name, patch)), Vec::new()))
         }
     }
 }
@@ -115,7 +123,10 @@ mod tests {
         apply(&mut store, &set("Svc", "k", &[("a", b"1"), ("b", b"2")], None), meta(1)).unwrap();
         let (resp, _) = apply(&mut store, &set("Svc", "k", &[("b", b"3")], None), meta(2)).unwrap();
         let QueryResult::State { state, version } =
-            read(&store, &Query::GetState { service: "Svc".into(), object_key: "k".into() }).unwrap();
+            read(&store, &Query::GetState { service: "Svc".into(), object_key: "k".into() }).unwrap()
+        else {
+            panic!("a state query answers with state")
+        };
         assert_eq!(state, StateMap::from([("b".to_string(), b"3".to_vec())]));
         assert_eq!(resp, Response::StateSet { version });
     }

@@ -1,6 +1,7 @@
 //! Commands (what goes into the Raft log), responses (what the proposer gets
 //! back) and effects (what the leader must do afterwards).
 
+use crate::catalog::{CatalogOutcome, DeploymentRecord, ServiceOverrides};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -54,6 +55,27 @@ pub enum Command {
         /// Optimistic concurrency: apply only if the current version equals this.
         expected_version: Option<String>,
     },
+    /// Registers a deployment in the catalog (metadata group).
+    RegisterDeployment {
+        /// The deployment with its discovered manifest.
+        record: DeploymentRecord,
+        /// Overwrite a deployment at the same URI, allow breaking changes.
+        force: bool,
+        /// Allow breaking changes (service type changes) without overwriting.
+        breaking: bool,
+    },
+    /// Removes a deployment from the catalog (metadata group).
+    RemoveDeployment {
+        /// The deployment id.
+        id: String,
+    },
+    /// Changes a service's admin overrides (metadata group).
+    UpdateService {
+        /// The service name.
+        name: String,
+        /// The fields to change.
+        patch: ServiceOverrides,
+    },
 }
 
 impl Command {
@@ -62,6 +84,9 @@ impl Command {
         match self {
             Command::AnnounceLeader { .. } => "announce_leader",
             Command::SetState { .. } => "set_state",
+            Command::RegisterDeployment { .. } => "register_deployment",
+            Command::RemoveDeployment { .. } => "remove_deployment",
+            Command::UpdateService { .. } => "update_service",
         }
     }
 }
@@ -83,6 +108,8 @@ pub enum Response {
         /// The version the object actually has.
         actual: String,
     },
+    /// The outcome of a catalog command.
+    Catalog(CatalogOutcome),
     /// The command came from a deposed leader's actor and was ignored.
     Fenced {
         /// The term the proposer believed it led in.

@@ -16,6 +16,16 @@ pub type PartitionId = u32;
 pub const KIND_STATE: u8 = 0x01;
 /// The current leader epoch (term) announced to the partition: `[KIND_LEADER_EPOCH]`.
 pub const KIND_LEADER_EPOCH: u8 = 0x02;
+/// A registered deployment (metadata group only): `[KIND_DEPLOYMENT][id]`.
+pub const KIND_DEPLOYMENT: u8 = 0x10;
+/// A registered service (metadata group only): `[KIND_SERVICE][name]`.
+pub const KIND_SERVICE: u8 = 0x11;
+
+/// Raft group id of the metadata group, which holds the service catalog
+/// (deployments and services) and is replicated on every node. Partition
+/// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
+/// records.
+pub const METADATA_GROUP: u32 = u32::MAX - 1;
 
 /// Hashes a key's bytes to the stable 64-bit *partition key*.
 ///
@@ -59,6 +69,20 @@ pub fn state_key(service: &str, object_key: &str, name: &str) -> Vec<u8> {
 /// Splits a key produced by [`state_key`] under `prefix` back into its name.
 pub fn state_name<'a>(prefix: &[u8], key: &'a [u8]) -> Option<&'a str> {
     key.strip_prefix(prefix).and_then(|n| std::str::from_utf8(n).ok())
+}
+
+/// The key of a deployment record.
+pub fn deployment_key(id: &str) -> Vec<u8> {
+    let mut out = vec![KIND_DEPLOYMENT];
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+/// The key of a service record.
+pub fn service_key(name: &str) -> Vec<u8> {
+    let mut out = vec![KIND_SERVICE];
+    out.extend_from_slice(name.as_bytes());
+    out
 }
 
 /// The key holding the announced leader epoch.

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+pub mod catalog;
 mod command;
 pub mod keys;
 mod read;
@@ -30,7 +31,7 @@ mod store;
 
 pub use apply::{ApplyError, apply, leader_epoch, state_version};
 pub use command::{Command, Effect, Envelope, Response, StateMap};
-pub use keys::{PartitionId, partition_for_key, partition_key};
+pub use keys::{METADATA_GROUP, PartitionId, partition_for_key, partition_key};
 pub use read::{Query, QueryResult, read};
 pub use store::{MemStore, StateTxn, StateView};
 

@@ -1,6 +1,7 @@
 //! Read-only queries, served by the leader after a linearizability check.
 
 use crate::apply::{ApplyError, state_version};
+use crate::catalog::{self, CatalogData};
 use crate::command::StateMap;
 use crate::keys;
 use crate::store::StateView;
@@ -16,6 +17,8 @@ pub enum Query {
         /// The object key.
         object_key: String,
     },
+    /// The whole service catalog (metadata group).
+    Catalog,
 }
 
 /// The answer to a [`Query`].
@@ -28,6 +31,8 @@ pub enum QueryResult {
         /// Version token, usable as `expected_version` of a later `SetState`.
         version: String,
     },
+    /// The service catalog.
+    Catalog(CatalogData),
 }
 
 /// Answers `query` from `view`.
@@ -38,6 +43,9 @@ pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyEr
             let version = state_version(&state);
             Ok(QueryResult::State { state, version })
         }
+        Query::Catalog => catalog::load(view)
+            .map(QueryResult::Catalog)
+            .map_err(|reason| ApplyError::Corrupt { key: vec![keys::KIND_DEPLOYMENT], reason }),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::network::{NetworkFactory, Peers};
 use crate::placement::replica_sets;
 use crate::state_machine::{GroupView, StateMachine};
 use crate::types::{Batch, typ};
-use keel_partition::{Envelope, Query, QueryResult, Response};
+use keel_partition::{Envelope, METADATA_GROUP, Query, QueryResult, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,7 @@ pub struct Registry {
     node_id: u64,
     db: Arc<Db>,
     placement: Vec<Vec<u64>>,
+    metadata_replicas: Vec<u64>,
     groups: BTreeMap<u32, Arc<Group>>,
     metrics: Arc<RaftMetricsSet>,
 }
@@ -163,43 +164,21 @@ impl Registry {
             .validate()?,
         );
         let placement = replica_sets(&peers.ids(), partitions, replication_factor);
+        // The catalog is small, rarely written and read by every node for
+        // routing, so every node holds a replica of the metadata group.
+        let metadata_replicas = peers.ids();
+        let hosted = placement
+            .iter()
+            .enumerate()
+            .map(|(p, replicas)| (p as u32, replicas))
+            .chain(std::iter::once((METADATA_GROUP, &metadata_replicas)))
+            .filter(|(_, replicas)| replicas.contains(&node_id));
         let mut groups = BTreeMap::new();
-        for (p, replicas) in placement.iter().enumerate() {
-            let id = p as u32;
-            if !replicas.contains(&node_id) {
-                continue;
-            }
-            let start_err = |reason: String| RegistryError::Start { group: id, reason };
-            let log = LogStore::new(id, db.clone());
-            let committed = log.committed();
-            let (effects_tx, effects_rx) = mpsc::unbounded_channel();
-            let sm = StateMachine::new(id, db.clone(), effects_tx, metrics.clone());
-            let network = NetworkFactory::new(id, peers.clone());
-            let raft = typ::Raft::new(node_id, config.clone(), network, log, sm)
-                .await
-                .map_err(|e| start_err(e.to_string()))?;
-            if !raft.is_initialized().await.map_err(|e| start_err(e.to_string()))? {
-                let members: BTreeMap<u64, BasicNode> =
-                    replicas.iter().map(|r| (*r, BasicNode::new(peers.addr(*r).unwrap_or_default()))).collect();
-                // The ring's preferred replica bootstraps at once and so
-                // usually wins the first election, which spreads leaders over
-                // the nodes. The others bootstrap too, later, in case it is
-                // down: openraft documents concurrent `initialize` with equal
-                // membership as safe.
-                let delay = if replicas.first() == Some(&node_id) {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(settings.election_timeout_ms * 4)
-                };
-                tokio::spawn(bootstrap(raft.clone(), id, members, delay));
-            }
-            let (proposer, proposals) = mpsc::channel(MAX_BATCH);
-            tokio::spawn(run_proposer(id, raft.clone(), proposals, metrics.clone()));
-            let group = Arc::new(Group { id, raft, replicas: replicas.clone(), proposer, committed });
-            tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
-            groups.insert(id, group);
+        for (id, replicas) in hosted {
+            let starter = GroupStarter { node_id, peers: &peers, config: &config, settings, db: &db, metrics: &metrics };
+            groups.insert(id, starter.start(id, replicas).await?);
         }
-        Ok(Arc::new(Registry { node_id, db, placement, groups, metrics }))
+        Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics }))
     }
 
     /// This node's id.
@@ -212,9 +191,17 @@ impl Registry {
         self.placement.len() as u32
     }
 
-    /// Replica set of a partition.
-    pub fn replicas(&self, partition: u32) -> &[u64] {
-        self.placement.get(partition as usize).map_or(&[], Vec::as_slice)
+    /// Replica set of a partition (or of the metadata group).
+    pub fn replicas(&self, group: u32) -> &[u64] {
+        if group == METADATA_GROUP {
+            return &self.metadata_replicas;
+        }
+        self.placement.get(group as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `group` is a partition or the metadata group.
+    pub fn is_group(&self, group: u32) -> bool {
+        group == METADATA_GROUP || group < self.partition_count()
     }
 
     /// The local replica of `group`, if hosted here.
@@ -271,6 +258,52 @@ impl Registry {
                 tracing::warn!(partition = g.id, "raft shutdown: {e}");
             }
         }
+    }
+}
+
+/// What starting one group needs.
+struct GroupStarter<'a> {
+    node_id: u64,
+    peers: &'a Arc<Peers>,
+    config: &'a Arc<openraft::Config>,
+    settings: &'a RaftSettings,
+    db: &'a Arc<Db>,
+    metrics: &'a Arc<RaftMetricsSet>,
+}
+
+impl GroupStarter<'_> {
+    /// Starts the local replica of group `id` with its proposer and leader
+    /// supervisor, bootstrapping the group if it is pristine.
+    async fn start(&self, id: u32, replicas: &[u64]) -> Result<Arc<Group>, RegistryError> {
+        let node_id = self.node_id;
+        let start_err = |reason: String| RegistryError::Start { group: id, reason };
+        let log = LogStore::new(id, self.db.clone());
+        let committed = log.committed();
+        let (effects_tx, effects_rx) = mpsc::unbounded_channel();
+        let sm = StateMachine::new(id, self.db.clone(), effects_tx, self.metrics.clone());
+        let network = NetworkFactory::new(id, self.peers.clone());
+        let raft = typ::Raft::new(node_id, self.config.clone(), network, log, sm)
+            .await
+            .map_err(|e| start_err(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| start_err(e.to_string()))? {
+            let members: BTreeMap<u64, BasicNode> =
+                replicas.iter().map(|r| (*r, BasicNode::new(self.peers.addr(*r).unwrap_or_default()))).collect();
+            // The ring's preferred replica bootstraps at once and so usually
+            // wins the first election, which spreads leaders over the nodes.
+            // The others bootstrap too, later, in case it is down: openraft
+            // documents concurrent `initialize` with equal membership as safe.
+            let delay = if replicas.first() == Some(&node_id) {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(self.settings.election_timeout_ms * 4)
+            };
+            tokio::spawn(bootstrap(raft.clone(), id, members, delay));
+        }
+        let (proposer, proposals) = mpsc::channel(MAX_BATCH);
+        tokio::spawn(run_proposer(id, raft.clone(), proposals, self.metrics.clone()));
+        let group = Arc::new(Group { id, raft, replicas: replicas.to_vec(), proposer, committed });
+        tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
+        Ok(group)
     }
 }
 

@@ -106,7 +106,7 @@ impl Router {
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = Result<T, ProposeError>>,
     {
-        if partition >= self.registry.partition_count() {
+        if !self.registry.is_group(partition) {
             return Err(RouteError::UnknownPartition(partition));
         }
         let deadline = Instant::now() + ROUTE_DEADLINE;

@@ -74,7 +74,10 @@ async fn append(log: &mut LogStore, entries: Vec<typ::Entry>) {
 fn read_value(db: &Db, group: u32, key: &str) -> Option<Vec<u8>> {
     let view = GroupView::new(db, group);
     let QueryResult::State { state, .. } =
-        keel_partition::read(&view, &Query::GetState { service: "S".into(), object_key: key.into() }).expect("read");
+        keel_partition::read(&view, &Query::GetState { service: "S".into(), object_key: key.into() }).expect("read")
+    else {
+        panic!("a state query answers with state")
+    };
     assert!(view.take_error().is_none());
     state.get("v").cloned()
 }
