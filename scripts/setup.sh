@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing keel needs on a Debian machine with a
-# Rust toolchain: libclang (RocksDB's bindgen) and protoc (tonic/prost).
+# Rust toolchain: libclang (RocksDB's bindgen), protoc (tonic/prost), and npm
+# and python3 for the SDK test services.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -8,6 +9,9 @@ need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
+# npm and python3 install the SDK test services (tests/services/setup.sh).
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The real SDK services (TypeScript on Node 22, Python) the e2e tests drive.
+bash tests/services/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}"
 # The e2e tests start the real binary, so build it first (same profile).
 cargo build --locked -p keel

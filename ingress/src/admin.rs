@@ -3,14 +3,16 @@
 
 use crate::api::ClusterApi;
 use crate::body::json_body;
+use crate::deployments::{self, AdminCtx};
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use keel_endpoint::EndpointClient;
 use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap, partition_for_key, partition_key};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -29,48 +31,75 @@ struct SetStateRequest {
     scope: Option<String>,
 }
 
-/// The admin router, served unprefixed and under `/v4` (the prefix the
-/// `restate` CLI uses).
+/// The admin router. Routes are served unprefixed and under `/v2`, `/v3`
+/// and `/v4` (the `restate` CLI negotiates through `GET /version` and then
+/// uses `/v4`); `/v1` is refused. The version changes one default: `force`
+/// of `POST /deployments` is true on `/v2` only.
 pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
-    let routes = Router::new()
-        .route("/health", get(|| async { StatusCode::OK }))
-        .route("/cluster", get(cluster_table::<C>))
-        .route("/metrics", get(metrics::<C>))
-        .route("/services/{service}/state", post(set_state::<C>))
-        .route("/services/{service}/state/{key}", get(get_state::<C>));
+    let endpoints = EndpointClient::new();
+    let versioned = |force_by_default: bool| -> Router {
+        let ctx = Arc::new(AdminCtx { cluster: cluster.clone(), endpoints: endpoints.clone(), force_by_default });
+        Router::new()
+            .route("/health", get(|| async { StatusCode::OK }))
+            .route("/version", get(version))
+            .route("/cluster", get(cluster_table::<C>))
+            .route("/metrics", get(metrics::<C>))
+            .route("/deployments", post(deployments::register::<C>).get(deployments::list::<C>))
+            .route("/deployments/{id}", get(deployments::show::<C>).delete(deployments::delete::<C>))
+            .route("/services", get(deployments::list_services::<C>))
+            .route("/services/{service}", get(deployments::show_service::<C>).patch(deployments::patch_service::<C>))
+            .route("/services/{service}/handlers", get(deployments::handlers::<C>))
+            .route("/services/{service}/handlers/{handler}", get(deployments::handler::<C>))
+            .route("/services/{service}/state", post(set_state::<C>))
+            .route("/services/{service}/state/{key}", get(get_state::<C>))
+            .with_state(ctx)
+    };
     Router::new()
-        .merge(routes.clone())
-        .nest("/v4", routes)
+        .merge(versioned(false))
+        .nest("/v2", versioned(true))
+        .nest("/v3", versioned(false))
+        .nest("/v4", versioned(false))
+        .route("/v1/{*rest}", any(|| async { ApiError::bad_request("Unsupported Admin API version v1; use v2 to v4") }))
         .fallback(|| async { ApiError::not_found("no such admin endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(cluster)
+}
+
+/// `GET /version`: what the `restate` CLI negotiates with.
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "min_admin_api_version": 2,
+        "max_admin_api_version": 4,
+    }))
 }
 
 fn partition_of<C: ClusterApi>(cluster: &C, object_key: &str) -> u32 {
     partition_for_key(partition_key(object_key.as_bytes()), cluster.partition_count())
 }
 
-async fn cluster_table<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
-    Json(cluster.cluster().await)
+async fn cluster_table<C: ClusterApi>(State(ctx): State<Arc<AdminCtx<C>>>) -> Json<serde_json::Value> {
+    Json(ctx.cluster.cluster().await)
 }
 
-async fn metrics<C: ClusterApi>(State(cluster): State<Arc<C>>) -> HttpResponse {
+async fn metrics<C: ClusterApi>(State(ctx): State<Arc<AdminCtx<C>>>) -> HttpResponse {
+    let cluster = &ctx.cluster;
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], cluster.metrics_text())
         .into_response()
 }
 
 async fn set_state<C: ClusterApi>(
-    State(cluster): State<Arc<C>>,
+    State(ctx): State<Arc<AdminCtx<C>>>,
     Path(service): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<HttpResponse, ApiError> {
+    let cluster = &ctx.cluster;
     let req: SetStateRequest = json_body(&headers, body)?;
     validate_name("service", &service)?;
-    let partition = partition_of(&*cluster, &req.object_key);
+    let partition = partition_of(&**cluster, &req.object_key);
     let command = Command::SetState {
         service,
         object_key: req.object_key,
@@ -90,11 +119,12 @@ async fn set_state<C: ClusterApi>(
 }
 
 async fn get_state<C: ClusterApi>(
-    State(cluster): State<Arc<C>>,
+    State(ctx): State<Arc<AdminCtx<C>>>,
     Path((service, object_key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let cluster = &ctx.cluster;
     validate_name("service", &service)?;
-    let partition = partition_of(&*cluster, &object_key);
+    let partition = partition_of(&**cluster, &object_key);
     let query = Query::GetState { service: service.clone(), object_key: object_key.clone() };
     let QueryResult::State { state, version } = cluster.read(partition, query).await? else {
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state query answered with something else"));

@@ -13,12 +13,14 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for the `Retry-After` header.
     pub retry_after_secs: Option<u32>,
+    /// Restate's error code (`META0003`, ...), rendered as `restate_code`.
+    pub restate_code: Option<&'static str>,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), retry_after_secs: None }
+        ApiError { status, message: message.into(), retry_after_secs: None, restate_code: None }
     }
 
     /// 400 Bad Request.
@@ -35,9 +37,12 @@ impl ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         match e {
-            ClusterError::Unavailable { message, retry_after_secs } => {
-                ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message, retry_after_secs: Some(retry_after_secs) }
-            }
+            ClusterError::Unavailable { message, retry_after_secs } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                retry_after_secs: Some(retry_after_secs),
+                restate_code: None,
+            },
             ClusterError::Internal(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }
@@ -45,7 +50,10 @@ impl From<ClusterError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "message": self.message });
+        let mut body = serde_json::json!({ "message": self.message });
+        if let Some(code) = self.restate_code {
+            body["restate_code"] = serde_json::json!(code);
+        }
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -9,8 +9,11 @@
 mod admin;
 mod api;
 mod body;
+mod deployments;
+mod duration;
 mod error;
 mod ingress;
+mod schema_json;
 
 pub use admin::admin_router;
 pub use api::{ClusterApi, ClusterError};

@@ -2,8 +2,8 @@
 //! partition's state changes.
 
 use crate::RecordMeta;
-use crate::command::{Command, Effect, Envelope, Response, StateMap};
 use crate::catalog;
+use crate::command::{Command, Effect, Envelope, Response, StateMap};
 use crate::keys;
 use crate::store::StateTxn;
 

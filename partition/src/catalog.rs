@@ -133,6 +133,19 @@ pub fn load(view: &impl StateView) -> Result<CatalogData, String> {
     Ok(data)
 }
 
+/// A store holding exactly `data`, to try a catalog command without
+/// proposing it (the admin API's `dry_run`).
+pub fn to_store(data: &CatalogData) -> crate::MemStore {
+    let mut store = crate::MemStore::default();
+    for record in data.deployments.values() {
+        store.put(keys::deployment_key(&record.id), encode(record));
+    }
+    for (name, record) in &data.services {
+        store.put(keys::service_key(name), encode(record));
+    }
+    store
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .expect("catalog records are plain structs, which bincode always encodes")
@@ -202,7 +215,8 @@ pub fn register(txn: &mut impl StateTxn, record: &DeploymentRecord, force: bool,
     txn.put(keys::deployment_key(&record.id), encode(&record));
     for service in &manifest.services {
         let revision = data.services.get(&service.name).map_or(1, |s| s.revision + 1);
-        let entry = ServiceRecord { revision, deployment_id: record.id.clone(), overrides: ServiceOverrides::default() };
+        let entry =
+            ServiceRecord { revision, deployment_id: record.id.clone(), overrides: ServiceOverrides::default() };
         txn.put(keys::service_key(&service.name), encode(&entry));
     }
     CatalogOutcome::Registered { id: record.id, created }

@@ -1,0 +1,191 @@
+//! Renders the catalog as Restate's admin API shows it (ServiceMetadata,
+//! HandlerMetadata, deployment responses), applying the server defaults
+//! where neither the manifest nor an admin override sets a value.
+
+use crate::duration::format_ms;
+use keel_partition::catalog::{CatalogData, DeploymentRecord, ServiceRecord};
+use keel_protocol::EndpointManifest;
+use keel_protocol::manifest::{Handler, InvocationOptions, RetryPolicy, Service, ServiceType};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Server defaults (Restate's): idempotency retention 1 day, inactivity
+/// timeout 1 minute, abort timeout 10 minutes, workflow retention 1 day.
+pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: u64 = 86_400_000;
+const DEFAULT_INACTIVITY_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_ABORT_TIMEOUT_MS: u64 = 600_000;
+const DEFAULT_WORKFLOW_RETENTION_MS: u64 = 86_400_000;
+
+/// The catalog with every deployment's manifest parsed.
+pub struct CatalogView {
+    /// Deployments by id, with their parsed manifests.
+    pub deployments: BTreeMap<String, (DeploymentRecord, EndpointManifest)>,
+    /// Service records by name.
+    pub services: BTreeMap<String, ServiceRecord>,
+}
+
+impl CatalogView {
+    /// Parses every stored manifest; one that no longer parses is skipped
+    /// (it was validated at registration, so this means a format change).
+    pub fn new(data: CatalogData) -> Self {
+        let deployments = data
+            .deployments
+            .into_iter()
+            .filter_map(|(id, record)| match EndpointManifest::parse(&record.manifest_json) {
+                Ok(m) => Some((id, (record, m))),
+                Err(e) => {
+                    tracing::error!(deployment = %id, "stored manifest unreadable: {e}");
+                    None
+                }
+            })
+            .collect();
+        CatalogView { deployments, services: data.services }
+    }
+
+    /// The latest schema of a service with its record.
+    pub fn service(&self, name: &str) -> Option<(&ServiceRecord, &Service)> {
+        let record = self.services.get(name)?;
+        let (_, manifest) = self.deployments.get(&record.deployment_id)?;
+        Some((record, manifest.service(name)?))
+    }
+
+    /// ServiceMetadata of every service, ordered by name.
+    pub fn all_services(&self) -> Vec<Value> {
+        self.services.keys().filter_map(|n| self.service(n)).map(|(r, s)| service_metadata(r, s)).collect()
+    }
+}
+
+fn enum_name<T: std::fmt::Debug>(v: T) -> String {
+    format!("{v:?}")
+}
+
+fn insert_opt(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(v) = value {
+        map.insert(key.to_string(), v);
+    }
+}
+
+fn retry_policy(p: &RetryPolicy) -> Value {
+    json!({
+        "initial_interval": format_ms(p.retry_policy_initial_interval.unwrap_or(500)),
+        "exponentiation_factor": p.retry_policy_exponentiation_factor.unwrap_or(2.0),
+        "max_attempts": p.retry_policy_max_attempts.or(Some(70)),
+        "max_interval": format_ms(p.retry_policy_max_interval.unwrap_or(60_000)),
+        "on_max_attempts": enum_name(p.retry_policy_on_max_attempts.unwrap_or(keel_protocol::manifest::OnMaxAttempts::Pause)),
+    })
+}
+
+/// ServiceMetadata of one service.
+pub fn service_metadata(record: &ServiceRecord, service: &Service) -> Value {
+    let o = &service.options;
+    let ov = &record.overrides;
+    let public = ov.public.unwrap_or(!o.ingress_private.unwrap_or(false));
+    let mut m = Map::new();
+    m.insert("name".into(), json!(service.name));
+    m.insert("ty".into(), json!(enum_name(service.ty)));
+    let handlers: Vec<Value> = service.handlers.iter().map(|h| handler_metadata(service, h, public)).collect();
+    m.insert("handlers".into(), json!(handlers));
+    insert_opt(&mut m, "documentation", service.documentation.as_ref().map(|d| json!(d)));
+    insert_opt(&mut m, "metadata", service.metadata.as_ref().filter(|x| !x.is_empty()).map(|x| json!(x)));
+    m.insert("deployment_id".into(), json!(record.deployment_id));
+    m.insert("revision".into(), json!(record.revision));
+    m.insert("public".into(), json!(public));
+    let idempotency =
+        ov.idempotency_retention_ms.or(o.idempotency_retention).unwrap_or(DEFAULT_IDEMPOTENCY_RETENTION_MS);
+    m.insert("idempotency_retention".into(), json!(format_ms(idempotency)));
+    if service.ty == ServiceType::Workflow {
+        let handler_value = service.handlers.iter().find_map(|h| h.workflow_completion_retention);
+        let retention = ov.workflow_completion_retention_ms.or(handler_value).unwrap_or(DEFAULT_WORKFLOW_RETENTION_MS);
+        m.insert("workflow_completion_retention".into(), json!(format_ms(retention)));
+    }
+    insert_opt(
+        &mut m,
+        "journal_retention",
+        ov.journal_retention_ms.or(o.journal_retention).map(|v| json!(format_ms(v))),
+    );
+    let inactivity = ov.inactivity_timeout_ms.or(o.inactivity_timeout).unwrap_or(DEFAULT_INACTIVITY_TIMEOUT_MS);
+    m.insert("inactivity_timeout".into(), json!(format_ms(inactivity)));
+    let abort = ov.abort_timeout_ms.or(o.abort_timeout).unwrap_or(DEFAULT_ABORT_TIMEOUT_MS);
+    m.insert("abort_timeout".into(), json!(format_ms(abort)));
+    m.insert("enable_lazy_state".into(), json!(o.enable_lazy_state.unwrap_or(false)));
+    m.insert("retry_policy".into(), retry_policy(&o.retry_policy));
+    Value::Object(m)
+}
+
+fn handler_overrides(m: &mut Map<String, Value>, o: &InvocationOptions) {
+    let dur = |v: Option<u64>| v.map(|ms| json!(format_ms(ms)));
+    insert_opt(m, "idempotency_retention", dur(o.idempotency_retention));
+    insert_opt(m, "journal_retention", dur(o.journal_retention));
+    insert_opt(m, "inactivity_timeout", dur(o.inactivity_timeout));
+    insert_opt(m, "abort_timeout", dur(o.abort_timeout));
+    insert_opt(m, "enable_lazy_state", o.enable_lazy_state.map(|v| json!(v)));
+}
+
+/// HandlerMetadata of one handler of `service`.
+pub fn handler_metadata(service: &Service, h: &Handler, service_public: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(h.name));
+    insert_opt(&mut m, "ty", h.effective_ty(service.ty).map(|t| json!(enum_name(t))));
+    insert_opt(&mut m, "documentation", h.documentation.as_ref().map(|d| json!(d)));
+    insert_opt(&mut m, "metadata", h.metadata.as_ref().filter(|x| !x.is_empty()).map(|x| json!(x)));
+    handler_overrides(&mut m, &h.options);
+    let public = service_public && !h.options.ingress_private.unwrap_or(false);
+    m.insert("public".into(), json!(public));
+    let input = h.effective_input();
+    let input_description = match (&input.content_type, input.required.unwrap_or(false)) {
+        (None, _) => "none".to_string(),
+        (Some(ct), true) => format!("value with content-type matching {ct}"),
+        (Some(ct), false) => format!("one of [\"none\", \"value with content-type matching {ct}\"]"),
+    };
+    m.insert("input_description".into(), json!(input_description));
+    let output = h.effective_output();
+    let output_description = match &output.content_type {
+        None => "none".to_string(),
+        Some(ct) => format!("value with content-type {ct}"),
+    };
+    m.insert("output_description".into(), json!(output_description));
+    insert_opt(&mut m, "input_json_schema", input.json_schema);
+    insert_opt(&mut m, "output_json_schema", output.json_schema);
+    Value::Object(m)
+}
+
+/// A deployment as `GET /deployments` lists it (services as name/revision)
+/// or, with `detailed`, as `GET /deployments/{id}` shows it (full services).
+pub fn deployment_json(view: &CatalogView, id: &str, detailed: bool) -> Option<Value> {
+    let (record, manifest) = view.deployments.get(id)?;
+    let services: Vec<Value> = manifest
+        .services
+        .iter()
+        .filter_map(|s| {
+            let current = view.services.get(&s.name).filter(|r| r.deployment_id == *id);
+            match (detailed, current) {
+                (true, Some(r)) => Some(service_metadata(r, s)),
+                (false, Some(r)) => Some(json!({ "name": s.name, "revision": r.revision })),
+                // A newer deployment serves this service now.
+                (_, None) => None,
+            }
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(record.id));
+    m.insert("uri".into(), json!(record.uri));
+    m.insert("protocol_type".into(), json!(enum_name(manifest.protocol_mode)));
+    m.insert("http_version".into(), json!(if record.use_http_11 { "HTTP/1.1" } else { "HTTP/2.0" }));
+    if !record.additional_headers.is_empty() {
+        m.insert("additional_headers".into(), json!(record.additional_headers));
+    }
+    if !record.metadata.is_empty() {
+        m.insert("metadata".into(), json!(record.metadata));
+    }
+    m.insert("created_at".into(), json!(rfc3339(record.created_at_ms)));
+    m.insert("min_protocol_version".into(), json!(manifest.min_protocol_version));
+    m.insert("max_protocol_version".into(), json!(manifest.max_protocol_version));
+    insert_opt(&mut m, "sdk_version", record.sdk_version.as_ref().map(|v| json!(v)));
+    m.insert("services".into(), json!(services));
+    Some(Value::Object(m))
+}
+
+/// RFC 3339 UTC timestamp of a Unix time in milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
