@@ -6,6 +6,7 @@
 //! the test prints a note and passes, so the crate's tests stay hermetic.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +31,14 @@ struct Service {
 }
 
 impl Drop for Service {
+    /// Kills the service's whole process group: hypercorn serves from a worker
+    /// process that outlives its parent if only the parent is killed.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // the child leads (it was spawned with process_group(0)).
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -46,6 +54,7 @@ impl Service {
             .args(args)
             .current_dir(dir)
             .env("PORT", port.to_string())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone log handle"))
             .stderr(out)

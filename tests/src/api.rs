@@ -56,8 +56,9 @@ impl Api {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
+        let location = header(reqwest::header::LOCATION);
         let body = resp.text().await.with_context(|| format!("{method} {url}: reading the body failed"))?;
-        Ok(Reply { method, url, status, content_type, retry_after, body, elapsed: started.elapsed() })
+        Ok(Reply { method, url, status, content_type, retry_after, location, body, elapsed: started.elapsed() })
     }
 
     /// `GET` a URL. `Err` only for transport failures (no HTTP answer).
@@ -80,6 +81,43 @@ impl Api {
             req = req.header(reqwest::header::CONTENT_TYPE, ct);
         }
         self.send("POST", url, req).await
+    }
+
+    /// `POST` a JSON value to a path on the admin port
+    /// (`Content-Type: application/json`).
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.post(path, Some("application/json"), serde_json::to_vec(body)?).await
+    }
+
+    /// `PATCH` a JSON value to a path on the admin port
+    /// (`Content-Type: application/json`).
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Reply> {
+        let url = self.admin_url(path);
+        let req = self
+            .client
+            .patch(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(body)?);
+        self.send("PATCH", url, req).await
+    }
+
+    /// `DELETE` a path on the admin port.
+    pub async fn delete(&self, path: &str) -> Result<Reply> {
+        let url = self.admin_url(path);
+        let req = self.client.delete(&url);
+        self.send("DELETE", url, req).await
+    }
+
+    /// `POST /deployments` with `{"uri": uri}` plus the fields of `extra`
+    /// (a JSON object, e.g. `{"force": false}`), whatever the answer.
+    pub async fn register_deployment(&self, uri: &str, extra: Value) -> Result<Reply> {
+        let mut body = json!({ "uri": uri });
+        if let Value::Object(fields) = extra {
+            for (k, v) in fields {
+                body[k] = v;
+            }
+        }
+        self.post_json("/deployments", &body).await
     }
 
     /// Admin `GET /health` and ingress `GET /restate/health` both answer 200.

@@ -14,12 +14,19 @@
 //! cargo build -p keel && cargo test -p keel-e2e
 //! ```
 //!
-//! or point `KEEL_BIN` at a binary. Other knobs (all optional):
+//! or point `KEEL_BIN` at a binary. Tests that register real SDK services
+//! (`tests/deployments.rs`) also need their runtimes, installed once with
+//! `bash tests/services/setup.sh`.
+//!
+//! Other knobs (all optional):
 //!
 //! * `KEEL_E2E_DEADLINE_SECS` – overall deadline of one test (default 120).
 //! * `KEEL_E2E_LOG` – passed to every node as `--log VALUE`.
 //! * `KEEL_E2E_KEEP_TMP` – keep the temporary directories (data dirs and
 //!   logs) instead of deleting them; their paths are printed.
+//! * `KEEL_E2E_SERVICES_DIR` – where the SDK test services are installed
+//!   (default: this crate's `services`, installed by
+//!   `bash tests/services/setup.sh`).
 //!
 //! # Conventions
 //!
@@ -42,6 +49,9 @@
 //! * `cluster.rs` – [`Cluster`]: leaders and the partition table.
 //! * `api.rs`, `reply.rs`, `views.rs` – [`Api`], [`Reply`] and the typed
 //!   answers [`ClusterView`], [`PartitionView`], [`StateView`].
+//! * `sdk.rs` – [`SdkService`]: the real SDK test services of
+//!   `tests/services` (TypeScript, Python) as child processes; install them
+//!   with `bash tests/services/setup.sh`.
 //! * `model.rs` – the acknowledged-write [`Model`]: [`write_acked`],
 //!   [`bump`], [`verify_model`], [`verify_everywhere`].
 
@@ -53,6 +63,7 @@ mod model;
 mod node;
 mod poll;
 mod reply;
+mod sdk;
 mod views;
 
 pub use api::{Api, http_client};
@@ -68,4 +79,5 @@ pub use model::{
 pub use node::KeelNode;
 pub use poll::{poll_until, run_test, test_deadline};
 pub use reply::{Reply, version_of};
+pub use sdk::{Sdk, SdkService, services_dir};
 pub use views::{ClusterView, PartitionView, StateView};

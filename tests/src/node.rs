@@ -274,7 +274,7 @@ impl Drop for KeelNode {
     }
 }
 
-fn read_from(path: &Path, offset: u64) -> String {
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     let mut buf = Vec::new();
     let read = File::open(path).and_then(|mut f| {
         f.seek(SeekFrom::Start(offset))?;
@@ -286,7 +286,7 @@ fn read_from(path: &Path, offset: u64) -> String {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -15,6 +15,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: Option<String>,
     pub retry_after: Option<String>,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
     pub body: String,
     pub elapsed: Duration,
 }
