@@ -1,0 +1,171 @@
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::load_from(std::iter::once("keel").chain(args.iter().copied()), &|k| env.get(k).cloned())
+}
+
+/// Writes a unique temp TOML file, removed on drop.
+struct TempToml(PathBuf);
+impl TempToml {
+    fn new(contents: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("keel-config-test-{}-{}.toml", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempToml(path)
+    }
+    fn arg(&self) -> String {
+        format!("--config={}", self.0.display())
+    }
+}
+impl Drop for TempToml {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = load(&[], &[]).unwrap();
+    assert_eq!((c.node_id, c.data_dir.to_str()), (1, Some("./keel-data")));
+    assert_eq!(c.ingress_addr.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.admin_addr.to_string(), "0.0.0.0:9070");
+    assert_eq!(c.node_addr.to_string(), "0.0.0.0:5122");
+    assert_eq!(c.advertised_addr, "127.0.0.1:5122");
+    assert_eq!(c.peers, BTreeMap::from([(1, "127.0.0.1:5122".to_string())]));
+    assert_eq!((c.partitions, c.replication_factor, c.fsync), (8, 1, true));
+    assert_eq!((c.snapshot_logs, c.keep_logs), (5000, 1000));
+    assert_eq!((c.heartbeat_ms, c.election_timeout_ms), (100, 1000));
+    assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, DEFAULT_LOG, None));
+}
+
+#[test]
+fn every_key_has_a_flag() {
+    let cli = Cli::try_parse_from(
+        std::iter::once("keel".to_string()).chain(KEYS.iter().map(|k| format!("--{}=x", k.replace('_', "-")))),
+    )
+    .unwrap();
+    assert_eq!(
+        cli.flags().keys().copied().collect::<Vec<_>>(),
+        KEYS.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn precedence_flag_over_file_over_env() {
+    let f = TempToml::new("partitions = 16\nheartbeat_ms = 50\nlog = \"debug\"\ndata_dir = \"/from/file\"\n");
+    let env = [
+        ("KEEL_PARTITIONS", "32"),
+        ("KEEL_HEARTBEAT_MS", "70"),
+        ("KEEL_LOG", "warn"),
+        ("KEEL_KEEP_LOGS", "7"),
+        ("KEEL_SNAPSHOT_LOGS", ""),
+    ];
+    let c = load(&[&f.arg(), "--partitions", "64", "--data-dir", "/from/flag"], &env).unwrap();
+    assert_eq!(c.partitions, 64); // flag > file > env
+    assert_eq!(c.data_dir, PathBuf::from("/from/flag")); // flag > file
+    assert_eq!(c.heartbeat_ms, 50); // file > env
+    assert_eq!(c.log, "debug"); // file > env
+    assert_eq!(c.keep_logs, 7); // env > default
+    assert_eq!(c.snapshot_logs, 5000); // empty env = unset
+    assert_eq!(c.config_file, Some(f.0.clone()));
+}
+
+#[test]
+fn peers_string_form_from_flag_and_env() {
+    let p = "1=127.0.0.1:5122, 2=127.0.0.1:5123,3=node-c:5124,4=[::1]:5125";
+    for c in [
+        load(&["--node-id", "2", "--peers", p], &[]).unwrap(),
+        load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p)]).unwrap(),
+    ] {
+        assert_eq!(c.peers.len(), 4);
+        assert_eq!(c.peers[&3], "node-c:5124");
+        assert_eq!(c.peers[&4], "[::1]:5125");
+        assert_eq!(c.advertised_addr, "127.0.0.1:5123");
+        assert_eq!(c.replication_factor, 3); // min(3, 4)
+    }
+}
+
+#[test]
+fn peers_toml_table_and_string_forms() {
+    let table = TempToml::new("node_id = 1\n[peers]\n1 = \"10.0.0.1:5122\"\n2 = \"10.0.0.2:5122\"\n");
+    let c = load(&[&table.arg()], &[]).unwrap();
+    assert_eq!(c.peers, BTreeMap::from([(1, "10.0.0.1:5122".into()), (2, "10.0.0.2:5122".into())]));
+    assert_eq!((c.advertised_addr.as_str(), c.replication_factor), ("10.0.0.1:5122", 2));
+    let string = TempToml::new("node_id = 2\npeers = \"1=a:1,2=b:2\"\nadvertised_addr = \"b-public:2\"\n");
+    let c = load(&[&string.arg()], &[]).unwrap();
+    assert_eq!(c.peers, BTreeMap::from([(1, "a:1".into()), (2, "b:2".into())]));
+    assert_eq!(c.advertised_addr, "b-public:2");
+}
+
+#[test]
+fn single_node_default_peers_is_self() {
+    let c = load(&["--node-id", "7", "--node-addr", "0.0.0.0:6000"], &[]).unwrap();
+    assert_eq!(c.advertised_addr, "127.0.0.1:6000");
+    assert_eq!(c.peers, BTreeMap::from([(7, "127.0.0.1:6000".to_string())]));
+    let c = load(&["--node-id", "7", "--advertised-addr", "host:1", "--peers", ""], &[]).unwrap();
+    assert_eq!(c.peers, BTreeMap::from([(7, "host:1".to_string())]));
+    assert_eq!(c.replication_factor, 1);
+}
+
+#[test]
+fn fsync_forms() {
+    assert!(!load(&["--fsync=false"], &[]).unwrap().fsync);
+    assert!(!load(&["--fsync", "false"], &[]).unwrap().fsync);
+    assert!(load(&["--fsync"], &[("KEEL_FSYNC", "0")]).unwrap().fsync);
+    assert!(!load(&[], &[("KEEL_FSYNC", "0")]).unwrap().fsync);
+    assert!(load(&[], &[("KEEL_FSYNC", "1")]).unwrap().fsync);
+    let f = TempToml::new("fsync = false\n");
+    assert!(!load(&[&f.arg()], &[("KEEL_FSYNC", "true")]).unwrap().fsync);
+}
+
+#[test]
+fn errors_name_their_field() {
+    let missing = format!("--config={}", std::env::temp_dir().join("keel-no-such-config.toml").display());
+    // (TOML file contents or "" for none, flags, env, expected field)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("", &[], &[("KEEL_PARTITIONS", "abc")], "KEEL_PARTITIONS"),
+        ("", &["--partitions", "0"], &[], "--partitions"),
+        ("partitions = 2000\n", &[], &[], "partitions"),
+        ("partitions = 4\nbogus = 1\n", &[], &[], "bogus"),
+        ("partitions = = 4\n", &[], &[], "--config"),
+        ("", &[&missing], &[], "--config"),
+        ("node_id = \"x\"\n", &[], &[], "node_id"),
+        ("node_id = -1\n", &[], &[], "node_id"),
+        ("", &["--node-id", "0"], &[], "--node-id"),
+        ("peers = 5\n", &[], &[], "peers"),
+        ("[peers]\n1 = 5\n", &[], &[], "peers"),
+        ("", &["--node-id", "3", "--peers", "1=a:1,2=b:2"], &[], "--peers"),
+        ("", &[], &[("KEEL_PEERS", "1=a:1,1=b:2")], "KEEL_PEERS"),
+        ("", &["--peers", "1=nohost"], &[], "--peers"),
+        ("", &["--peers", "x=a:1"], &[], "--peers"),
+        ("", &["--peers", "1=a:1,2=b:2", "--replication-factor", "3"], &[], "--replication-factor"),
+        ("", &[], &[("KEEL_REPLICATION_FACTOR", "0")], "KEEL_REPLICATION_FACTOR"),
+        ("", &["--election-timeout-ms", "100"], &[], "--election-timeout-ms"),
+        ("heartbeat_ms = 900\nelection_timeout_ms = 900\n", &[], &[], "election_timeout_ms"),
+        ("", &["--heartbeat-ms", "0"], &[], "--heartbeat-ms"),
+        ("", &["--snapshot-logs", "0"], &[], "--snapshot-logs"),
+        ("", &[], &[("KEEL_FSYNC", "maybe")], "KEEL_FSYNC"),
+        ("", &["--ingress-addr", "localhost"], &[], "--ingress-addr"),
+        ("", &[], &[("KEEL_ADMIN_ADDR", "1.2.3.4")], "KEEL_ADMIN_ADDR"),
+        ("", &["--advertised-addr", "host:0"], &[], "--advertised-addr"),
+        ("", &["--max-body-bytes=-1"], &[], "--max-body-bytes"),
+        ("", &["--log", "keel=loud"], &[], "--log"),
+        ("", &["--data-dir="], &[], "--data-dir"),
+        ("", &["--no-such-flag"], &[], "args"),
+        ("", &["--help"], &[], "args"),
+    ];
+    for (toml, args, env, field) in cases {
+        let file = (!toml.is_empty()).then(|| TempToml::new(toml));
+        let config_arg = file.as_ref().map(TempToml::arg);
+        let all: Vec<&str> = config_arg.iter().map(String::as_str).chain(args.iter().copied()).collect();
+        let e = load(&all, env).expect_err(&format!("{toml:?} {args:?} {env:?} should fail"));
+        assert_eq!(&e.field, field, "{toml:?} {args:?} {env:?}: {e}");
+        assert!(!e.message.is_empty());
+    }
+    let e = load(&[], &[("KEEL_PARTITIONS", "abc")]).unwrap_err();
+    assert_eq!(e.to_string(), "invalid configuration: KEEL_PARTITIONS: invalid digit found in string");
+}
