@@ -4,6 +4,7 @@
 use crate::RecordMeta;
 use crate::catalog;
 use crate::command::{Command, Effect, Envelope, Response, StateMap};
+use crate::invocation;
 use crate::keys;
 use crate::store::StateTxn;
 
@@ -67,7 +68,30 @@ pub fn apply(
         Command::UpdateService { name, patch } => {
             Ok((Response::Catalog(catalog::update_service(txn, name, patch)), Vec::new()))
         }
+        Command::Invoke { id, record, input } => {
+            let (outcome, effects) = invocation::invoke(txn, id, record.clone(), input, meta.seq()).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::AppendJournal { id, entries } => {
+            Ok((Response::Invocation(invocation::append(txn, id, entries).map_err(corrupt)?), Vec::new()))
+        }
+        Command::PinDeployment { id, deployment_id } => {
+            Ok((Response::Invocation(invocation::pin_deployment(txn, id, deployment_id).map_err(corrupt)?), Vec::new()))
+        }
+        Command::Suspend { id, awaiting } => {
+            Ok((Response::Invocation(invocation::suspend(txn, id, awaiting).map_err(corrupt)?), Vec::new()))
+        }
+        Command::Complete { id, result } => {
+            let (outcome, effects) = invocation::complete(txn, id, result).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
     }
+}
+
+/// A stored invocation record that does not decode is corruption: stop the
+/// partition rather than diverge.
+fn corrupt(reason: String) -> ApplyError {
+    ApplyError::Corrupt { key: vec![keys::KIND_INVOCATION], reason }
 }
 
 /// The version token of an object's state: a hash over its canonical
@@ -114,7 +138,7 @@ mod tests {
     }
 
     fn meta(index: u64) -> RecordMeta {
-        RecordMeta { index, term: 1 }
+        RecordMeta { index, term: 1, position: 0 }
     }
 
     #[test]
@@ -148,14 +172,30 @@ mod tests {
     fn fenced_commands_are_ignored() {
         let mut store = MemStore::default();
         let announce = Envelope::fenced(3, Command::AnnounceLeader { node_id: 1, term: 3 });
-        let (resp, effects) = apply(&mut store, &announce, RecordMeta { index: 1, term: 4 }).unwrap();
+        let (resp, effects) = apply(&mut store, &announce, RecordMeta { index: 1, term: 4, position: 0 }).unwrap();
         assert_eq!(resp, Response::Fenced { fence: 3, term: 4 });
         assert!(effects.is_empty());
         assert!(store.entries.is_empty());
-        let (resp, effects) = apply(&mut store, &announce, RecordMeta { index: 2, term: 3 }).unwrap();
+        let (resp, effects) = apply(&mut store, &announce, RecordMeta { index: 2, term: 3, position: 0 }).unwrap();
         assert_eq!(resp, Response::LeaderAnnounced);
         assert_eq!(effects, vec![Effect::LeaderReady { term: 3 }]);
         assert_eq!(leader_epoch(&store).unwrap(), Some(3));
+    }
+
+    fn invocation_record(key: u64) -> crate::invocation::InvocationRecord {
+        use crate::invocation::{HandlerKind, InvocationRecord, Status, Target};
+        InvocationRecord {
+            target: Target {
+                service: "Obj".into(),
+                handler: "add".into(),
+                key: Some(format!("k{key}")),
+                kind: HandlerKind::Exclusive,
+            },
+            deployment_id: None,
+            created_at_ms: key,
+            journal_len: 0,
+            status: Status::Invoked,
+        }
     }
 
     /// Golden determinism check: the same command log applied to two fresh
@@ -166,13 +206,22 @@ mod tests {
         for i in 0..200u64 {
             let key = format!("k{}", i % 17);
             let value = (i * 7919 % 251).to_be_bytes();
-            let envelope = match i % 5 {
+            let envelope = match i % 7 {
                 0 => Envelope::fenced(i / 50, Command::AnnounceLeader { node_id: i % 3, term: i / 50 }),
+                5 => Envelope::client(Command::Invoke {
+                    id: [(i % 11) as u8; 24],
+                    record: invocation_record(i % 3),
+                    input: value.to_vec(),
+                }),
+                6 => Envelope::client(Command::Complete {
+                    id: [(i % 11) as u8; 24],
+                    result: crate::invocation::InvocationResult::Success(value.to_vec()),
+                }),
                 1 => set("A", &key, &[], None),
                 2 => set("B", &key, &[("x", &value), ("y", b"")], Some("0000000000000000")),
                 _ => set("A", &key, &[("n", &value)], None),
             };
-            log.push((envelope, RecordMeta { index: i + 1, term: i / 40 }));
+            log.push((envelope, RecordMeta { index: i + 1, term: i / 40, position: 0 }));
         }
         let run = || {
             let mut store = MemStore::default();

@@ -2,6 +2,7 @@
 //! back) and effects (what the leader must do afterwards).
 
 use crate::catalog::{CatalogOutcome, DeploymentRecord, ServiceOverrides};
+use crate::invocation::{InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, InvocationResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -76,6 +77,43 @@ pub enum Command {
         /// The fields to change.
         patch: ServiceOverrides,
     },
+    /// Creates an invocation (deduplicated by id).
+    Invoke {
+        /// The invocation id.
+        id: InvocationKey,
+        /// Target, creation time; status and journal length are set by apply.
+        record: InvocationRecord,
+        /// The raw `InputCommand` frame, journal entry 0.
+        input: Vec<u8>,
+    },
+    /// Appends journal entries (raw protocol frames) of a running invocation.
+    AppendJournal {
+        /// The invocation id.
+        id: InvocationKey,
+        /// The entries, in order.
+        entries: Vec<Vec<u8>>,
+    },
+    /// Pins an invocation to the deployment its first attempt uses.
+    PinDeployment {
+        /// The invocation id.
+        id: InvocationKey,
+        /// The deployment.
+        deployment_id: String,
+    },
+    /// Suspends a running invocation.
+    Suspend {
+        /// The invocation id.
+        id: InvocationKey,
+        /// Completion/signal ids it waits for.
+        awaiting: Vec<u32>,
+    },
+    /// Completes an invocation with its result.
+    Complete {
+        /// The invocation id.
+        id: InvocationKey,
+        /// The result.
+        result: InvocationResult,
+    },
 }
 
 impl Command {
@@ -87,6 +125,11 @@ impl Command {
             Command::RegisterDeployment { .. } => "register_deployment",
             Command::RemoveDeployment { .. } => "remove_deployment",
             Command::UpdateService { .. } => "update_service",
+            Command::Invoke { .. } => "invoke",
+            Command::AppendJournal { .. } => "append_journal",
+            Command::PinDeployment { .. } => "pin_deployment",
+            Command::Suspend { .. } => "suspend",
+            Command::Complete { .. } => "complete",
         }
     }
 }
@@ -110,6 +153,8 @@ pub enum Response {
     },
     /// The outcome of a catalog command.
     Catalog(CatalogOutcome),
+    /// The outcome of an invocation command.
+    Invocation(InvocationOutcome),
     /// The command came from a deposed leader's actor and was ignored.
     Fenced {
         /// The term the proposer believed it led in.
@@ -129,4 +174,6 @@ pub enum Effect {
         /// The term that is now established.
         term: u64,
     },
+    /// Work on an invocation (start an attempt, answer its waiters).
+    Invocation(InvocationEffect),
 }

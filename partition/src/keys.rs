@@ -21,6 +21,17 @@ pub const KIND_DEPLOYMENT: u8 = 0x10;
 /// A registered service (metadata group only): `[KIND_SERVICE][name]`.
 pub const KIND_SERVICE: u8 = 0x11;
 
+/// An invocation's record: `[KIND_INVOCATION][invocation id: 24 bytes]`.
+pub const KIND_INVOCATION: u8 = 0x20;
+/// A journal entry: `[KIND_JOURNAL][invocation id][index: u32 BE]`.
+pub const KIND_JOURNAL: u8 = 0x21;
+/// The exclusive lock of a virtual object or workflow key:
+/// `[KIND_LOCK][len service][service][len key][key]` → holding invocation id.
+pub const KIND_LOCK: u8 = 0x22;
+/// A queued invocation of a locked key:
+/// `[KIND_INBOX][len service][service][len key][key][seq: u64 BE]` → invocation id.
+pub const KIND_INBOX: u8 = 0x23;
+
 /// Raft group id of the metadata group, which holds the service catalog
 /// (deployments and services) and is replicated on every node. Partition
 /// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
@@ -85,6 +96,54 @@ pub fn service_key(name: &str) -> Vec<u8> {
     out
 }
 
+/// The key of an invocation record.
+pub fn invocation_key(id: &[u8; 24]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25);
+    out.push(KIND_INVOCATION);
+    out.extend_from_slice(id);
+    out
+}
+
+/// The prefix of an invocation's journal.
+pub fn journal_prefix(id: &[u8; 24]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(29);
+    out.push(KIND_JOURNAL);
+    out.extend_from_slice(id);
+    out
+}
+
+/// The key of one journal entry.
+pub fn journal_key(id: &[u8; 24], index: u32) -> Vec<u8> {
+    let mut out = journal_prefix(id);
+    out.extend_from_slice(&index.to_be_bytes());
+    out
+}
+
+fn keyed(kind: u8, service: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + service.len() + key.len());
+    out.push(kind);
+    push_len_prefixed(&mut out, service.as_bytes());
+    push_len_prefixed(&mut out, key.as_bytes());
+    out
+}
+
+/// The lock key of a virtual object or workflow instance.
+pub fn lock_key(service: &str, key: &str) -> Vec<u8> {
+    keyed(KIND_LOCK, service, key)
+}
+
+/// The prefix of a key's inbox; entries follow in `seq` order.
+pub fn inbox_prefix(service: &str, key: &str) -> Vec<u8> {
+    keyed(KIND_INBOX, service, key)
+}
+
+/// The key of one inbox entry.
+pub fn inbox_key(service: &str, key: &str, seq: u64) -> Vec<u8> {
+    let mut out = inbox_prefix(service, key);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
 /// The key holding the announced leader epoch.
 pub fn leader_epoch_key() -> Vec<u8> {
     vec![KIND_LEADER_EPOCH]
@@ -120,5 +179,16 @@ mod tests {
         let other = state_key("svc", "k1", "count");
         assert!(!other.starts_with(&prefix));
         assert_eq!(leader_epoch_key(), vec![KIND_LEADER_EPOCH]);
+    }
+
+    #[test]
+    fn invocation_keys_order_and_do_not_alias() {
+        let id = [7u8; 24];
+        assert!(journal_key(&id, 9) < journal_key(&id, 10));
+        assert!(journal_key(&id, 0).starts_with(&journal_prefix(&id)));
+        assert!(inbox_key("Obj", "k", 1) < inbox_key("Obj", "k", 2));
+        assert!(!inbox_key("Obj", "k1", 0).starts_with(&inbox_prefix("Obj", "k")));
+        assert_ne!(lock_key("Obj", "k")[0], inbox_prefix("Obj", "k")[0]);
+        assert_eq!(invocation_key(&id).len(), 25);
     }
 }

@@ -25,6 +25,7 @@
 mod apply;
 pub mod catalog;
 mod command;
+pub mod invocation;
 pub mod keys;
 mod read;
 mod store;
@@ -43,4 +44,15 @@ pub struct RecordMeta {
     pub index: u64,
     /// The Raft term of the leader that appended the entry; used for fencing.
     pub term: u64,
+    /// Position of the command within its entry's batch.
+    pub position: u32,
+}
+
+impl RecordMeta {
+    /// A sequence number unique to this command and ordered like the log:
+    /// the log index, then the position in the batch (batches hold far
+    /// fewer than 2^16 commands).
+    pub fn seq(&self) -> u64 {
+        (self.index << 16) | u64::from(self.position & 0xffff)
+    }
 }

@@ -109,6 +109,11 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
                     tracing::info!(partition = group.id, term, "leader epoch established");
                 }
                 Effect::LeaderReady { .. } => {}
+                // Nothing proposes invocations yet: the ingress calls and the
+                // invoker that runs attempts (keel-invoker) are wired next.
+                Effect::Invocation(effect) => {
+                    tracing::warn!(partition = group.id, ?effect, "invocation effect ignored: invoker not wired yet");
+                }
             }
         }
     }

@@ -166,9 +166,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     responses.push(Vec::new());
                 }
                 EntryPayload::Normal(batch) => {
-                    let meta = RecordMeta { index: log_id.index, term: log_id.leader_id.term };
                     let mut out = Vec::with_capacity(batch.0.len());
-                    for envelope in &batch.0 {
+                    for (position, envelope) in batch.0.iter().enumerate() {
+                        let position = position as u32;
+                        let meta = RecordMeta { index: log_id.index, term: log_id.leader_id.term, position };
                         let (response, mut fx) = keel_partition::apply(&mut txn, envelope, meta)
                             .map_err(|e| StorageIOError::apply(log_id, &e))?;
                         out.push(response);

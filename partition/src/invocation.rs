@@ -1,0 +1,283 @@
+//! The lifecycle of invocations inside their partition: creation, the
+//! per-key lock and inbox of virtual objects and workflows, the journal, and
+//! completion. Pure state transitions; the leader's invoker (I/O) reacts to
+//! the effects and reports back through new commands.
+//!
+//! Journal entries are the raw protocol frames (header and payload) as the
+//! SDK sent them or as keel created them, so a later attempt replays them
+//! byte for byte. Entry 0 is always the `InputCommand`.
+
+use crate::keys;
+use crate::store::{StateTxn, StateView};
+use serde::{Deserialize, Serialize};
+
+/// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
+pub type InvocationKey = [u8; 24];
+
+/// How a handler takes part in its key's concurrency control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandlerKind {
+    /// A plain service handler: no key, no lock.
+    Service,
+    /// A virtual object's exclusive handler: one at a time per key.
+    Exclusive,
+    /// A shared handler (objects and workflows): concurrent, takes no lock.
+    Shared,
+    /// A workflow's run handler: holds the key's lock while it runs.
+    Workflow,
+}
+
+impl HandlerKind {
+    /// Whether invocations of this kind hold their key's lock.
+    pub fn locks(self) -> bool {
+        matches!(self, HandlerKind::Exclusive | HandlerKind::Workflow)
+    }
+}
+
+/// What is invoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Service name.
+    pub service: String,
+    /// Handler name.
+    pub handler: String,
+    /// Object or workflow key; `None` for plain services.
+    pub key: Option<String>,
+    /// Concurrency kind of the handler.
+    pub kind: HandlerKind,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvocationResult {
+    /// The handler's output bytes.
+    Success(Vec<u8>),
+    /// A terminal failure.
+    Failure {
+        /// HTTP-like error code (500 by default, 409 for cancel/kill).
+        code: u16,
+        /// The message.
+        message: String,
+    },
+}
+
+/// Where an invocation is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Waiting in its key's inbox for the lock.
+    Inboxed {
+        /// Position in the inbox.
+        seq: u64,
+    },
+    /// Running (an attempt is or will be under way on the leader).
+    Invoked,
+    /// Waiting for completions; no attempt runs.
+    Suspended {
+        /// Completion/signal ids it waits for.
+        awaiting: Vec<u32>,
+    },
+    /// Finished.
+    Completed(InvocationResult),
+}
+
+/// The stored record of an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// What is invoked.
+    pub target: Target,
+    /// The deployment it is pinned to once it first runs (`None` until then:
+    /// the leader picks the latest revision's deployment at first attempt).
+    pub deployment_id: Option<String>,
+    /// Creation time (ms since the Unix epoch), stamped by the proposer.
+    pub created_at_ms: u64,
+    /// Number of journal entries.
+    pub journal_len: u32,
+    /// Life-cycle status.
+    pub status: Status,
+}
+
+/// Outcome of an invocation command (part of [`crate::Response`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvocationOutcome {
+    /// Created and running.
+    Invoked,
+    /// Created and queued behind the key's lock.
+    Inboxed,
+    /// An invocation with this id exists already (deduplicated); its status.
+    Exists(Status),
+    /// Entries appended; the journal's new length.
+    Appended {
+        /// New journal length.
+        journal_len: u32,
+    },
+    /// The invocation is suspended.
+    Suspended,
+    /// The invocation completed.
+    Completed,
+    /// No such invocation.
+    NotFound,
+    /// The invocation is not running, so the command does not apply.
+    NotRunning(Status),
+}
+
+/// Side effects of invocation commands, for the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvocationEffect {
+    /// Start (or restart) an attempt of this invocation.
+    Invoke(InvocationKey),
+    /// The invocation completed: answer whoever waits for it.
+    Completed(InvocationKey, InvocationResult),
+}
+
+/// Reads an invocation record.
+pub fn load(view: &impl StateView, id: &InvocationKey) -> Result<Option<InvocationRecord>, String> {
+    view.get(&keys::invocation_key(id)).map(|bytes| decode(&bytes)).transpose()
+}
+
+/// Reads an invocation's journal, in order.
+pub fn journal(view: &impl StateView, id: &InvocationKey) -> Vec<Vec<u8>> {
+    view.scan_prefix(&keys::journal_prefix(id)).into_iter().map(|(_, v)| v).collect()
+}
+
+fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
+    txn.put(keys::invocation_key(id), encode(record));
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("invocation records are plain structs, which bincode always encodes")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+}
+
+/// Creates an invocation whose journal starts with `input` (the raw
+/// `InputCommand` frame). A second `invoke` with the same id changes
+/// nothing: ids are derived from idempotency keys and workflow ids, so a
+/// repeat is the same request. `seq` orders the inbox (the log index).
+pub fn invoke(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    record: InvocationRecord,
+    input: &[u8],
+    seq: u64,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    if let Some(existing) = load(txn, id)? {
+        return Ok((InvocationOutcome::Exists(existing.status), Vec::new()));
+    }
+    txn.put(keys::journal_key(id, 0), input.to_vec());
+    let mut record = InvocationRecord { journal_len: 1, ..record };
+    let locked_by_other = match (&record.target.key, record.target.kind.locks()) {
+        (Some(key), true) => {
+            let lock = keys::lock_key(&record.target.service, key);
+            if txn.get(&lock).is_some() {
+                true
+            } else {
+                txn.put(lock, id.to_vec());
+                false
+            }
+        }
+        _ => false,
+    };
+    if locked_by_other {
+        let key = record.target.key.as_deref().unwrap_or_default();
+        txn.put(keys::inbox_key(&record.target.service, key, seq), id.to_vec());
+        record.status = Status::Inboxed { seq };
+        store(txn, id, &record);
+        return Ok((InvocationOutcome::Inboxed, Vec::new()));
+    }
+    record.status = Status::Invoked;
+    store(txn, id, &record);
+    Ok((InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(*id)]))
+}
+
+/// Appends journal entries reported by a running attempt (or completions
+/// delivered to it). Only a running or suspended invocation has a journal
+/// that grows.
+pub fn append(txn: &mut impl StateTxn, id: &InvocationKey, entries: &[Vec<u8>]) -> Result<InvocationOutcome, String> {
+    let Some(mut record) = load(txn, id)? else { return Ok(InvocationOutcome::NotFound) };
+    if !matches!(record.status, Status::Invoked | Status::Suspended { .. }) {
+        return Ok(InvocationOutcome::NotRunning(record.status));
+    }
+    for entry in entries {
+        txn.put(keys::journal_key(id, record.journal_len), entry.clone());
+        record.journal_len += 1;
+    }
+    let journal_len = record.journal_len;
+    store(txn, id, &record);
+    Ok(InvocationOutcome::Appended { journal_len })
+}
+
+/// Pins a running invocation to the deployment its first attempt uses, so
+/// later attempts (and new revisions of the service) do not move it.
+pub fn pin_deployment(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    deployment_id: &str,
+) -> Result<InvocationOutcome, String> {
+    let Some(mut record) = load(txn, id)? else { return Ok(InvocationOutcome::NotFound) };
+    if record.deployment_id.is_none() {
+        record.deployment_id = Some(deployment_id.to_string());
+        store(txn, id, &record);
+    }
+    Ok(InvocationOutcome::Invoked)
+}
+
+/// Suspends a running invocation until one of `awaiting` completes.
+pub fn suspend(txn: &mut impl StateTxn, id: &InvocationKey, awaiting: &[u32]) -> Result<InvocationOutcome, String> {
+    let Some(mut record) = load(txn, id)? else { return Ok(InvocationOutcome::NotFound) };
+    if record.status != Status::Invoked {
+        return Ok(InvocationOutcome::NotRunning(record.status));
+    }
+    record.status = Status::Suspended { awaiting: awaiting.to_vec() };
+    store(txn, id, &record);
+    Ok(InvocationOutcome::Suspended)
+}
+
+/// Completes an invocation: records the result, releases its key's lock
+/// and starts the next invocation from the key's inbox.
+pub fn complete(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    result: &InvocationResult,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
+    if let Status::Completed(_) = record.status {
+        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
+    }
+    let mut effects = vec![InvocationEffect::Completed(*id, result.clone())];
+    let was_inboxed = matches!(record.status, Status::Inboxed { .. });
+    if let (Some(key), true) = (record.target.key.clone(), record.target.kind.locks()) {
+        if let Status::Inboxed { seq } = record.status {
+            // Completed (e.g. cancelled) while queued: just leave the inbox.
+            txn.delete(keys::inbox_key(&record.target.service, &key, seq));
+        }
+        let lock = keys::lock_key(&record.target.service, &key);
+        if !was_inboxed && txn.get(&lock).as_deref() == Some(id.as_slice()) {
+            txn.delete(lock.clone());
+            effects.extend(start_next(txn, &record.target.service, &key, &lock)?);
+        }
+    }
+    record.status = Status::Completed(result.clone());
+    store(txn, id, &record);
+    Ok((InvocationOutcome::Completed, effects))
+}
+
+/// Hands the free lock of `service`/`key` to the first inboxed invocation.
+fn start_next(txn: &mut impl StateTxn, service: &str, key: &str, lock: &[u8]) -> Result<Vec<InvocationEffect>, String> {
+    let Some((inbox_entry, next)) = txn.scan_prefix(&keys::inbox_prefix(service, key)).into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let next: InvocationKey =
+        next.as_slice().try_into().map_err(|_| format!("inbox entry holds {} bytes, not an id", next.len()))?;
+    txn.delete(inbox_entry);
+    txn.put(lock.to_vec(), next.to_vec());
+    let mut record = load(txn, &next)?.ok_or_else(|| "inboxed invocation has no record".to_string())?;
+    record.status = Status::Invoked;
+    store(txn, &next, &record);
+    Ok(vec![InvocationEffect::Invoke(next)])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+use crate::MemStore;
+
+fn id(n: u8) -> InvocationKey {
+    [n; 24]
+}
+
+fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
+    InvocationRecord {
+        target: Target { service: "Obj".into(), handler: "h".into(), key: key.map(str::to_string), kind },
+        deployment_id: None,
+        created_at_ms: 5,
+        journal_len: 0,
+        status: Status::Invoked,
+    }
+}
+
+fn ok() -> InvocationResult {
+    InvocationResult::Success(b"42".to_vec())
+}
+
+#[test]
+fn plain_service_invocations_run_at_once_and_complete() {
+    let mut s = MemStore::default();
+    let (outcome, effects) = invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Invoked);
+    assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
+    assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec()]);
+    assert_eq!(
+        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()]).unwrap(),
+        InvocationOutcome::Appended { journal_len: 3 }
+    );
+    assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
+    let (outcome, effects) = complete(&mut s, &id(1), &ok()).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Completed);
+    assert_eq!(effects, vec![InvocationEffect::Completed(id(1), ok())]);
+    assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Completed(ok()));
+    // A completed invocation takes no more entries and does not complete twice.
+    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()]).unwrap(), InvocationOutcome::NotRunning(_)));
+    assert!(complete(&mut s, &id(1), &ok()).unwrap().1.is_empty());
+}
+
+#[test]
+fn repeated_invoke_is_deduplicated() {
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
+    let before = s.dump();
+    let (outcome, effects) = invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"other", 2).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Exists(Status::Invoked));
+    assert!(effects.is_empty());
+    assert_eq!(s.dump(), before);
+}
+
+#[test]
+fn exclusive_handlers_queue_per_key_in_arrival_order() {
+    let mut s = MemStore::default();
+    let excl = |k| record(HandlerKind::Exclusive, Some(k));
+    assert_eq!(invoke(&mut s, &id(1), excl("a"), b"i", 10).unwrap().0, InvocationOutcome::Invoked);
+    assert_eq!(invoke(&mut s, &id(2), excl("a"), b"i", 11).unwrap().0, InvocationOutcome::Inboxed);
+    assert_eq!(invoke(&mut s, &id(3), excl("a"), b"i", 12).unwrap().0, InvocationOutcome::Inboxed);
+    // Another key is independent; shared handlers take no lock.
+    assert_eq!(invoke(&mut s, &id(4), excl("b"), b"i", 13).unwrap().0, InvocationOutcome::Invoked);
+    let shared = record(HandlerKind::Shared, Some("a"));
+    assert_eq!(invoke(&mut s, &id(5), shared, b"i", 14).unwrap().0, InvocationOutcome::Invoked);
+
+    let (_, effects) = complete(&mut s, &id(1), &ok()).unwrap();
+    assert_eq!(effects, vec![InvocationEffect::Completed(id(1), ok()), InvocationEffect::Invoke(id(2))]);
+    assert_eq!(load(&s, &id(2)).unwrap().unwrap().status, Status::Invoked);
+    assert_eq!(load(&s, &id(3)).unwrap().unwrap().status, Status::Inboxed { seq: 12 });
+    let (_, effects) = complete(&mut s, &id(2), &ok()).unwrap();
+    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
+    let (_, effects) = complete(&mut s, &id(3), &ok()).unwrap();
+    assert_eq!(effects, vec![InvocationEffect::Completed(id(3), ok())]);
+    // The key is free again.
+    assert_eq!(invoke(&mut s, &id(6), excl("a"), b"i", 15).unwrap().0, InvocationOutcome::Invoked);
+}
+
+#[test]
+fn completing_an_inboxed_invocation_leaves_the_queue_without_touching_the_lock() {
+    let mut s = MemStore::default();
+    let excl = || record(HandlerKind::Exclusive, Some("a"));
+    invoke(&mut s, &id(1), excl(), b"i", 1).unwrap();
+    invoke(&mut s, &id(2), excl(), b"i", 2).unwrap();
+    invoke(&mut s, &id(3), excl(), b"i", 3).unwrap();
+    let cancelled = InvocationResult::Failure { code: 409, message: "canceled".into() };
+    let (_, effects) = complete(&mut s, &id(2), &cancelled).unwrap();
+    assert_eq!(effects, vec![InvocationEffect::Completed(id(2), cancelled)]);
+    // id(1) still holds the lock; completing it starts id(3), skipping id(2).
+    let (_, effects) = complete(&mut s, &id(1), &ok()).unwrap();
+    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
+}
+
+#[test]
+fn suspend_only_applies_to_running_invocations_and_pinning_sticks() {
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
+    pin_deployment(&mut s, &id(1), "dp_a").unwrap();
+    pin_deployment(&mut s, &id(1), "dp_b").unwrap();
+    assert_eq!(load(&s, &id(1)).unwrap().unwrap().deployment_id.as_deref(), Some("dp_a"));
+    assert_eq!(suspend(&mut s, &id(1), &[1, 2]).unwrap(), InvocationOutcome::Suspended);
+    assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Suspended { awaiting: vec![1, 2] });
+    assert!(matches!(suspend(&mut s, &id(1), &[3]).unwrap(), InvocationOutcome::NotRunning(_)));
+    // A suspended invocation's journal still grows (completions arrive).
+    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()]).unwrap(), InvocationOutcome::Appended { journal_len: 2 });
+    assert_eq!(suspend(&mut s, &id(9), &[1]).unwrap(), InvocationOutcome::NotFound);
+}
+
+#[test]
+fn workflow_run_holds_the_key_lock() {
+    let mut s = MemStore::default();
+    let run = || record(HandlerKind::Workflow, Some("wf-1"));
+    assert_eq!(invoke(&mut s, &id(1), run(), b"i", 1).unwrap().0, InvocationOutcome::Invoked);
+    assert_eq!(invoke(&mut s, &id(2), run(), b"i", 2).unwrap().0, InvocationOutcome::Inboxed);
+    let shared = record(HandlerKind::Shared, Some("wf-1"));
+    assert_eq!(invoke(&mut s, &id(3), shared, b"i", 3).unwrap().0, InvocationOutcome::Invoked);
+}
