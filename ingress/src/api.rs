@@ -1,5 +1,7 @@
 //! What the HTTP layer needs from the cluster.
 
+use keel_partition::catalog::CatalogData;
+use keel_partition::invocation::InvocationResult;
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::future::Future;
 
@@ -31,6 +33,16 @@ pub trait ClusterApi: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Response, ClusterError>> + Send;
     /// A linearizable read from a partition's leader.
     fn read(&self, partition: u32, query: Query) -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
+    /// Creates an invocation (an `Invoke` command) on a partition's leader
+    /// and waits for its result.
+    fn call(
+        &self,
+        partition: u32,
+        envelope: Envelope,
+    ) -> impl Future<Output = Result<InvocationResult, ClusterError>> + Send;
+    /// The service catalog from this node's replica (fast, may lag the
+    /// leader briefly).
+    fn local_catalog(&self) -> Result<CatalogData, ClusterError>;
     /// The partition table as JSON (`GET /cluster`).
     fn cluster(&self) -> impl Future<Output = serde_json::Value> + Send;
     /// Prometheus text exposition (`GET /metrics`).

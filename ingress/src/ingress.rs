@@ -1,39 +1,231 @@
-//! The ingress (port 8080). Until services can be registered (SDK
-//! deployments), it answers health checks and reports every invocation
-//! target as unknown, with Restate's error shape.
+//! The ingress (port 8080): calls and one-way sends of registered handlers,
+//! with Restate's paths and error shapes.
+//!
+//! `/{service}/{handler}` and `/{object|workflow}/{key}/{handler}` call a
+//! handler and wait for its result; a trailing `/send` only enqueues it.
+//! Which form a path has depends on the service's type, so the path is
+//! parsed against the service catalog (this node's replica of it).
 
+use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Uri};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use keel_partition::catalog::CatalogData;
+use keel_partition::invocation::{HandlerKind, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, partition_for_key, partition_key};
+use keel_protocol::manifest::{HandlerType, Service, ServiceType};
+use keel_protocol::proto::{Header, InputCommandMessage, Value};
+use keel_protocol::{EndpointManifest, Flags, InvocationId, Message};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The ingress router.
-pub fn ingress_router(max_body_bytes: usize) -> Router {
+pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/restate/health", get(|| async { Json(serde_json::json!({ "services": [] })) }))
-        .fallback(unknown_target)
+        .route("/restate/health", get(health::<C>))
+        .fallback(invoke::<C>)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(cluster)
 }
 
-/// Restate answers an invocation of an unregistered service with 404 and
-/// `x-restate-error-source: ingress`.
-async fn unknown_target(uri: Uri) -> Response {
-    let service = uri.path().trim_start_matches('/').split('/').next().unwrap_or("");
-    if service.is_empty() {
-        return ingress_error(ApiError::bad_request("bad path: expected /{service}/{handler}"));
-    }
-    ingress_error(ApiError::not_found(format!(
-        "service '{service}' not found, make sure to register the service before calling it."
-    )))
+async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
+    let services: Vec<String> = cluster.local_catalog().map(|c| c.services.into_keys().collect()).unwrap_or_default();
+    Json(serde_json::json!({ "services": services }))
 }
 
 fn ingress_error(e: ApiError) -> Response {
-    let body = serde_json::json!({ "code": e.status.as_u16(), "message": e.message, "source": "ingress" });
-    let mut response = (e.status, Json(body)).into_response();
+    error_response(e.status, e.message, "ingress")
+}
+
+fn error_response(status: StatusCode, message: String, source: &'static str) -> Response {
+    let body = serde_json::json!({ "code": status.as_u16(), "message": message, "source": source });
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(HeaderName::from_static("x-restate-error-source"), HeaderValue::from_static(source));
     response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-restate-error-source"), HeaderValue::from_static("ingress"));
-    response
+}
+
+impl From<ClusterError> for Response {
+    fn from(e: ClusterError) -> Self {
+        let api: ApiError = e.into();
+        let retry = api.retry_after_secs;
+        let mut r = ingress_error(api);
+        if let Some(secs) = retry {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+/// A parsed invocation request.
+struct Request {
+    service: Service,
+    handler: String,
+    kind: HandlerKind,
+    key: Option<String>,
+    send: bool,
+}
+
+/// The service's schema from the catalog, or `None` if it is not registered.
+fn lookup(catalog: &CatalogData, name: &str) -> Option<(Service, bool)> {
+    let record = catalog.services.get(name)?;
+    let deployment = catalog.deployments.get(&record.deployment_id)?;
+    let manifest = EndpointManifest::parse(&deployment.manifest_json).ok()?;
+    let service = manifest.service(name)?.clone();
+    let public = record.overrides.public.unwrap_or(!service.options.ingress_private.unwrap_or(false));
+    Some((service, public))
+}
+
+async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<(Service, bool)>, Response> {
+    if let Some(found) = cluster.local_catalog().ok().and_then(|c| lookup(&c, name)) {
+        return Ok(Some(found));
+    }
+    // This node's replica may lag a registration made through another node:
+    // ask the metadata group's leader before answering 404.
+    match cluster.read(METADATA_GROUP, Query::Catalog).await {
+        Ok(QueryResult::Catalog(c)) => Ok(lookup(&c, name)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn decode_segment(s: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::bad_request(format!("bad path: segment '{s}' is not valid UTF-8 once decoded")))
+}
+
+async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Response> {
+    let raw: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    if raw.len() < 2 || raw.len() > 4 || raw.iter().any(|s| s.is_empty()) {
+        return Err(ingress_error(ApiError::bad_request(format!("bad path '{}'", uri.path()))));
+    }
+    let segments: Vec<String> =
+        raw.iter().map(|s| decode_segment(s)).collect::<Result<_, _>>().map_err(ingress_error)?;
+    let name = &segments[0];
+    let Some((service, public)) = find_service(cluster, name).await? else {
+        return Err(ingress_error(ApiError::not_found(format!(
+            "service '{name}' not found, make sure to register the service before calling it."
+        ))));
+    };
+    let keyed = service.ty.is_keyed();
+    let (key, rest) = if keyed { (Some(segments[1].clone()), &segments[2..]) } else { (None, &segments[1..]) };
+    let (handler, send) = match rest {
+        [h] => (h.clone(), false),
+        [h, s] if s == "send" => (h.clone(), true),
+        _ => return Err(ingress_error(ApiError::bad_request(format!("bad path '{}'", uri.path())))),
+    };
+    let Some(h) = service.handlers.iter().find(|h| h.name == handler) else {
+        return Err(ingress_error(ApiError::not_found(format!("handler '{name}/{handler}' not found"))));
+    };
+    if !public || h.options.ingress_private.unwrap_or(false) {
+        return Err(ingress_error(ApiError::bad_request("the invoked service is not public")));
+    }
+    let kind = match (service.ty, h.effective_ty(service.ty)) {
+        (ServiceType::Service, _) => HandlerKind::Service,
+        (_, Some(HandlerType::Shared)) => HandlerKind::Shared,
+        (_, Some(HandlerType::Workflow)) => HandlerKind::Workflow,
+        _ => HandlerKind::Exclusive,
+    };
+    Ok(Request { service, handler, kind, key, send })
+}
+
+/// Request headers forwarded to the handler (Restate drops these few).
+fn forwarded_headers(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "connection" | "host" | "idempotency-key" | "idempotency-expires"))
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| Header { key: n.as_str().to_string(), value: v.to_string() }))
+        .collect()
+}
+
+async fn invoke<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if method != Method::GET && method != Method::POST {
+        return ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed")));
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return ingress_error(ApiError::new(r.status(), r.body_text())),
+    };
+    let req = match parse(&*cluster, &uri).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    if headers.contains_key("idempotency-key") || uri.query().is_some_and(|q| q.contains("delay=")) {
+        return ingress_error(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "idempotency keys and delayed sends are not supported by this keel version yet",
+        ));
+    }
+    let pk = match &req.key {
+        Some(key) => partition_key(key.as_bytes()),
+        None => (ulid::Ulid::new().0 >> 64) as u64,
+    };
+    let id = InvocationId::new(pk, ulid::Ulid::new().0);
+    let input = InputCommandMessage {
+        headers: forwarded_headers(&headers),
+        value: Some(Value { content: body }),
+        name: String::new(),
+    };
+    let frame = match Message::InputCommand(input).to_frame(Flags::NONE) {
+        Ok(f) => f,
+        Err(e) => return ingress_error(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())),
+    };
+    let target =
+        Target { service: req.service.name.clone(), handler: req.handler.clone(), key: req.key, kind: req.kind };
+    let created_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let record =
+        InvocationRecord { target, deployment_id: None, created_at_ms, journal_len: 0, status: Status::Invoked };
+    let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
+    let partition = partition_for_key(pk, cluster.partition_count());
+    let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
+    if req.send {
+        return match cluster.propose(partition, envelope).await {
+            Ok(_) => {
+                let body = serde_json::json!({ "invocationId": id.to_string(), "status": "Accepted" });
+                let mut r = (StatusCode::ACCEPTED, Json(body)).into_response();
+                r.headers_mut().insert("x-restate-id", id_header);
+                r
+            }
+            Err(e) => e.into(),
+        };
+    }
+    match cluster.call(partition, envelope).await {
+        Ok(InvocationResult::Success(output)) => {
+            let handler = req.service.handlers.iter().find(|h| h.name == req.handler);
+            let rules = handler.map(|h| h.effective_output());
+            let content_type = rules.as_ref().and_then(|o| o.content_type.clone());
+            let set_if_empty = rules.as_ref().and_then(|o| o.set_content_type_if_empty).unwrap_or(false);
+            let empty = output.is_empty();
+            let mut r = (StatusCode::OK, output).into_response();
+            if let Some(ct) = content_type.filter(|_| set_if_empty || !empty)
+                && let Ok(v) = HeaderValue::try_from(ct)
+            {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            r.headers_mut().insert("x-restate-id", id_header);
+            r
+        }
+        Ok(InvocationResult::Failure { code, message }) => {
+            let status = StatusCode::from_u16(code)
+                .ok()
+                .filter(|s| s.as_u16() >= 400)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = error_response(status, message, "invocation");
+            r.headers_mut().insert("x-restate-id", id_header);
+            r
+        }
+        Err(e) => e.into(),
+    }
 }

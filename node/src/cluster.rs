@@ -1,6 +1,8 @@
 //! The real cluster behind the HTTP layer: routes to Raft leaders.
 
 use keel_ingress::{ClusterApi, ClusterError};
+use keel_partition::catalog::CatalogData;
+use keel_partition::invocation::InvocationResult;
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use keel_raft::router::{RouteError, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -30,6 +32,14 @@ impl ClusterApi for NodeCluster {
 
     async fn propose(&self, partition: u32, envelope: Envelope) -> Result<Response, ClusterError> {
         self.router.propose(partition, envelope).await.map_err(map_route_error)
+    }
+
+    async fn call(&self, partition: u32, envelope: Envelope) -> Result<InvocationResult, ClusterError> {
+        self.router.call(partition, envelope).await.map_err(map_route_error)
+    }
+
+    fn local_catalog(&self) -> Result<CatalogData, ClusterError> {
+        self.router.registry().local_catalog().map_err(ClusterError::Internal)
     }
 
     async fn read(&self, partition: u32, query: Query) -> Result<QueryResult, ClusterError> {

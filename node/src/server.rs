@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> Result<()> {
     let admin = keel_ingress::admin_router(cluster.clone(), config.max_body_bytes);
     let admin_server =
         tokio::spawn(axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
-    let ingress = keel_ingress::ingress_router(config.max_body_bytes);
+    let ingress = keel_ingress::ingress_router(cluster.clone(), config.max_body_bytes);
     let ingress_server = tokio::spawn(
         axum::serve(ingress_listener, ingress).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
     );

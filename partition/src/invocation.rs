@@ -139,6 +139,18 @@ pub fn journal(view: &impl StateView, id: &InvocationKey) -> Vec<Vec<u8>> {
     view.scan_prefix(&keys::journal_prefix(id)).into_iter().map(|(_, v)| v).collect()
 }
 
+/// Ids of all invocations in `Invoked` state (a new leader resumes them).
+pub fn running(view: &impl StateView) -> Vec<InvocationKey> {
+    view.scan_prefix(&[keys::KIND_INVOCATION])
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let record: InvocationRecord = decode(&v).ok()?;
+            let id: InvocationKey = k.get(1..)?.try_into().ok()?;
+            (record.status == Status::Invoked).then_some(id)
+        })
+        .collect()
+}
+
 fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
     txn.put(keys::invocation_key(id), encode(record));
 }
@@ -201,12 +213,39 @@ pub fn append(txn: &mut impl StateTxn, id: &InvocationKey, entries: &[Vec<u8>]) 
         return Ok(InvocationOutcome::NotRunning(record.status));
     }
     for entry in entries {
+        if let Some(key) = &record.target.key {
+            apply_state_command(txn, &record.target.service, key, entry);
+        }
         txn.put(keys::journal_key(id, record.journal_len), entry.clone());
         record.journal_len += 1;
     }
     let journal_len = record.journal_len;
     store(txn, id, &record);
     Ok(InvocationOutcome::Appended { journal_len })
+}
+
+/// Applies a journaled state command (set, clear, clear all) to the
+/// object's state: the journal entry and the state change commit together.
+/// Entries that are not state commands (or do not decode) change no state.
+fn apply_state_command(txn: &mut impl StateTxn, service: &str, key: &str, entry: &[u8]) {
+    use keel_protocol::{HEADER_LEN, Message, MessageHeader};
+    let Some(header) = entry.get(..HEADER_LEN).and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok()) else { return };
+    let header = MessageHeader::decode(header);
+    let payload = bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..]);
+    let name = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+    match Message::decode_payload(header.code, payload) {
+        Ok(Message::SetStateCommand(m)) => {
+            let value = m.value.map(|v| v.content.to_vec()).unwrap_or_default();
+            txn.put(keys::state_key(service, key, &name(&m.key)), value);
+        }
+        Ok(Message::ClearStateCommand(m)) => txn.delete(keys::state_key(service, key, &name(&m.key))),
+        Ok(Message::ClearAllStateCommand(_)) => {
+            for (k, _) in txn.scan_prefix(&keys::state_prefix(service, key)) {
+                txn.delete(k);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Pins a running invocation to the deployment its first attempt uses, so

@@ -10,12 +10,16 @@ use crate::network::{NetworkFactory, Peers};
 use crate::placement::replica_sets;
 use crate::state_machine::{GroupView, StateMachine};
 use crate::types::{Batch, typ};
-use keel_partition::{Envelope, METADATA_GROUP, Query, QueryResult, Response};
+use keel_endpoint::EndpointClient;
+use keel_partition::invocation::{InvocationKey, InvocationOutcome, InvocationResult, Status};
+use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -111,9 +115,36 @@ pub struct Group {
     pub replicas: Vec<u64>,
     proposer: mpsc::Sender<Proposal>,
     committed: Arc<CommittedIndex>,
+    /// The node's database, for the leader's local reads.
+    pub db: Arc<Db>,
+    /// Client for SDK endpoints, shared by the group's invoker attempts.
+    pub client: EndpointClient,
+    /// Callers waiting for invocations of this partition to complete. Only
+    /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
+    waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
 }
 
 impl Group {
+    /// Registers interest in the result of invocation `id`.
+    pub fn wait_for(&self, id: InvocationKey) -> oneshot::Receiver<InvocationResult> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).entry(id).or_default().push(tx);
+        rx
+    }
+
+    /// Answers everyone waiting for `id`.
+    pub fn resolve(&self, id: &InvocationKey, result: &InvocationResult) {
+        let waiting = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        for tx in waiting.into_iter().flatten() {
+            let _ = tx.send(result.clone());
+        }
+    }
+
+    /// Drops every waiter: their callers see the leader go and retry elsewhere.
+    pub fn abandon_waiters(&self) {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Proposes through this replica (which must be the leader); resolves once
     /// the command is applied.
     pub async fn propose(&self, envelope: Envelope) -> Result<Response, ProposeError> {
@@ -174,8 +205,17 @@ impl Registry {
             .chain(std::iter::once((METADATA_GROUP, &metadata_replicas)))
             .filter(|(_, replicas)| replicas.contains(&node_id));
         let mut groups = BTreeMap::new();
+        let client = EndpointClient::new();
         for (id, replicas) in hosted {
-            let starter = GroupStarter { node_id, peers: &peers, config: &config, settings, db: &db, metrics: &metrics };
+            let starter = GroupStarter {
+                node_id,
+                client: &client,
+                peers: &peers,
+                config: &config,
+                settings,
+                db: &db,
+                metrics: &metrics,
+            };
             groups.insert(id, starter.start(id, replicas).await?);
         }
         Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics }))
@@ -220,6 +260,23 @@ impl Registry {
         g.propose(envelope).await
     }
 
+    /// Creates an invocation on the local replica (which must lead the
+    /// group) and waits for its result. A repeated call for the same id
+    /// attaches to the running invocation or returns its stored result.
+    pub async fn call_local(&self, group: u32, envelope: Envelope) -> Result<InvocationResult, ProposeError> {
+        let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
+        let Command::Invoke { id, .. } = &envelope.command else {
+            return Err(ProposeError::Unavailable("a call must carry an Invoke command".into()));
+        };
+        let result = g.wait_for(*id);
+        match g.propose(envelope).await? {
+            Response::Invocation(InvocationOutcome::Exists(Status::Completed(result))) => return Ok(result),
+            Response::Invocation(_) => {}
+            other => return Err(ProposeError::Unavailable(format!("unexpected answer to invoke: {other:?}"))),
+        }
+        result.await.map_err(|_| ProposeError::NotLeader { leader: None })
+    }
+
     /// Serves a linearizable read on the local replica, which must lead the group.
     pub async fn read_local(&self, group: u32, query: &Query) -> Result<QueryResult, ProposeError> {
         let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
@@ -237,6 +294,12 @@ impl Registry {
             return Err(ProposeError::Unavailable(format!("storage read failed: {e}")));
         }
         result.map_err(|e| ProposeError::Unavailable(e.to_string()))
+    }
+
+    /// The service catalog as this node's replica of the metadata group
+    /// has applied it (not linearizable: it may lag the leader briefly).
+    pub fn local_catalog(&self) -> Result<keel_partition::catalog::CatalogData, String> {
+        keel_partition::catalog::load(&GroupView::new(&self.db, METADATA_GROUP))
     }
 
     /// This node's view of every group it hosts.
@@ -264,6 +327,7 @@ impl Registry {
 /// What starting one group needs.
 struct GroupStarter<'a> {
     node_id: u64,
+    client: &'a EndpointClient,
     peers: &'a Arc<Peers>,
     config: &'a Arc<openraft::Config>,
     settings: &'a RaftSettings,
@@ -301,7 +365,16 @@ impl GroupStarter<'_> {
         }
         let (proposer, proposals) = mpsc::channel(MAX_BATCH);
         tokio::spawn(run_proposer(id, raft.clone(), proposals, self.metrics.clone()));
-        let group = Arc::new(Group { id, raft, replicas: replicas.to_vec(), proposer, committed });
+        let group = Arc::new(Group {
+            id,
+            raft,
+            replicas: replicas.to_vec(),
+            proposer,
+            committed,
+            db: self.db.clone(),
+            client: self.client.clone(),
+            waiters: Mutex::new(HashMap::new()),
+        });
         tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
         Ok(group)
     }

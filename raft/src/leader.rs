@@ -13,12 +13,15 @@
 //! off by the state machine.
 
 use crate::groups::{Group, ProposeError};
+use crate::invocations::Invoker;
+use crate::state_machine::GroupView;
+use keel_partition::invocation::{self, InvocationEffect};
 use keel_partition::{Command, Effect, Envelope, Response};
 use openraft::ServerState;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 struct RunningActor {
     term: u64,
@@ -58,6 +61,7 @@ pub async fn supervise(node_id: u64, group: Arc<Group>, mut effects: mpsc::Unbou
             (None, Some(term)) => {
                 tracing::info!(partition = group.id, term, "lost leadership; stopping leader actor");
                 actor = None;
+                group.abandon_waiters();
             }
             (None, None) => {}
         }
@@ -102,19 +106,28 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
             }
         }
     }
+    let invoker = Arc::new(Invoker { group: group.clone(), term, db: group.db.clone(), client: group.client.clone() });
+    // Attempts die with the actor (the JoinSet aborts them when dropped).
+    let mut attempts = JoinSet::new();
     while let Some(batch) = effects.recv().await {
         for effect in batch {
             match effect {
                 Effect::LeaderReady { term: ready } if ready == term => {
                     tracing::info!(partition = group.id, term, "leader epoch established");
+                    // Resume what the previous leader left running.
+                    let running = invocation::running(&GroupView::new(&group.db, group.id));
+                    for id in running {
+                        attempts.spawn(invoker.clone().run(id));
+                    }
                 }
                 Effect::LeaderReady { .. } => {}
-                // Nothing proposes invocations yet: the ingress calls and the
-                // invoker that runs attempts (keel-invoker) are wired next.
-                Effect::Invocation(effect) => {
-                    tracing::warn!(partition = group.id, ?effect, "invocation effect ignored: invoker not wired yet");
+                Effect::Invocation(InvocationEffect::Invoke(id)) => {
+                    attempts.spawn(invoker.clone().run(id));
                 }
+                Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
             }
         }
+        // Reap finished attempts so the set does not grow without bound.
+        while attempts.try_join_next().is_some() {}
     }
 }

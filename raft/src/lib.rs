@@ -16,6 +16,7 @@
 
 pub mod db;
 pub mod groups;
+pub mod invocations;
 pub mod keys;
 pub mod leader;
 pub mod log_store;

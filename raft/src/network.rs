@@ -4,6 +4,7 @@
 
 use crate::groups::{GroupStatus, ProposeError, Registry};
 use crate::types::{TypeConfig, decode, encode, typ};
+use keel_partition::invocation::InvocationResult;
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -121,6 +122,8 @@ impl Peers {
                 r.set_timeout(timeout);
                 client.read(r).await
             }
+            // No deadline: a call lasts as long as its handler runs.
+            Call::Invoke => client.call(tonic::Request::new(GroupRequest { group_id: group, payload })).await,
         }
         .map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
@@ -148,6 +151,17 @@ impl Peers {
         self.unary(node, group, query, timeout, Call::Read).await
     }
 
+    /// Creates an invocation on `node` (the believed leader of `group`) and
+    /// waits for its result.
+    pub async fn call(
+        &self,
+        node: u64,
+        group: u32,
+        envelope: &keel_partition::Envelope,
+    ) -> Result<Result<InvocationResult, ProposeError>, PeerError> {
+        self.unary(node, group, envelope, Duration::MAX, Call::Invoke).await
+    }
+
     /// Asks `node` for its view of the groups it hosts.
     pub async fn status(&self, node: u64, timeout: Duration) -> Result<Vec<GroupStatus>, PeerError> {
         let mut client = self.client(node)?;
@@ -162,6 +176,7 @@ impl Peers {
 enum Call {
     Propose,
     Read,
+    Invoke,
 }
 
 /// Creates the per-target network clients of one group.
@@ -309,6 +324,12 @@ impl proto::node_server::Node for NodeService {
         let req = request.into_inner();
         let query = decode_req(&req.payload)?;
         reply(&self.registry.read_local(req.group_id, &query).await)
+    }
+
+    async fn call(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        let req = request.into_inner();
+        let envelope = decode_req(&req.payload)?;
+        reply(&self.registry.call_local(req.group_id, envelope).await)
     }
 
     async fn status(&self, _request: tonic::Request<StatusRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {

@@ -9,6 +9,7 @@
 
 use crate::groups::{COMMIT_TIMEOUT, GroupStatus, ProposeError, Registry};
 use crate::network::{PeerError, Peers};
+use keel_partition::invocation::InvocationResult;
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,6 +81,27 @@ impl Router {
                         .propose(leader, partition, &envelope, COMMIT_TIMEOUT + Duration::from_secs(1))
                         .await
                         .unwrap_or_else(forward_failed)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Creates an invocation on `partition`'s leader and waits for its
+    /// result. Safe to repeat after a leader change: the invocation id
+    /// deduplicates, so a retry attaches to the same invocation.
+    pub async fn call(&self, partition: u32, envelope: Envelope) -> Result<InvocationResult, RouteError> {
+        self.route(partition, |leader| {
+            let envelope = envelope.clone();
+            async move {
+                if leader == self.registry.node_id() {
+                    self.registry.call_local(partition, envelope).await
+                } else {
+                    match self.peers.call(leader, partition, &envelope).await {
+                        Ok(r) => r,
+                        // The invocation id makes a blind retry safe here.
+                        Err(_) => Err(ProposeError::NotLeader { leader: None }),
+                    }
                 }
             }
         })

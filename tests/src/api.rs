@@ -57,8 +57,49 @@ impl Api {
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
         let location = header(reqwest::header::LOCATION);
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
         let body = resp.text().await.with_context(|| format!("{method} {url}: reading the body failed"))?;
-        Ok(Reply { method, url, status, content_type, retry_after, location, body, elapsed: started.elapsed() })
+        Ok(Reply { method, url, status, content_type, retry_after, location, headers, body, elapsed: started.elapsed() })
+    }
+
+    /// URL of `path` on the ingress port.
+    pub fn ingress_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ingress)
+    }
+
+    /// A request with any `method` (e.g. `"POST"`, `"PUT"`) to `path` on the
+    /// ingress port, with `body` (none if empty) and extra `headers`.
+    /// `Err` only for transport failures (no HTTP answer).
+    pub async fn ingress_request(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        let url = self.ingress_url(path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).with_context(|| format!("bad method {method}"))?;
+        let body = body.into();
+        let mut req = self.client.request(m, &url);
+        if !body.is_empty() {
+            req = req.body(body);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(method, url, req).await
+    }
+
+    /// `POST` a JSON body (given as text, e.g. `"\"Ann\""`; none if empty)
+    /// to `path` on the ingress port: calls (or with a trailing `/send`,
+    /// sends) a handler. `Err` only for transport failures.
+    pub async fn ingress_post(&self, path: &str, json_body: &str) -> Result<Reply> {
+        let headers: &[(&str, &str)] = if json_body.is_empty() { &[] } else { &[("content-type", "application/json")] };
+        self.ingress_request("POST", path, json_body, headers).await
     }
 
     /// `GET` a URL. `Err` only for transport failures (no HTTP answer).

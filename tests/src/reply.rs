@@ -17,6 +17,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// The `Location` header, if any.
     pub location: Option<String>,
+    /// Every response header as (lower-case name, value), in order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
     pub elapsed: Duration,
 }
@@ -32,6 +34,11 @@ impl Reply {
             self.content_type,
             truncate(&self.body, 2000)
         )
+    }
+
+    /// The first value of header `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Fails unless the status is `status`.

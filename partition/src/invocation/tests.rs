@@ -114,3 +114,42 @@ fn workflow_run_holds_the_key_lock() {
     let shared = record(HandlerKind::Shared, Some("wf-1"));
     assert_eq!(invoke(&mut s, &id(3), shared, b"i", 3).unwrap().0, InvocationOutcome::Invoked);
 }
+
+#[test]
+fn journaled_state_commands_change_the_object_state() {
+    use keel_protocol::proto::{ClearAllStateCommandMessage, ClearStateCommandMessage, SetStateCommandMessage, Value};
+    use keel_protocol::{Flags, Message};
+    let frame = |m: Message| m.to_frame(Flags::NONE).unwrap().to_bytes().to_vec();
+    let set = |k: &str, v: &str| {
+        frame(Message::SetStateCommand(SetStateCommandMessage {
+            key: k.as_bytes().to_vec().into(),
+            value: Some(Value { content: v.as_bytes().to_vec().into() }),
+            name: String::new(),
+        }))
+    };
+    let state =
+        |s: &MemStore| match crate::read(s, &crate::Query::GetState { service: "Obj".into(), object_key: "a".into() })
+            .unwrap()
+        {
+            crate::QueryResult::State { state, .. } => state,
+            other => panic!("{other:?}"),
+        };
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Exclusive, Some("a")), b"i", 1).unwrap();
+    append(&mut s, &id(1), &[set("count", "1"), set("name", "\"x\"")]).unwrap();
+    assert_eq!(state(&s).len(), 2);
+    assert_eq!(state(&s)["count"], b"1".to_vec());
+    let clear = frame(Message::ClearStateCommand(ClearStateCommandMessage {
+        key: b"name".to_vec().into(),
+        name: String::new(),
+    }));
+    append(&mut s, &id(1), &[clear]).unwrap();
+    assert_eq!(state(&s).keys().collect::<Vec<_>>(), vec!["count"]);
+    let clear_all = frame(Message::ClearAllStateCommand(ClearAllStateCommandMessage { name: String::new() }));
+    append(&mut s, &id(1), &[clear_all]).unwrap();
+    assert!(state(&s).is_empty());
+    // A plain service has no object state: its state commands change nothing.
+    invoke(&mut s, &id(2), record(HandlerKind::Service, None), b"i", 2).unwrap();
+    append(&mut s, &id(2), &[set("count", "9")]).unwrap();
+    assert!(state(&s).is_empty());
+}

@@ -1,0 +1,256 @@
+//! The leader-side invoker: runs attempts of the partition's invocations
+//! against their SDK endpoints (through `keel-invoker`) and makes every step
+//! durable through Raft before acting on it.
+//!
+//! Each reported journal command is proposed (`AppendJournal`) and applied
+//! before the attempt goes on; a `ctx.run` result is stored before it is
+//! handed back to the SDK; the end of the attempt becomes `Complete` or
+//! `Suspend`. Every proposal is fenced with the leader's term, so a deposed
+//! leader's late proposals are no-ops. An attempt that fails is retried
+//! with exponential backoff; the next attempt replays the stored journal.
+
+use crate::db::Db;
+use crate::groups::{Group, ProposeError};
+use crate::state_machine::GroupView;
+use bytes::Bytes;
+use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
+use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
+use keel_partition::invocation::{self, InvocationKey, InvocationOutcome, InvocationResult, Status};
+use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response, catalog};
+use keel_protocol::message::Decoder;
+use keel_protocol::proto::output_command_message;
+use keel_protocol::{EndpointManifest, Frame, InvocationId, Message, VersionPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the invoker of one leader term needs.
+pub struct Invoker {
+    /// The partition's group (proposals, waiters).
+    pub group: Arc<Group>,
+    /// The term this leader leads in; fences every proposal.
+    pub term: u64,
+    /// The node's database (local reads of the partition and the catalog).
+    pub db: Arc<Db>,
+    /// Client for SDK endpoints.
+    pub client: EndpointClient,
+}
+
+/// How one attempt ended, for the retry loop.
+enum Next {
+    /// Nothing more to do (completed, suspended, gone).
+    Done,
+    /// Try again after a backoff.
+    Retry(String),
+    /// This leader can no longer act (deposed, shutting down).
+    Stop(String),
+}
+
+impl Invoker {
+    /// Runs the invocation until it completes or suspends, retrying failed
+    /// attempts with exponential backoff (100 ms doubling up to 10 s).
+    pub async fn run(self: Arc<Self>, id: InvocationKey) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.attempt(&id).await {
+                Next::Done => return,
+                Next::Stop(reason) => {
+                    tracing::debug!(partition = self.group.id, "invoker stops: {reason}");
+                    return;
+                }
+                Next::Retry(reason) => {
+                    tracing::warn!(partition = self.group.id, invocation = %id_string(&id), "attempt failed, retrying in {backoff:?}: {reason}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn propose(&self, command: Command) -> Result<Response, Next> {
+        match self.group.propose(Envelope::fenced(self.term, command)).await {
+            Ok(Response::Fenced { .. }) => Err(Next::Stop("fenced: a newer leader exists".into())),
+            Ok(r) => Ok(r),
+            Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => {
+                Err(Next::Stop("no longer the leader".into()))
+            }
+            Err(ProposeError::Unavailable(e)) => Err(Next::Retry(e)),
+        }
+    }
+
+    async fn append(&self, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
+        let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
+        match self.propose(command).await? {
+            Response::Invocation(InvocationOutcome::Appended { .. }) => Ok(()),
+            other => Err(Next::Stop(format!("journal append refused: {other:?}"))),
+        }
+    }
+
+    async fn attempt(&self, id: &InvocationKey) -> Next {
+        let view = GroupView::new(&self.db, self.group.id);
+        let (record, journal) = match invocation::load(&view, id) {
+            Ok(Some(record)) => (record, invocation::journal(&view, id)),
+            Ok(None) => return Next::Done,
+            Err(e) => return Next::Stop(format!("invocation record unreadable: {e}")),
+        };
+        if record.status != Status::Invoked {
+            return Next::Done;
+        }
+        let catalog = match catalog::load(&GroupView::new(&self.db, METADATA_GROUP)) {
+            Ok(c) => c,
+            Err(e) => return Next::Retry(format!("catalog unreadable: {e}")),
+        };
+        let service = &record.target.service;
+        let deployment_id = match &record.deployment_id {
+            Some(d) => d.clone(),
+            None => match catalog.services.get(service) {
+                Some(s) => s.deployment_id.clone(),
+                None => return Next::Retry(format!("service {service} is not registered")),
+            },
+        };
+        let Some(deployment) = catalog.deployments.get(&deployment_id) else {
+            return Next::Retry(format!("deployment {deployment_id} of service {service} is gone"));
+        };
+        if record.deployment_id.is_none() {
+            let pin = Command::PinDeployment { id: *id, deployment_id: deployment_id.clone() };
+            if let Err(next) = self.propose(pin).await {
+                return next;
+            }
+        }
+        let manifest = match EndpointManifest::parse(&deployment.manifest_json) {
+            Ok(m) => m,
+            Err(e) => return Next::Retry(format!("manifest of {deployment_id} unreadable: {e}")),
+        };
+        let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
+            Ok(v) => v,
+            Err(e) => return Next::Retry(format!("deployment {deployment_id}: {e}")),
+        };
+        let mut address = match deployment.uri.parse() {
+            Ok(uri) => EndpointAddress::new(uri),
+            Err(e) => return Next::Retry(format!("deployment uri {}: {e}", deployment.uri)),
+        };
+        address.use_http_11 = deployment.use_http_11;
+        for (name, value) in &deployment.additional_headers {
+            if let (Ok(n), Ok(v)) = (name.parse(), value.parse()) {
+                address.additional_headers.push((n, v));
+            }
+        }
+        let frames = match decode_journal(&journal) {
+            Ok(f) => f,
+            Err(e) => return Next::Stop(format!("stored journal unreadable: {e}")),
+        };
+        let eager_state = record.target.key.as_ref().map(|key| {
+            let query = Query::GetState { service: service.clone(), object_key: key.clone() };
+            match keel_partition::read(&view, &query) {
+                Ok(QueryResult::State { state, .. }) => {
+                    state.into_iter().map(|(k, v)| (Bytes::from(k.into_bytes()), Bytes::from(v))).collect()
+                }
+                _ => Vec::new(),
+            }
+        });
+        let invocation_id = match InvocationId::from_bytes(id) {
+            Ok(i) => i,
+            Err(e) => return Next::Stop(format!("invalid invocation id: {e}")),
+        };
+        let params = AttemptParams {
+            invocation_id,
+            service: service.clone(),
+            handler: record.target.handler.clone(),
+            key: record.target.key.clone(),
+            protocol_version,
+            http_version: if deployment.use_http_11 { HttpVersion::Http11 } else { HttpVersion::Http2 },
+            protocol_mode: manifest.protocol_mode,
+            journal: frames,
+            partial_state: eager_state.is_none(),
+            eager_state,
+            retry_count_since_last_stored_entry: 0,
+            duration_since_last_stored_entry: Duration::ZERO,
+            random_seed: xxhash_rust::xxh3::xxh3_64(id),
+            headers: Vec::new(),
+            timeouts: AttemptTimeouts::default(),
+        };
+        drop(view);
+        self.drive(id, &address, params).await
+    }
+
+    async fn drive(&self, id: &InvocationKey, address: &EndpointAddress, params: AttemptParams) -> Next {
+        let (events_tx, mut events) = mpsc::channel(64);
+        let (inputs, inputs_rx) = mpsc::channel(64);
+        let client = self.client.clone();
+        let address = address.clone();
+        let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
+        let mut output = None;
+        let next = loop {
+            let Some(event) = events.recv().await else { break Next::Retry("attempt ended without a result".into()) };
+            match event {
+                AttemptEvent::Command { frame, .. } => {
+                    if let Ok(Message::OutputCommand(out)) = frame.decode_message() {
+                        output = Some(match out.result {
+                            Some(output_command_message::Result::Value(v)) => {
+                                InvocationResult::Success(v.content.to_vec())
+                            }
+                            Some(output_command_message::Result::Failure(f)) => InvocationResult::Failure {
+                                code: u16::try_from(f.code).unwrap_or(500),
+                                message: f.message,
+                            },
+                            None => InvocationResult::Success(Vec::new()),
+                        });
+                    }
+                    if let Err(next) = self.append(id, &frame).await {
+                        break next;
+                    }
+                }
+                AttemptEvent::ProposeRunCompletion { notification, .. } => {
+                    if let Err(next) = self.append(id, &notification).await {
+                        break next;
+                    }
+                    // A closed attempt drops inputs; the next attempt replays the journal.
+                    let _ = inputs.send(AttemptInput::Notification(notification)).await;
+                }
+                AttemptEvent::AwaitingOn { .. } => {}
+                AttemptEvent::Suspended { .. } => {
+                    break match self.propose(Command::Suspend { id: *id, awaiting: Vec::new() }).await {
+                        Ok(_) => Next::Done,
+                        Err(next) => next,
+                    };
+                }
+                AttemptEvent::Error { frame } => {
+                    break Next::Retry(format!("the handler failed: {:?}", frame.decode_message()));
+                }
+                AttemptEvent::Failed(e) => break Next::Retry(e.to_string()),
+                AttemptEvent::Ended => {
+                    let result = output.take().unwrap_or_else(|| InvocationResult::Failure {
+                        code: 500,
+                        message: "the handler ended without an output".into(),
+                    });
+                    break match self.propose(Command::Complete { id: *id, result }).await {
+                        Ok(_) => Next::Done,
+                        Err(next) => next,
+                    };
+                }
+            }
+        };
+        drop(events);
+        let _ = attempt.await;
+        next
+    }
+}
+
+fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
+    let mut decoder = Decoder::new();
+    for entry in entries {
+        decoder.push(entry);
+    }
+    let mut frames = Vec::with_capacity(entries.len());
+    while let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
+        frames.push(frame);
+    }
+    if frames.len() != entries.len() {
+        return Err(format!("{} journal entries decoded to {} frames", entries.len(), frames.len()));
+    }
+    Ok(frames)
+}
+
+fn id_string(id: &InvocationKey) -> String {
+    InvocationId::from_bytes(id).map_or_else(|_| "<invalid id>".to_string(), |i| i.to_string())
+}
