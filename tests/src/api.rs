@@ -63,7 +63,17 @@ impl Api {
             .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let body = resp.text().await.with_context(|| format!("{method} {url}: reading the body failed"))?;
-        Ok(Reply { method, url, status, content_type, retry_after, location, headers, body, elapsed: started.elapsed() })
+        Ok(Reply {
+            method,
+            url,
+            status,
+            content_type,
+            retry_after,
+            location,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        })
     }
 
     /// URL of `path` on the ingress port.

@@ -1,0 +1,486 @@
+//! End-to-end tests of invocations through the ingress (port 8080): real
+//! handlers of the TypeScript and Python SDK test services
+//! (`tests/services`), called and sent through `keel`, across a `SIGKILL`
+//! of a single node and through every node of a three-node cluster.
+//!
+//! Needs the `keel` binary (`cargo build -p keel`) and the SDK runtimes
+//! (`bash tests/services/setup.sh`). Every wait is a bounded poll; every test
+//! has an overall deadline (120 s by default).
+//!
+//! Only what keel supports today is exercised: input/output, virtual-object
+//! state, `ctx.run` with retries, terminal errors and the per-key queueing of
+//! exclusive handlers. Sleeps, service-to-service calls, awakeables,
+//! workflow promises, delayed sends and idempotency keys are not.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result, bail, ensure};
+use keel_e2e::{
+    Api, Cluster, LEADER_TIMEOUT, POLL_INTERVAL, Reply, Sdk, SdkService, State, WRITE_TIMEOUT, poll_until, run_test,
+};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Whether `id` matches `^inv_1[0-9A-Za-z]{33}$` (38 characters: the prefix,
+/// 11 base62 characters of the partition key and 22 of the uuid).
+fn is_invocation_id(id: &str) -> bool {
+    id.len() == 38 && id.starts_with("inv_1") && id[5..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Whether a call's answer (or its absence) leaves it open whether the call
+/// took effect: no HTTP answer, or 502/503/504.
+fn is_unavailable(r: &Result<Reply>) -> bool {
+    match r {
+        Err(_) => true,
+        Ok(reply) => matches!(reply.status, 502..=504),
+    }
+}
+
+fn describe(r: &Result<Reply>) -> String {
+    match r {
+        Ok(reply) => format!("{} {} -> {}: {}", reply.method, reply.url, reply.status, reply.body),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// Checks a successful call: 200, exactly `expected` as body,
+/// `content-type: application/json` and a well-formed `x-restate-id`.
+/// Returns the invocation id.
+fn expect_output(reply: &Reply, expected: &str) -> Result<String> {
+    reply.expect_status(200)?;
+    ensure!(reply.body == expected, "{} {}: body {:?}, expected {expected:?}", reply.method, reply.url, reply.body);
+    ensure!(
+        reply.content_type.as_deref() == Some("application/json"),
+        "{} {}: content-type {:?}, expected application/json",
+        reply.method,
+        reply.url,
+        reply.content_type
+    );
+    let id = reply.header("x-restate-id").with_context(|| format!("no x-restate-id in {reply:?}"))?;
+    ensure!(is_invocation_id(id), "x-restate-id {id:?} does not match ^inv_1[0-9A-Za-z]{{33}}$: {reply:?}");
+    Ok(id.to_string())
+}
+
+/// `POST path` with `body` through `api`, which must answer 200 with exactly
+/// `expected` ([`expect_output`]). Returns the invocation id.
+async fn call_expect(api: &Api, path: &str, body: &str, expected: &str) -> Result<String> {
+    let reply = api.ingress_post(path, body).await?;
+    expect_output(&reply, expected)
+}
+
+/// Checks an error answer: `status`, `content-type: application/json`, a JSON
+/// body `{"code": status, "message": <non-empty>, "source": source}` (no other
+/// fields) and `x-restate-error-source: source`. Returns the message.
+fn expect_error(reply: &Reply, status: u16, source: &str) -> Result<String> {
+    reply.expect_status(status)?;
+    ensure!(
+        reply.content_type.as_deref() == Some("application/json"),
+        "{} {}: content-type {:?}, expected application/json",
+        reply.method,
+        reply.url,
+        reply.content_type
+    );
+    let body = reply.json()?;
+    let message = reply.error_message()?;
+    let want = json!({ "code": status, "message": message, "source": source });
+    ensure!(body == want, "{} {}: error body {body}, expected {want}", reply.method, reply.url);
+    ensure!(
+        reply.header("x-restate-error-source") == Some(source),
+        "{} {}: x-restate-error-source {:?}, expected {source:?}",
+        reply.method,
+        reply.url,
+        reply.header("x-restate-error-source")
+    );
+    Ok(message)
+}
+
+/// Registers `uri` through `api` (retrying only while the answer is
+/// 502/503/504 or missing, which is safe: registering one uri is
+/// idempotent): 201, or 200 after an ambiguous attempt.
+async fn register(api: &Api, uri: &str) -> Result<()> {
+    let what = format!("registering {uri} through node {}", api.node_id);
+    let mut ambiguous = false;
+    let reply = poll_until(WRITE_TIMEOUT, &what, async || {
+        let r = api.register_deployment(uri, json!({})).await;
+        if is_unavailable(&r) {
+            ambiguous = true;
+            bail!("{}", describe(&r));
+        }
+        Ok(Some(r?))
+    })
+    .await?;
+    if !(ambiguous && reply.status == 200) {
+        reply.expect_status(201)?;
+    }
+    Ok(())
+}
+
+/// Polls ingress `GET /restate/health` of every node until each lists (at
+/// least) `names` in its local replica of the catalog.
+async fn wait_for_services(apis: &[Api], names: &[&str]) -> Result<()> {
+    for api in apis {
+        let what = format!("node {}'s /restate/health to list {names:?}", api.node_id);
+        poll_until(LEADER_TIMEOUT, &what, async || {
+            let reply = api.get_url(api.ingress_url("/restate/health")).await?;
+            reply.expect_status(200)?;
+            let body = reply.json()?;
+            let listed: BTreeSet<&str> = body
+                .get("services")
+                .and_then(Value::as_array)
+                .with_context(|| format!("no `services` array in {body}"))?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let missing: Vec<&&str> = names.iter().filter(|n| !listed.contains(**n)).collect();
+            ensure!(missing.is_empty(), "node {} lists {listed:?}, missing {missing:?}", api.node_id);
+            Ok(Some(()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The state `{"count": <bytes of count>}` as the SDKs store it (JSON).
+fn count_state(count: u64) -> State {
+    State::from([("count".to_string(), count.to_string().into_bytes())])
+}
+
+/// Admin `GET /services/{service}/state/{key}` through `api` must show
+/// exactly `{"count": count}`. Returns the key's partition.
+async fn expect_count_state(api: &Api, service: &str, key: &str, count: u64) -> Result<u32> {
+    let view = api.get_state(service, key).await?;
+    let want = count_state(count);
+    ensure!(
+        view.state == want,
+        "admin state of {service}/{key} through node {} is {:?}, expected {want:?}",
+        api.node_id,
+        view.state
+    );
+    Ok(view.partition)
+}
+
+/// Calls `path` with `body` through `apis` (starting at `apis[start]`, moving
+/// on after each unavailable answer) until one answers definitely, for at
+/// most `timeout`. Only for calls that may safely run more than once (reads,
+/// `add 0`). Returns that answer.
+async fn call_until_answered(
+    apis: &[Api],
+    start: usize,
+    path: &str,
+    body: &str,
+    timeout: std::time::Duration,
+) -> Result<Reply> {
+    let deadline = Instant::now() + timeout;
+    let mut attempt = 0usize;
+    loop {
+        let api = &apis[(start + attempt) % apis.len()];
+        attempt += 1;
+        let r = api.ingress_post(path, body).await;
+        if !is_unavailable(&r) {
+            return r;
+        }
+        eprintln!("POST {path} through node {}: unavailable ({}), retrying", api.node_id, describe(&r));
+        if Instant::now() + POLL_INTERVAL >= deadline {
+            bail!("POST {path} {body}: no definite answer within {timeout:?}; last: {}", describe(&r));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Adds 1 to `Counter/{key}` exactly once, expecting the new count to be
+/// `expected`, through `apis[start]` first.
+///
+/// A definite answer must be exactly `expected`. After an unavailable answer
+/// (502/503/504 or none) it is unknown whether the add ran, so the add is
+/// not simply repeated: an exclusive `add 0` (a barrier: it queues behind
+/// every earlier exclusive invocation of the key, and may safely run more
+/// than once) tells the count; `expected` means the add ran, `expected - 1`
+/// that it did not (then it is tried again), anything else fails.
+async fn add_one_exactly_once(apis: &[Api], start: usize, key: &str, expected: u64) -> Result<()> {
+    let path = format!("/Counter/{key}/add");
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let mut attempt = 0usize;
+    loop {
+        let api = &apis[(start + attempt) % apis.len()];
+        attempt += 1;
+        let r = api.ingress_post(&path, "1").await;
+        if !is_unavailable(&r) {
+            expect_output(&r?, &expected.to_string())
+                .with_context(|| format!("add 1 to Counter/{key} through node {}", api.node_id))?;
+            return Ok(());
+        }
+        eprintln!("add 1 to Counter/{key} through node {} was ambiguous: {}", api.node_id, describe(&r));
+        let barrier =
+            call_until_answered(apis, start + attempt, &path, "0", deadline.saturating_duration_since(Instant::now()))
+                .await?;
+        barrier.expect_status(200)?;
+        let now: u64 = barrier.body.parse().with_context(|| format!("add 0 answered {barrier:?}"))?;
+        if now == expected {
+            return Ok(());
+        }
+        ensure!(
+            now + 1 == expected,
+            "after an ambiguous add 1 to Counter/{key} (count expected to become {expected}), \
+             add 0 shows the count {now}"
+        );
+        ensure!(Instant::now() < deadline, "add 1 to Counter/{key}: no definite answer within {WRITE_TIMEOUT:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// calls_real_sdk_handlers
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript and the Python services registered.
+///
+/// 1. `Greeter/greet` and `PyGreeter/greet` with `"Ann"` answer 200
+///    `"Hello, Ann!"` with `content-type: application/json` and an
+///    `x-restate-id` of the form `inv_1` + 33 base62 characters; every call
+///    gets a distinct id.
+/// 2. `Counter/c1/add` 1 then 5 answer `1` and `6`; `get` answers `6` through
+///    POST and GET; the admin API shows the state `{"count": "6"}`; a fresh
+///    key's `get` answers `0`. The same for `PyCounter`.
+/// 3. `failTerminal` (both SDKs) answers 418 with exactly
+///    `{"code":418,"message":"boom","source":"invocation"}` and
+///    `x-restate-error-source: invocation`.
+/// 4. `SideEffects/flaky` and `PySideEffects/flaky` with `"k1"` answer `3`
+///    (the `ctx.run` needed three attempts).
+/// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
+///    header: unknown service 404, unknown handler 404, `/Greeter` and
+///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
+///    501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_real_sdk_handlers() {
+    run_test("calls_real_sdk_handlers", calls_scenario()).await;
+}
+
+async fn calls_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let api = c.nodes[0].api.clone();
+    register(&api, &ts.uri()).await?;
+    register(&api, &py.uri()).await?;
+    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
+    wait_for_services(std::slice::from_ref(&api), &all).await?;
+
+    let mut ids = BTreeSet::new();
+    let mut note = |id: String| -> Result<()> {
+        ensure!(ids.insert(id.clone()), "invocation id {id} was given to two calls");
+        Ok(())
+    };
+
+    // 1. Greeters.
+    note(call_expect(&api, "/Greeter/greet", r#""Ann""#, r#""Hello, Ann!""#).await?)?;
+    note(call_expect(&api, "/PyGreeter/greet", r#""Ann""#, r#""Hello, Ann!""#).await?)?;
+
+    // 2. Counters: state, shared reads through POST and GET, fresh keys.
+    for service in ["Counter", "PyCounter"] {
+        note(call_expect(&api, &format!("/{service}/c1/add"), "1", "1").await?)?;
+        note(call_expect(&api, &format!("/{service}/c1/add"), "5", "6").await?)?;
+        note(call_expect(&api, &format!("/{service}/c1/get"), "", "6").await?)?;
+        let via_get = api.ingress_request("GET", &format!("/{service}/c1/get"), Vec::new(), &[]).await?;
+        note(expect_output(&via_get, "6").context("GET of a handler")?)?;
+        expect_count_state(&api, service, "c1", 6).await?;
+        note(call_expect(&api, &format!("/{service}/c2/get"), "", "0").await?)?;
+    }
+
+    // 3. Terminal errors.
+    for service in ["Greeter", "PyGreeter"] {
+        let reply = api.ingress_post(&format!("/{service}/failTerminal"), "").await?;
+        let message = expect_error(&reply, 418, "invocation")?;
+        ensure!(message == "boom", "{service}/failTerminal: message {message:?}, expected \"boom\"");
+        let id = reply.header("x-restate-id").with_context(|| format!("no x-restate-id in {reply:?}"))?;
+        ensure!(is_invocation_id(id), "x-restate-id {id:?} of a failed call is malformed");
+        note(id.to_string())?;
+    }
+
+    // 4. ctx.run with retries.
+    for service in ["SideEffects", "PySideEffects"] {
+        note(call_expect(&api, &format!("/{service}/flaky"), r#""k1""#, "3").await?)?;
+    }
+
+    // 5. Ingress errors.
+    let post = |path: &'static str| {
+        let api = api.clone();
+        async move { api.ingress_post(path, r#""Ann""#).await }
+    };
+    expect_error(&post("/NoSuchService/greet").await?, 404, "ingress").context("unknown service")?;
+    expect_error(&post("/Greeter/noSuchHandler").await?, 404, "ingress").context("unknown handler")?;
+    expect_error(&post("/Greeter").await?, 400, "ingress").context("path without a handler")?;
+    expect_error(&post("/a/b/c/d/e").await?, 400, "ingress").context("path of five segments")?;
+    let put = api.ingress_request("PUT", "/Greeter/greet", r#""Ann""#, &[("content-type", "application/json")]).await?;
+    expect_error(&put, 405, "ingress").context("PUT")?;
+    let idem = api
+        .ingress_request(
+            "POST",
+            "/Greeter/greet",
+            r#""Ann""#,
+            &[("content-type", "application/json"), ("idempotency-key", "k-1")],
+        )
+        .await?;
+    expect_error(&idem, 501, "ingress").context("idempotency-key")?;
+    let delayed = api.ingress_post("/Counter/c1/add/send?delay=10s", "1").await?;
+    expect_error(&delayed, 501, "ingress").context("delayed send")?;
+
+    // Nothing above changed the counter behind our back.
+    call_expect(&api, "/Counter/c1/get", "", "6").await?;
+    expect_count_state(&api, "Counter", "c1", 6).await?;
+
+    py.finish();
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// sends_run_exactly_once_across_kill9
+// ---------------------------------------------------------------------------
+
+const SENDS: u64 = 20;
+/// Reads of the final count that must all agree.
+const STABLE_READS: usize = 5;
+
+/// One node, the TypeScript services.
+///
+/// 1. Twenty one-way sends of `Counter/x/add(1)`: each answers 202
+///    `{"invocationId": <inv_1…>, "status": "Accepted"}`, all ids distinct.
+/// 2. The node is `SIGKILL`ed at once and restarted on the same data dir.
+/// 3. `Counter/x/get` is polled until it answers 20; an exclusive
+///    `add(0)` (which queues behind every earlier `add` of the key, so it
+///    runs only once all twenty are done) answers exactly 20, as does the
+///    admin state and then every one of a few more `get`s: each send ran
+///    exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sends_run_exactly_once_across_kill9() {
+    run_test("sends_run_exactly_once_across_kill9", sends_scenario()).await;
+}
+
+async fn sends_scenario() -> Result<()> {
+    let mut c = Cluster::start(1, &[]).await?;
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let api = c.nodes[0].api.clone();
+    register(&api, &ts.uri()).await?;
+    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
+
+    // 1. Sends.
+    let mut ids = BTreeSet::new();
+    for i in 0..SENDS {
+        let reply = api.ingress_post("/Counter/x/add/send", "1").await?;
+        reply.expect_status(202).with_context(|| format!("send #{i}"))?;
+        let body = reply.json()?;
+        let id = body.get("invocationId").and_then(Value::as_str).with_context(|| format!("send #{i}: {body}"))?;
+        ensure!(is_invocation_id(id), "send #{i}: invocationId {id:?} is malformed: {body}");
+        let want = json!({ "invocationId": id, "status": "Accepted" });
+        ensure!(body == want, "send #{i}: body {body}, expected {want}");
+        ensure!(ids.insert(id.to_string()), "send #{i}: invocation id {id} was given before");
+    }
+
+    // 2. Crash and restart.
+    c.nodes[0].kill9().await?;
+    c.nodes[0].restart().await?;
+
+    // 3. Every send runs, exactly once.
+    let reached = poll_until(LEADER_TIMEOUT, &format!("Counter/x/get to answer {SENDS}"), async || {
+        let r = api.ingress_post("/Counter/x/get", "").await;
+        if is_unavailable(&r) {
+            bail!("{}", describe(&r));
+        }
+        let reply = r?;
+        if reply.status != 200 {
+            // Not worth waiting for: hand it over to fail below.
+            return Ok(Some(reply));
+        }
+        let n: u64 = reply.body.parse().with_context(|| format!("get answered {reply:?}"))?;
+        if n >= SENDS { Ok(Some(reply)) } else { bail!("count is {n}") }
+    })
+    .await?;
+    expect_output(&reached, &SENDS.to_string()).context("Counter/x/get after the restart")?;
+
+    let barrier = call_until_answered(std::slice::from_ref(&api), 0, "/Counter/x/add", "0", WRITE_TIMEOUT).await?;
+    expect_output(&barrier, &SENDS.to_string()).context("add 0 after all sends")?;
+    expect_count_state(&api, "Counter", "x", SENDS).await?;
+    for i in 0..STABLE_READS {
+        call_expect(&api, "/Counter/x/get", "", &SENDS.to_string()).await.with_context(|| format!("read #{i}"))?;
+    }
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// calls_through_every_node_of_a_cluster
+// ---------------------------------------------------------------------------
+
+const KEY: &str = "shared";
+const ROUNDS: u64 = 9;
+
+/// Three nodes (8 partitions, replication factor 3), the TypeScript services
+/// registered through node 1.
+///
+/// 1. Once every node's catalog lists the services and every partition has
+///    a leader, `Counter/shared/add(1)` is called nine times through nodes 1,
+///    2, 3, 1, … and answers exactly 1, 2, …, 9; `get` through every node
+///    answers 9 and the admin state is `{"count": "9"}`.
+/// 2. The leader of the key's partition is `SIGKILL`ed; once the survivors
+///    agree on new leaders, `add(1)` through a survivor answers 10 (an
+///    ambiguous answer is resolved by reading, never by blindly repeating
+///    the add) and `get` through both survivors answers 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_through_every_node_of_a_cluster() {
+    run_test("calls_through_every_node_of_a_cluster", cluster_scenario()).await;
+}
+
+async fn cluster_scenario() -> Result<()> {
+    let mut c = Cluster::start(3, &["--partitions", "8", "--replication-factor", "3"]).await?;
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let all = c.all();
+    let apis = c.apis(&all);
+    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
+    register(&apis[0], &ts.uri()).await?;
+    wait_for_services(&apis, &Sdk::TypeScript.service_names()).await?;
+
+    // 1. Round robin over the nodes.
+    for n in 1..=ROUNDS {
+        let api = &apis[((n - 1) as usize) % apis.len()];
+        let reply = api.ingress_post(&format!("/Counter/{KEY}/add"), "1").await?;
+        expect_output(&reply, &n.to_string()).with_context(|| format!("add #{n} through node {}", api.node_id))?;
+    }
+    let mut partition = None;
+    for api in &apis {
+        call_expect(api, &format!("/Counter/{KEY}/get"), "", &ROUNDS.to_string())
+            .await
+            .with_context(|| format!("get through node {}", api.node_id))?;
+        let p = expect_count_state(api, "Counter", KEY, ROUNDS).await?;
+        ensure!(partition.is_none_or(|q| q == p), "nodes disagree on the partition of {KEY}: {partition:?} vs {p}");
+        partition = Some(p);
+    }
+    let p = partition.context("no node answered")?;
+
+    // 2. Kill the partition's leader.
+    let (vi, _) = c.leader_view(&all, p).await?;
+    let victim = c.nodes[vi].id;
+    eprintln!("killing node {victim}, leader of partition {p} (holding Counter/{KEY})");
+    c.nodes[vi].kill9().await?;
+    let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != vi).collect();
+    let sapis = c.apis(&survivors);
+    let leaders = c.wait_for_leaders(&survivors, LEADER_TIMEOUT).await?;
+    ensure!(leaders.get(&p).is_some_and(|&l| l != victim), "partition {p} has no new leader: {leaders:?}");
+
+    add_one_exactly_once(&sapis, 0, KEY, ROUNDS + 1).await?;
+    for api in &sapis {
+        call_expect(api, &format!("/Counter/{KEY}/get"), "", &(ROUNDS + 1).to_string())
+            .await
+            .with_context(|| format!("get through node {} after the failover", api.node_id))?;
+        expect_count_state(api, "Counter", KEY, ROUNDS + 1).await?;
+    }
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
