@@ -73,13 +73,19 @@ pub fn apply(
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::AppendJournal { id, entries } => {
-            Ok((Response::Invocation(invocation::append(txn, id, entries).map_err(corrupt)?), Vec::new()))
+            let (outcome, effects) = invocation::append(txn, id, entries).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::FireTimer { fire_at_ms, id, completion_id } => {
+            let (outcome, effects) = invocation::fire_timer(txn, *fire_at_ms, id, *completion_id).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::PinDeployment { id, deployment_id } => {
             Ok((Response::Invocation(invocation::pin_deployment(txn, id, deployment_id).map_err(corrupt)?), Vec::new()))
         }
-        Command::Suspend { id, awaiting } => {
-            Ok((Response::Invocation(invocation::suspend(txn, id, awaiting).map_err(corrupt)?), Vec::new()))
+        Command::Suspend { id, awaiting, journal_len_seen } => {
+            let (outcome, effects) = invocation::suspend(txn, id, awaiting, *journal_len_seen).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::Complete { id, result } => {
             let (outcome, effects) = invocation::complete(txn, id, result).map_err(corrupt)?;

@@ -106,6 +106,17 @@ pub enum Command {
         id: InvocationKey,
         /// Completion/signal ids it waits for.
         awaiting: Vec<u32>,
+        /// Journal length the suspending attempt knew.
+        journal_len_seen: u32,
+    },
+    /// Fires a durable sleep timer (proposed by the leader's timer actor).
+    FireTimer {
+        /// The timer's firing time (part of its key).
+        fire_at_ms: u64,
+        /// The sleeping invocation.
+        id: InvocationKey,
+        /// The sleep's completion id.
+        completion_id: u32,
     },
     /// Completes an invocation with its result.
     Complete {
@@ -129,6 +140,7 @@ impl Command {
             Command::AppendJournal { .. } => "append_journal",
             Command::PinDeployment { .. } => "pin_deployment",
             Command::Suspend { .. } => "suspend",
+            Command::FireTimer { .. } => "fire_timer",
             Command::Complete { .. } => "complete",
         }
     }

@@ -9,6 +9,7 @@
 
 use crate::keys;
 use crate::store::{StateTxn, StateView};
+use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
 /// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
@@ -125,6 +126,19 @@ pub enum InvocationOutcome {
 pub enum InvocationEffect {
     /// Start (or restart) an attempt of this invocation.
     Invoke(InvocationKey),
+    /// A notification was journaled for a running invocation: deliver it
+    /// to the attempt in flight (the raw frame).
+    Notify(InvocationKey, Vec<u8>),
+    /// A durable timer was registered; fire it at this time (ms since the
+    /// Unix epoch).
+    TimerRegistered {
+        /// When.
+        fire_at_ms: u64,
+        /// For which invocation.
+        id: InvocationKey,
+        /// Which completion it produces.
+        completion_id: u32,
+    },
     /// The invocation completed: answer whoever waits for it.
     Completed(InvocationKey, InvocationResult),
 }
@@ -207,39 +221,107 @@ pub fn invoke(
 /// Appends journal entries reported by a running attempt (or completions
 /// delivered to it). Only a running or suspended invocation has a journal
 /// that grows.
-pub fn append(txn: &mut impl StateTxn, id: &InvocationKey, entries: &[Vec<u8>]) -> Result<InvocationOutcome, String> {
-    let Some(mut record) = load(txn, id)? else { return Ok(InvocationOutcome::NotFound) };
+pub fn append(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    entries: &[Vec<u8>],
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     if !matches!(record.status, Status::Invoked | Status::Suspended { .. }) {
-        return Ok(InvocationOutcome::NotRunning(record.status));
+        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
     }
+    let mut effects = Vec::new();
     for entry in entries {
-        if let Some(key) = &record.target.key {
-            apply_state_command(txn, &record.target.service, key, entry);
+        match decode_entry(entry) {
+            Some(Message::SleepCommand(sleep)) => {
+                let (fire_at_ms, completion_id) = (sleep.wake_up_time, sleep.result_completion_id);
+                txn.put(keys::timer_key(fire_at_ms, id, completion_id), Vec::new());
+                effects.push(InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id });
+            }
+            Some(command) => {
+                if let Some(key) = &record.target.key {
+                    apply_state_command(txn, &record.target.service, key, command);
+                }
+            }
+            None => {}
         }
         txn.put(keys::journal_key(id, record.journal_len), entry.clone());
         record.journal_len += 1;
     }
     let journal_len = record.journal_len;
     store(txn, id, &record);
-    Ok(InvocationOutcome::Appended { journal_len })
+    Ok((InvocationOutcome::Appended { journal_len }, effects))
+}
+
+/// Journals a notification (a completion produced by keel, e.g. a fired
+/// timer) and wakes the invocation: a suspended one is invoked again (its
+/// next attempt replays the notification), a running one gets it live.
+pub fn notify(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    notification: &[u8],
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
+    let effect = match record.status {
+        Status::Invoked => InvocationEffect::Notify(*id, notification.to_vec()),
+        // Any new notification may be what the handler waits for; if not,
+        // the SDK simply suspends again.
+        Status::Suspended { .. } => InvocationEffect::Invoke(*id),
+        _ => return Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+    };
+    txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
+    record.journal_len += 1;
+    record.status = Status::Invoked;
+    let journal_len = record.journal_len;
+    store(txn, id, &record);
+    Ok((InvocationOutcome::Appended { journal_len }, vec![effect]))
+}
+
+/// Fires a sleep timer: removes it and journals the sleep's completion.
+pub fn fire_timer(
+    txn: &mut impl StateTxn,
+    fire_at_ms: u64,
+    id: &InvocationKey,
+    completion_id: u32,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let key = keys::timer_key(fire_at_ms, id, completion_id);
+    if txn.get(&key).is_none() {
+        // Fired already (a repeated proposal after a leader change).
+        return Ok((InvocationOutcome::NotFound, Vec::new()));
+    }
+    txn.delete(key);
+    let notification = Message::SleepCompletionNotification(keel_protocol::proto::SleepCompletionNotificationMessage {
+        completion_id,
+        void: Some(keel_protocol::proto::Void {}),
+    });
+    let frame = notification.to_frame(keel_protocol::Flags::NONE).map_err(|e| e.to_string())?;
+    notify(txn, id, &frame.to_bytes())
+}
+
+/// Every registered timer, in firing order: (fire time, invocation, completion id).
+pub fn timers(view: &impl StateView) -> Vec<(u64, InvocationKey, u32)> {
+    view.scan_prefix(&[keys::KIND_TIMER]).into_iter().filter_map(|(k, _)| keys::parse_timer_key(&k)).collect()
+}
+
+/// Decodes a stored journal entry (header and payload); `None` if it does not decode.
+fn decode_entry(entry: &[u8]) -> Option<Message> {
+    use keel_protocol::{HEADER_LEN, MessageHeader};
+    let header = MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?);
+    Message::decode_payload(header.code, bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..])).ok()
 }
 
 /// Applies a journaled state command (set, clear, clear all) to the
 /// object's state: the journal entry and the state change commit together.
-/// Entries that are not state commands (or do not decode) change no state.
-fn apply_state_command(txn: &mut impl StateTxn, service: &str, key: &str, entry: &[u8]) {
-    use keel_protocol::{HEADER_LEN, Message, MessageHeader};
-    let Some(header) = entry.get(..HEADER_LEN).and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok()) else { return };
-    let header = MessageHeader::decode(header);
-    let payload = bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..]);
+/// Other commands change no state.
+fn apply_state_command(txn: &mut impl StateTxn, service: &str, key: &str, command: Message) {
     let name = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
-    match Message::decode_payload(header.code, payload) {
-        Ok(Message::SetStateCommand(m)) => {
+    match command {
+        Message::SetStateCommand(m) => {
             let value = m.value.map(|v| v.content.to_vec()).unwrap_or_default();
             txn.put(keys::state_key(service, key, &name(&m.key)), value);
         }
-        Ok(Message::ClearStateCommand(m)) => txn.delete(keys::state_key(service, key, &name(&m.key))),
-        Ok(Message::ClearAllStateCommand(_)) => {
+        Message::ClearStateCommand(m) => txn.delete(keys::state_key(service, key, &name(&m.key))),
+        Message::ClearAllStateCommand(_) => {
             for (k, _) in txn.scan_prefix(&keys::state_prefix(service, key)) {
                 txn.delete(k);
             }
@@ -264,14 +346,25 @@ pub fn pin_deployment(
 }
 
 /// Suspends a running invocation until one of `awaiting` completes.
-pub fn suspend(txn: &mut impl StateTxn, id: &InvocationKey, awaiting: &[u32]) -> Result<InvocationOutcome, String> {
-    let Some(mut record) = load(txn, id)? else { return Ok(InvocationOutcome::NotFound) };
+/// `journal_len_seen` is how much of the journal the suspending attempt
+/// knew: if notifications were journaled after that, suspending would sleep
+/// through them, so the invocation is invoked again instead.
+pub fn suspend(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    awaiting: &[u32],
+    journal_len_seen: u32,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     if record.status != Status::Invoked {
-        return Ok(InvocationOutcome::NotRunning(record.status));
+        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
+    }
+    if record.journal_len > journal_len_seen {
+        return Ok((InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(*id)]));
     }
     record.status = Status::Suspended { awaiting: awaiting.to_vec() };
     store(txn, id, &record);
-    Ok(InvocationOutcome::Suspended)
+    Ok((InvocationOutcome::Suspended, Vec::new()))
 }
 
 /// Completes an invocation: records the result, releases its key's lock

@@ -32,6 +32,10 @@ pub const KIND_LOCK: u8 = 0x22;
 /// `[KIND_INBOX][len service][service][len key][key][seq: u64 BE]` → invocation id.
 pub const KIND_INBOX: u8 = 0x23;
 
+/// A durable timer: `[KIND_TIMER][fire_at ms: u64 BE][invocation id][completion id: u32 BE]`,
+/// so a scan yields timers in firing order.
+pub const KIND_TIMER: u8 = 0x24;
+
 /// Raft group id of the metadata group, which holds the service catalog
 /// (deployments and services) and is replicated on every node. Partition
 /// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
@@ -144,6 +148,27 @@ pub fn inbox_key(service: &str, key: &str, seq: u64) -> Vec<u8> {
     out
 }
 
+/// The key of a sleep timer.
+pub fn timer_key(fire_at_ms: u64, id: &[u8; 24], completion_id: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(37);
+    out.push(KIND_TIMER);
+    out.extend_from_slice(&fire_at_ms.to_be_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&completion_id.to_be_bytes());
+    out
+}
+
+/// Splits a [`timer_key`] into (fire time, invocation id, completion id).
+pub fn parse_timer_key(key: &[u8]) -> Option<(u64, [u8; 24], u32)> {
+    if key.len() != 37 || key[0] != KIND_TIMER {
+        return None;
+    }
+    let fire_at = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let id: [u8; 24] = key[9..33].try_into().ok()?;
+    let completion = u32::from_be_bytes(key[33..37].try_into().ok()?);
+    Some((fire_at, id, completion))
+}
+
 /// The key holding the announced leader epoch.
 pub fn leader_epoch_key() -> Vec<u8> {
     vec![KIND_LEADER_EPOCH]
@@ -190,5 +215,7 @@ mod tests {
         assert!(!inbox_key("Obj", "k1", 0).starts_with(&inbox_prefix("Obj", "k")));
         assert_ne!(lock_key("Obj", "k")[0], inbox_prefix("Obj", "k")[0]);
         assert_eq!(invocation_key(&id).len(), 25);
+        assert!(timer_key(5, &[9; 24], 1) < timer_key(6, &[0; 24], 0));
+        assert_eq!(parse_timer_key(&timer_key(7, &id, 3)), Some((7, id, 3)));
     }
 }

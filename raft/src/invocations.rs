@@ -20,20 +20,29 @@ use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Resp
 use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{EndpointManifest, Frame, InvocationId, Message, VersionPolicy};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// What the invoker of one leader term needs.
+/// The invoker of one leader term.
 pub struct Invoker {
-    /// The partition's group (proposals, waiters).
-    pub group: Arc<Group>,
-    /// The term this leader leads in; fences every proposal.
-    pub term: u64,
-    /// The node's database (local reads of the partition and the catalog).
-    pub db: Arc<Db>,
-    /// Client for SDK endpoints.
-    pub client: EndpointClient,
+    group: Arc<Group>,
+    term: u64,
+    db: Arc<Db>,
+    client: EndpointClient,
+    /// Invocations with a run loop on this leader (at most one each).
+    running: Mutex<HashSet<InvocationKey>>,
+    /// Attempts in flight, to deliver journaled notifications live.
+    live: Mutex<HashMap<InvocationKey, Live>>,
+}
+
+/// The input side of an attempt in flight.
+struct Live {
+    inputs: mpsc::Sender<AttemptInput>,
+    /// Journal entries the attempt knows (loaded, appended, delivered).
+    seen: Arc<AtomicU32>,
 }
 
 /// How one attempt ended, for the retry loop.
@@ -47,9 +56,43 @@ enum Next {
 }
 
 impl Invoker {
+    /// The invoker of `group` for the leader term `term`.
+    pub fn new(group: Arc<Group>, term: u64) -> Self {
+        let (db, client) = (group.db.clone(), group.client.clone());
+        Invoker { group, term, db, client, running: Mutex::default(), live: Mutex::default() }
+    }
+
+    /// The term this invoker works for.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Delivers a journaled notification to the invocation's attempt in
+    /// flight, if any (otherwise the next attempt replays it).
+    pub fn deliver(&self, id: &InvocationKey, notification: &[u8]) {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(attempt) = live.get(id) else { return };
+        let Ok(mut frames) = decode_journal(&[notification.to_vec()]) else { return };
+        if let Some(frame) = frames.pop()
+            && attempt.inputs.try_send(AttemptInput::Notification(frame)).is_ok()
+        {
+            attempt.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Runs the invocation until it completes or suspends, retrying failed
-    /// attempts with exponential backoff (100 ms doubling up to 10 s).
+    /// attempts with exponential backoff (100 ms doubling up to 10 s). A
+    /// second call for an invocation that is already running returns at once.
     pub async fn run(self: Arc<Self>, id: InvocationKey) {
+        if !self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            return;
+        }
+        self.run_attempts(&id).await;
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    async fn run_attempts(&self, id: &InvocationKey) {
+        let id = *id;
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.attempt(&id).await {
@@ -78,10 +121,13 @@ impl Invoker {
         }
     }
 
-    async fn append(&self, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
+    async fn append(&self, id: &InvocationKey, frame: &Frame, seen: &AtomicU32) -> Result<(), Next> {
         let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
         match self.propose(command).await? {
-            Response::Invocation(InvocationOutcome::Appended { .. }) => Ok(()),
+            Response::Invocation(InvocationOutcome::Appended { .. }) => {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
             other => Err(Next::Stop(format!("journal append refused: {other:?}"))),
         }
     }
@@ -176,6 +222,28 @@ impl Invoker {
     async fn drive(&self, id: &InvocationKey, address: &EndpointAddress, params: AttemptParams) -> Next {
         let (events_tx, mut events) = mpsc::channel(64);
         let (inputs, inputs_rx) = mpsc::channel(64);
+        let seen = Arc::new(AtomicU32::new(params.journal.len() as u32));
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone() });
+        let next = self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen).await;
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        next
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn drive_events(
+        &self,
+        id: &InvocationKey,
+        address: &EndpointAddress,
+        params: AttemptParams,
+        events: &mut mpsc::Receiver<AttemptEvent>,
+        events_tx: mpsc::Sender<AttemptEvent>,
+        inputs: mpsc::Sender<AttemptInput>,
+        inputs_rx: mpsc::Receiver<AttemptInput>,
+        seen: &AtomicU32,
+    ) -> Next {
         let client = self.client.clone();
         let address = address.clone();
         let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
@@ -196,12 +264,12 @@ impl Invoker {
                             None => InvocationResult::Success(Vec::new()),
                         });
                     }
-                    if let Err(next) = self.append(id, &frame).await {
+                    if let Err(next) = self.append(id, &frame, seen).await {
                         break next;
                     }
                 }
                 AttemptEvent::ProposeRunCompletion { notification, .. } => {
-                    if let Err(next) = self.append(id, &notification).await {
+                    if let Err(next) = self.append(id, &notification, seen).await {
                         break next;
                     }
                     // A closed attempt drops inputs; the next attempt replays the journal.
@@ -209,7 +277,9 @@ impl Invoker {
                 }
                 AttemptEvent::AwaitingOn { .. } => {}
                 AttemptEvent::Suspended { .. } => {
-                    break match self.propose(Command::Suspend { id: *id, awaiting: Vec::new() }).await {
+                    let journal_len_seen = seen.load(Ordering::SeqCst);
+                    let suspend = Command::Suspend { id: *id, awaiting: Vec::new(), journal_len_seen };
+                    break match self.propose(suspend).await {
                         Ok(_) => Next::Done,
                         Err(next) => next,
                     };
@@ -230,7 +300,7 @@ impl Invoker {
                 }
             }
         };
-        drop(events);
+        events.close();
         let _ = attempt.await;
         next
     }

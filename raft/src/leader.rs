@@ -15,9 +15,10 @@
 use crate::groups::{Group, ProposeError};
 use crate::invocations::Invoker;
 use crate::state_machine::GroupView;
-use keel_partition::invocation::{self, InvocationEffect};
+use keel_partition::invocation::{self, InvocationEffect, InvocationKey};
 use keel_partition::{Command, Effect, Envelope, Response};
 use openraft::ServerState;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -106,28 +107,91 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
             }
         }
     }
-    let invoker = Arc::new(Invoker { group: group.clone(), term, db: group.db.clone(), client: group.client.clone() });
+    let invoker = Arc::new(Invoker::new(group.clone(), term));
     // Attempts die with the actor (the JoinSet aborts them when dropped).
     let mut attempts = JoinSet::new();
-    while let Some(batch) = effects.recv().await {
-        for effect in batch {
-            match effect {
-                Effect::LeaderReady { term: ready } if ready == term => {
-                    tracing::info!(partition = group.id, term, "leader epoch established");
-                    // Resume what the previous leader left running.
-                    let running = invocation::running(&GroupView::new(&group.db, group.id));
-                    for id in running {
-                        attempts.spawn(invoker.clone().run(id));
-                    }
+    // Durable timers of this partition, in firing order; loaded once the
+    // epoch is established, extended as sleeps are journaled.
+    let mut timers: BTreeSet<(u64, InvocationKey, u32)> = BTreeSet::new();
+    loop {
+        let next_fire = timers.first().map(|(at, _, _)| *at);
+        tokio::select! {
+            // Cancellation-safe: a batch is only removed when this arm runs.
+            batch = effects.recv() => {
+                let Some(batch) = batch else { return };
+                for effect in batch {
+                    handle_effect(&group, &invoker, &mut attempts, &mut timers, effect);
                 }
-                Effect::LeaderReady { .. } => {}
-                Effect::Invocation(InvocationEffect::Invoke(id)) => {
-                    attempts.spawn(invoker.clone().run(id));
-                }
-                Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
+            }
+            // Cancellation-safe: sleeping holds no state.
+            _ = sleep_until_ms(next_fire) => {
+                fire_due_timers(&group, term, &mut timers).await;
             }
         }
         // Reap finished attempts so the set does not grow without bound.
         while attempts.try_join_next().is_some() {}
+    }
+}
+
+fn handle_effect(
+    group: &Arc<Group>,
+    invoker: &Arc<Invoker>,
+    attempts: &mut JoinSet<()>,
+    timers: &mut BTreeSet<(u64, InvocationKey, u32)>,
+    effect: Effect,
+) {
+    match effect {
+        Effect::LeaderReady { term } if term == invoker.term() => {
+            tracing::info!(partition = group.id, term, "leader epoch established");
+            // Resume what the previous leader left running, and its timers.
+            let view = GroupView::new(&group.db, group.id);
+            for id in invocation::running(&view) {
+                attempts.spawn(invoker.clone().run(id));
+            }
+            timers.extend(invocation::timers(&view));
+        }
+        Effect::LeaderReady { .. } => {}
+        Effect::Invocation(InvocationEffect::Invoke(id)) => {
+            attempts.spawn(invoker.clone().run(id));
+        }
+        Effect::Invocation(InvocationEffect::Notify(id, notification)) => invoker.deliver(&id, &notification),
+        Effect::Invocation(InvocationEffect::TimerRegistered { fire_at_ms, id, completion_id }) => {
+            timers.insert((fire_at_ms, id, completion_id));
+        }
+        Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sleeps until the wall-clock time `at` (ms since the Unix epoch); forever if `None`.
+async fn sleep_until_ms(at: Option<u64>) {
+    match at {
+        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Proposes `FireTimer` for every due timer. A failed proposal keeps the
+/// timer for another try (or for the next leader, which reloads it).
+async fn fire_due_timers(group: &Arc<Group>, term: u64, timers: &mut BTreeSet<(u64, InvocationKey, u32)>) {
+    let now = now_ms();
+    while let Some(&(fire_at_ms, id, completion_id)) = timers.first() {
+        if fire_at_ms > now {
+            return;
+        }
+        let fire = Command::FireTimer { fire_at_ms, id, completion_id };
+        match group.propose(Envelope::fenced(term, fire)).await {
+            Ok(_) => {
+                timers.pop_first();
+            }
+            Err(e) => {
+                tracing::warn!(partition = group.id, "firing a timer failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+        }
     }
 }

@@ -248,7 +248,8 @@ async fn add_one_exactly_once(apis: &[Api], start: usize, key: &str, expected: u
 ///    `{"code":418,"message":"boom","source":"invocation"}` and
 ///    `x-restate-error-source: invocation`.
 /// 4. `SideEffects/flaky` and `PySideEffects/flaky` with `"k1"` answer `3`
-///    (the `ctx.run` needed three attempts).
+///    (the `ctx.run` needed three attempts); `Greeter/sleepThenEcho` and
+///    `PyGreeter/sleepThenEcho` with 300 answer 300 (a durable timer fired).
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
 ///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
@@ -302,6 +303,11 @@ async fn calls_scenario() -> Result<()> {
     // 4. ctx.run with retries.
     for service in ["SideEffects", "PySideEffects"] {
         note(call_expect(&api, &format!("/{service}/flaky"), r#""k1""#, "3").await?)?;
+    }
+
+    // 4b. ctx.sleep: a durable timer fires and the handler resumes.
+    for service in ["Greeter", "PyGreeter"] {
+        note(call_expect(&api, &format!("/{service}/sleepThenEcho"), "300", "300").await?)?;
     }
 
     // 5. Ingress errors.

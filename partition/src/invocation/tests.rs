@@ -27,7 +27,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec()]);
     assert_eq!(
-        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()]).unwrap(),
+        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()]).unwrap().0,
         InvocationOutcome::Appended { journal_len: 3 }
     );
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
@@ -36,7 +36,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(effects, vec![InvocationEffect::Completed(id(1), ok())]);
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Completed(ok()));
     // A completed invocation takes no more entries and does not complete twice.
-    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()]).unwrap(), InvocationOutcome::NotRunning(_)));
+    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()]).unwrap().0, InvocationOutcome::NotRunning(_)));
     assert!(complete(&mut s, &id(1), &ok()).unwrap().1.is_empty());
 }
 
@@ -97,12 +97,14 @@ fn suspend_only_applies_to_running_invocations_and_pinning_sticks() {
     pin_deployment(&mut s, &id(1), "dp_a").unwrap();
     pin_deployment(&mut s, &id(1), "dp_b").unwrap();
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().deployment_id.as_deref(), Some("dp_a"));
-    assert_eq!(suspend(&mut s, &id(1), &[1, 2]).unwrap(), InvocationOutcome::Suspended);
+    // An attempt that missed a journaled notification is invoked again instead.
+    assert_eq!(suspend(&mut s, &id(1), &[1, 2], 0).unwrap().1, vec![InvocationEffect::Invoke(id(1))]);
+    assert_eq!(suspend(&mut s, &id(1), &[1, 2], 1).unwrap().0, InvocationOutcome::Suspended);
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Suspended { awaiting: vec![1, 2] });
-    assert!(matches!(suspend(&mut s, &id(1), &[3]).unwrap(), InvocationOutcome::NotRunning(_)));
+    assert!(matches!(suspend(&mut s, &id(1), &[3], 1).unwrap().0, InvocationOutcome::NotRunning(_)));
     // A suspended invocation's journal still grows (completions arrive).
-    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()]).unwrap(), InvocationOutcome::Appended { journal_len: 2 });
-    assert_eq!(suspend(&mut s, &id(9), &[1]).unwrap(), InvocationOutcome::NotFound);
+    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()]).unwrap().0, InvocationOutcome::Appended { journal_len: 2 });
+    assert_eq!(suspend(&mut s, &id(9), &[1], 0).unwrap().0, InvocationOutcome::NotFound);
 }
 
 #[test]
@@ -152,4 +154,47 @@ fn journaled_state_commands_change_the_object_state() {
     invoke(&mut s, &id(2), record(HandlerKind::Service, None), b"i", 2).unwrap();
     append(&mut s, &id(2), &[set("count", "9")]).unwrap();
     assert!(state(&s).is_empty());
+}
+
+#[test]
+fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
+    use keel_protocol::proto::SleepCommandMessage;
+    use keel_protocol::{Flags, Message};
+    let sleep = Message::SleepCommand(SleepCommandMessage {
+        wake_up_time: 5_000,
+        result_completion_id: 1,
+        name: String::new(),
+    })
+    .to_frame(Flags::NONE)
+    .unwrap()
+    .to_bytes()
+    .to_vec();
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
+    let (_, effects) = append(&mut s, &id(1), &[sleep]).unwrap();
+    assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 5_000, id: id(1), completion_id: 1 }]);
+    assert_eq!(timers(&s), vec![(5_000, id(1), 1)]);
+    suspend(&mut s, &id(1), &[1], 2).unwrap();
+    // Firing journals the completion and resumes the suspended invocation.
+    let (outcome, effects) = fire_timer(&mut s, 5_000, &id(1), 1).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
+    assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
+    assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Invoked);
+    assert!(timers(&s).is_empty());
+    let notification = &journal(&s, &id(1))[2];
+    assert_eq!(u16::from_be_bytes([notification[0], notification[1]]), 0x800C);
+    // A repeated firing (after a leader change) changes nothing.
+    let before = s.dump();
+    assert_eq!(fire_timer(&mut s, 5_000, &id(1), 1).unwrap().0, InvocationOutcome::NotFound);
+    assert_eq!(s.dump(), before);
+}
+
+#[test]
+fn a_notification_for_a_running_invocation_is_delivered_live() {
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
+    let (_, effects) = notify(&mut s, &id(1), b"note").unwrap();
+    assert_eq!(effects, vec![InvocationEffect::Notify(id(1), b"note".to_vec())]);
+    complete(&mut s, &id(1), &ok()).unwrap();
+    assert!(matches!(notify(&mut s, &id(1), b"late").unwrap().0, InvocationOutcome::NotRunning(_)));
 }
