@@ -87,8 +87,8 @@ pub fn apply(
             let (outcome, effects) = invocation::suspend(txn, id, awaiting, *journal_len_seen).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
-        Command::Complete { id, result } => {
-            let (outcome, effects) = invocation::complete(txn, id, result).map_err(corrupt)?;
+        Command::Complete { id, result, purge_at_ms } => {
+            let (outcome, effects) = invocation::complete(txn, id, result, *purge_at_ms).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
     }
@@ -221,6 +221,7 @@ mod tests {
                 }),
                 6 => Envelope::client(Command::Complete {
                     id: [(i % 11) as u8; 24],
+                    purge_at_ms: i * 1000,
                     result: crate::invocation::InvocationResult::Success(value.to_vec()),
                 }),
                 1 => set("A", &key, &[], None),

@@ -124,6 +124,9 @@ pub enum Command {
         id: InvocationKey,
         /// The result.
         result: InvocationResult,
+        /// When the completed record may be purged (ms since the Unix
+        /// epoch), stamped by the proposing leader.
+        purge_at_ms: u64,
     },
 }
 

@@ -277,7 +277,21 @@ pub fn notify(
     Ok((InvocationOutcome::Appended { journal_len }, vec![effect]))
 }
 
-/// Fires a sleep timer: removes it and journals the sleep's completion.
+/// The completion id of a timer that purges a completed invocation's record
+/// (no journal completion id is ever this large).
+pub const PURGE_TIMER: u32 = u32::MAX;
+
+/// How long a completed invocation's record (and result) is kept, so that
+/// internal retries with the same id are deduplicated: one day, Restate's
+/// default idempotency retention.
+pub const COMPLETED_RETENTION_MS: u64 = 86_400_000;
+
+fn timers_of(view: &impl StateView, id: &InvocationKey) -> Vec<(u64, InvocationKey, u32)> {
+    timers(view).into_iter().filter(|(_, t, _)| t == id).collect()
+}
+
+/// Fires a timer: a sleep timer journals the sleep's completion; a purge
+/// timer removes the completed invocation's record.
 pub fn fire_timer(
     txn: &mut impl StateTxn,
     fire_at_ms: u64,
@@ -290,6 +304,10 @@ pub fn fire_timer(
         return Ok((InvocationOutcome::NotFound, Vec::new()));
     }
     txn.delete(key);
+    if completion_id == PURGE_TIMER {
+        txn.delete(keys::invocation_key(id));
+        return Ok((InvocationOutcome::Completed, Vec::new()));
+    }
     let notification = Message::SleepCompletionNotification(keel_protocol::proto::SleepCompletionNotificationMessage {
         completion_id,
         void: Some(keel_protocol::proto::Void {}),
@@ -373,12 +391,26 @@ pub fn complete(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     result: &InvocationResult,
+    purge_at_ms: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     if let Status::Completed(_) = record.status {
         return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
     }
-    let mut effects = vec![InvocationEffect::Completed(*id, result.clone())];
+    // The journal has served its purpose; the record (with the result) is
+    // kept until `purge_at_ms` so that retried deliveries of the same
+    // invocation id (a caller retrying on a new leader) are deduplicated.
+    for (k, _) in txn.scan_prefix(&keys::journal_prefix(id)) {
+        txn.delete(k);
+    }
+    for (fire_at_ms, timer_id, completion_id) in timers_of(txn, id) {
+        txn.delete(keys::timer_key(fire_at_ms, &timer_id, completion_id));
+    }
+    txn.put(keys::timer_key(purge_at_ms, id, PURGE_TIMER), Vec::new());
+    let mut effects = vec![
+        InvocationEffect::Completed(*id, result.clone()),
+        InvocationEffect::TimerRegistered { fire_at_ms: purge_at_ms, id: *id, completion_id: PURGE_TIMER },
+    ];
     let was_inboxed = matches!(record.status, Status::Inboxed { .. });
     if let (Some(key), true) = (record.target.key.clone(), record.target.kind.locks()) {
         if let Status::Inboxed { seq } = record.status {

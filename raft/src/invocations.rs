@@ -293,7 +293,8 @@ impl Invoker {
                         code: 500,
                         message: "the handler ended without an output".into(),
                     });
-                    break match self.propose(Command::Complete { id: *id, result }).await {
+                    let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
+                    break match self.propose(Command::Complete { id: *id, result, purge_at_ms }).await {
                         Ok(_) => Next::Done,
                         Err(next) => next,
                     };
@@ -319,6 +320,10 @@ fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
         return Err(format!("{} journal entries decoded to {} frames", entries.len(), frames.len()));
     }
     Ok(frames)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn id_string(id: &InvocationKey) -> String {

@@ -19,6 +19,14 @@ fn ok() -> InvocationResult {
     InvocationResult::Success(b"42".to_vec())
 }
 
+/// The effects of completing invocation `n` (purge timer at 99).
+fn completed(n: u8, result: InvocationResult) -> Vec<InvocationEffect> {
+    vec![
+        InvocationEffect::Completed(id(n), result),
+        InvocationEffect::TimerRegistered { fire_at_ms: 99, id: id(n), completion_id: PURGE_TIMER },
+    ]
+}
+
 #[test]
 fn plain_service_invocations_run_at_once_and_complete() {
     let mut s = MemStore::default();
@@ -31,13 +39,20 @@ fn plain_service_invocations_run_at_once_and_complete() {
         InvocationOutcome::Appended { journal_len: 3 }
     );
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
-    let (outcome, effects) = complete(&mut s, &id(1), &ok()).unwrap();
+    let (outcome, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
     assert_eq!(outcome, InvocationOutcome::Completed);
-    assert_eq!(effects, vec![InvocationEffect::Completed(id(1), ok())]);
+    assert_eq!(effects, completed(1, ok()));
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Completed(ok()));
+    // The journal is gone; the record stays until its purge timer fires.
+    assert!(journal(&s, &id(1)).is_empty());
+    assert_eq!(timers(&s), vec![(99, id(1), PURGE_TIMER)]);
     // A completed invocation takes no more entries and does not complete twice.
     assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()]).unwrap().0, InvocationOutcome::NotRunning(_)));
-    assert!(complete(&mut s, &id(1), &ok()).unwrap().1.is_empty());
+    assert!(complete(&mut s, &id(1), &ok(), 99).unwrap().1.is_empty());
+    // Purging removes the record; the id is free again, and nothing is left.
+    fire_timer(&mut s, 99, &id(1), PURGE_TIMER).unwrap();
+    assert_eq!(load(&s, &id(1)).unwrap(), None);
+    assert!(s.entries.is_empty(), "left behind: {:?}", s.entries.keys().collect::<Vec<_>>());
 }
 
 #[test]
@@ -63,14 +78,16 @@ fn exclusive_handlers_queue_per_key_in_arrival_order() {
     let shared = record(HandlerKind::Shared, Some("a"));
     assert_eq!(invoke(&mut s, &id(5), shared, b"i", 14).unwrap().0, InvocationOutcome::Invoked);
 
-    let (_, effects) = complete(&mut s, &id(1), &ok()).unwrap();
-    assert_eq!(effects, vec![InvocationEffect::Completed(id(1), ok()), InvocationEffect::Invoke(id(2))]);
+    let (_, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
+    let mut expected = completed(1, ok());
+    expected.push(InvocationEffect::Invoke(id(2)));
+    assert_eq!(effects, expected);
     assert_eq!(load(&s, &id(2)).unwrap().unwrap().status, Status::Invoked);
     assert_eq!(load(&s, &id(3)).unwrap().unwrap().status, Status::Inboxed { seq: 12 });
-    let (_, effects) = complete(&mut s, &id(2), &ok()).unwrap();
-    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
-    let (_, effects) = complete(&mut s, &id(3), &ok()).unwrap();
-    assert_eq!(effects, vec![InvocationEffect::Completed(id(3), ok())]);
+    let (_, effects) = complete(&mut s, &id(2), &ok(), 99).unwrap();
+    assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
+    let (_, effects) = complete(&mut s, &id(3), &ok(), 99).unwrap();
+    assert_eq!(effects, completed(3, ok()));
     // The key is free again.
     assert_eq!(invoke(&mut s, &id(6), excl("a"), b"i", 15).unwrap().0, InvocationOutcome::Invoked);
 }
@@ -83,11 +100,11 @@ fn completing_an_inboxed_invocation_leaves_the_queue_without_touching_the_lock()
     invoke(&mut s, &id(2), excl(), b"i", 2).unwrap();
     invoke(&mut s, &id(3), excl(), b"i", 3).unwrap();
     let cancelled = InvocationResult::Failure { code: 409, message: "canceled".into() };
-    let (_, effects) = complete(&mut s, &id(2), &cancelled).unwrap();
-    assert_eq!(effects, vec![InvocationEffect::Completed(id(2), cancelled)]);
+    let (_, effects) = complete(&mut s, &id(2), &cancelled, 99).unwrap();
+    assert_eq!(effects, completed(2, cancelled));
     // id(1) still holds the lock; completing it starts id(3), skipping id(2).
-    let (_, effects) = complete(&mut s, &id(1), &ok()).unwrap();
-    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
+    let (_, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
+    assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
 }
 
 #[test]
@@ -195,6 +212,6 @@ fn a_notification_for_a_running_invocation_is_delivered_live() {
     invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
     let (_, effects) = notify(&mut s, &id(1), b"note").unwrap();
     assert_eq!(effects, vec![InvocationEffect::Notify(id(1), b"note".to_vec())]);
-    complete(&mut s, &id(1), &ok()).unwrap();
+    complete(&mut s, &id(1), &ok(), 99).unwrap();
     assert!(matches!(notify(&mut s, &id(1), b"late").unwrap().0, InvocationOutcome::NotRunning(_)));
 }
