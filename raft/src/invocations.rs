@@ -216,6 +216,7 @@ impl Invoker {
             timeouts: AttemptTimeouts::default(),
         };
         drop(view);
+        tracing::debug!(partition = self.group.id, invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
         self.drive(id, &address, params).await
     }
 
@@ -293,6 +294,7 @@ impl Invoker {
                         code: 500,
                         message: "the handler ended without an output".into(),
                     });
+                    tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
                     let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
                     break match self.propose(Command::Complete { id: *id, result, purge_at_ms }).await {
                         Ok(_) => Next::Done,
