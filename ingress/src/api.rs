@@ -40,6 +40,12 @@ pub trait ClusterApi: Send + Sync + 'static {
         partition: u32,
         envelope: Envelope,
     ) -> impl Future<Output = Result<InvocationResult, ClusterError>> + Send;
+    /// Waits for the result of an existing invocation (`None`: unknown).
+    fn attach(
+        &self,
+        partition: u32,
+        id: [u8; 24],
+    ) -> impl Future<Output = Result<Option<InvocationResult>, ClusterError>> + Send;
     /// The service catalog from this node's replica (fast, may lag the
     /// leader briefly).
     fn local_catalog(&self) -> Result<CatalogData, ClusterError>;

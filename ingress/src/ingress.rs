@@ -10,7 +10,7 @@ use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,7 +28,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/restate/health", get(health::<C>))
+        .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
         .fallback(invoke::<C>)
+        .method_not_allowed_fallback(|| async {
+            ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint"))
+        })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(cluster)
 }
@@ -201,12 +205,27 @@ async fn invoke<C: ClusterApi>(
             Err(e) => e.into(),
         };
     }
+    let handler = req.service.handlers.iter().find(|h| h.name == req.handler);
+    let rules = handler.map(|h| h.effective_output());
+    let content_type = rules.as_ref().and_then(|o| o.content_type.clone());
+    let set_if_empty = rules.as_ref().and_then(|o| o.set_content_type_if_empty).unwrap_or(false);
     match cluster.call(partition, envelope).await {
-        Ok(InvocationResult::Success(output)) => {
-            let handler = req.service.handlers.iter().find(|h| h.name == req.handler);
-            let rules = handler.map(|h| h.effective_output());
-            let content_type = rules.as_ref().and_then(|o| o.content_type.clone());
-            let set_if_empty = rules.as_ref().and_then(|o| o.set_content_type_if_empty).unwrap_or(false);
+        Ok(result) => result_response(result, id_header, content_type, set_if_empty),
+        Err(e) => e.into(),
+    }
+}
+
+/// The HTTP answer for an invocation's result: the output with its content
+/// type (set on an empty body only if the handler asks for it), or the
+/// terminal failure with its code and `source: invocation`.
+fn result_response(
+    result: InvocationResult,
+    id_header: HeaderValue,
+    content_type: Option<String>,
+    set_if_empty: bool,
+) -> Response {
+    let mut r = match result {
+        InvocationResult::Success(output) => {
             let empty = output.is_empty();
             let mut r = (StatusCode::OK, output).into_response();
             if let Some(ct) = content_type.filter(|_| set_if_empty || !empty)
@@ -214,18 +233,51 @@ async fn invoke<C: ClusterApi>(
             {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
             }
-            r.headers_mut().insert("x-restate-id", id_header);
             r
         }
-        Ok(InvocationResult::Failure { code, message }) => {
+        InvocationResult::Failure { code, message } => {
             let status = StatusCode::from_u16(code)
                 .ok()
                 .filter(|s| s.as_u16() >= 400)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = error_response(status, message, "invocation");
-            r.headers_mut().insert("x-restate-id", id_header);
-            r
+            error_response(status, message, "invocation")
         }
-        Err(e) => e.into(),
+    };
+    r.headers_mut().insert("x-restate-id", id_header);
+    r
+}
+
+/// `GET /restate/invocation/{id}/attach` waits for the invocation's result;
+/// `/output` answers at once: the result, 470 while it runs, 404 if unknown
+/// (never created, or its retention expired).
+async fn invocation_result<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    Path((raw_id, action)): Path<(String, String)>,
+) -> Response {
+    let Ok(id) = raw_id.parse::<InvocationId>() else {
+        return ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'")));
+    };
+    let partition = partition_for_key(id.partition_key, cluster.partition_count());
+    let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
+    let not_found = || ingress_error(ApiError::not_found(format!("invocation {id} not found")));
+    let json = Some("application/json".to_string());
+    match action.as_str() {
+        "attach" => match cluster.attach(partition, id.to_bytes()).await {
+            Ok(Some(result)) => result_response(result, id_header, json, false),
+            Ok(None) => not_found(),
+            Err(e) => e.into(),
+        },
+        "output" => match cluster.read(partition, Query::Invocation(id.to_bytes())).await {
+            Ok(QueryResult::Invocation(Some(Status::Completed(result)))) => {
+                result_response(result, id_header, json, false)
+            }
+            Ok(QueryResult::Invocation(Some(_))) => {
+                let status = StatusCode::from_u16(470).unwrap_or(StatusCode::CONFLICT);
+                ingress_error(ApiError::new(status, "the invocation exists but has not completed yet"))
+            }
+            Ok(_) => not_found(),
+            Err(e) => e.into(),
+        },
+        other => ingress_error(ApiError::not_found(format!("no invocation endpoint '{other}': use attach or output"))),
     }
 }

@@ -38,6 +38,10 @@ impl ClusterApi for NodeCluster {
         self.router.call(partition, envelope).await.map_err(map_route_error)
     }
 
+    async fn attach(&self, partition: u32, id: [u8; 24]) -> Result<Option<InvocationResult>, ClusterError> {
+        self.router.attach(partition, id).await.map_err(map_route_error)
+    }
+
     fn local_catalog(&self) -> Result<CatalogData, ClusterError> {
         self.router.registry().local_catalog().map_err(ClusterError::Internal)
     }

@@ -19,6 +19,8 @@ pub enum Query {
     },
     /// The whole service catalog (metadata group).
     Catalog,
+    /// The status of one invocation.
+    Invocation(crate::invocation::InvocationKey),
 }
 
 /// The answer to a [`Query`].
@@ -33,6 +35,8 @@ pub enum QueryResult {
     },
     /// The service catalog.
     Catalog(CatalogData),
+    /// An invocation's status (`None`: unknown, or purged after completion).
+    Invocation(Option<crate::invocation::Status>),
 }
 
 /// Answers `query` from `view`.
@@ -46,6 +50,9 @@ pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyEr
         Query::Catalog => catalog::load(view)
             .map(QueryResult::Catalog)
             .map_err(|reason| ApplyError::Corrupt { key: vec![keys::KIND_DEPLOYMENT], reason }),
+        Query::Invocation(id) => crate::invocation::load(view, id)
+            .map(|r| QueryResult::Invocation(r.map(|r| r.status)))
+            .map_err(|reason| ApplyError::Corrupt { key: keys::invocation_key(id), reason }),
     }
 }
 

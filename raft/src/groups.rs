@@ -140,6 +140,17 @@ impl Group {
         }
     }
 
+    /// Drops the waiters of `id` that no completion will answer.
+    pub fn abandon(&self, id: &InvocationKey) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = waiters.get_mut(id) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                waiters.remove(id);
+            }
+        }
+    }
+
     /// Drops every waiter: their callers see the leader go and retry elsewhere.
     pub fn abandon_waiters(&self) {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -275,6 +286,32 @@ impl Registry {
             other => return Err(ProposeError::Unavailable(format!("unexpected answer to invoke: {other:?}"))),
         }
         result.await.map_err(|_| ProposeError::NotLeader { leader: None })
+    }
+
+    /// Waits for the result of invocation `id` on the local replica (which
+    /// must lead the group): at once if it completed, `None` if unknown.
+    pub async fn attach_local(&self, group: u32, id: InvocationKey) -> Result<Option<InvocationResult>, ProposeError> {
+        let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
+        // Registered before the read, so a completion right after it is not missed.
+        let result = g.wait_for(id);
+        let status = match self.read_local(group, &Query::Invocation(id)).await {
+            Ok(QueryResult::Invocation(status)) => status,
+            Ok(other) => return Err(ProposeError::Unavailable(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(e),
+        };
+        match status {
+            None => {
+                drop(result);
+                g.abandon(&id);
+                Ok(None)
+            }
+            Some(Status::Completed(r)) => {
+                drop(result);
+                g.abandon(&id);
+                Ok(Some(r))
+            }
+            Some(_) => result.await.map(Some).map_err(|_| ProposeError::NotLeader { leader: None }),
+        }
     }
 
     /// Serves a linearizable read on the local replica, which must lead the group.

@@ -4,7 +4,7 @@
 
 use crate::groups::{GroupStatus, ProposeError, Registry};
 use crate::types::{TypeConfig, decode, encode, typ};
-use keel_partition::invocation::InvocationResult;
+use keel_partition::invocation::{InvocationKey, InvocationResult};
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -124,6 +124,7 @@ impl Peers {
             }
             // No deadline: a call lasts as long as its handler runs.
             Call::Invoke => client.call(tonic::Request::new(GroupRequest { group_id: group, payload })).await,
+            Call::Attach => client.attach(tonic::Request::new(GroupRequest { group_id: group, payload })).await,
         }
         .map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
@@ -162,6 +163,17 @@ impl Peers {
         self.unary(node, group, envelope, Duration::MAX, Call::Invoke).await
     }
 
+    /// Waits on `node` (the believed leader of `group`) for the result of
+    /// invocation `id`.
+    pub async fn attach(
+        &self,
+        node: u64,
+        group: u32,
+        id: &InvocationKey,
+    ) -> Result<Result<Option<InvocationResult>, ProposeError>, PeerError> {
+        self.unary(node, group, id, Duration::MAX, Call::Attach).await
+    }
+
     /// Asks `node` for its view of the groups it hosts.
     pub async fn status(&self, node: u64, timeout: Duration) -> Result<Vec<GroupStatus>, PeerError> {
         let mut client = self.client(node)?;
@@ -177,6 +189,7 @@ enum Call {
     Propose,
     Read,
     Invoke,
+    Attach,
 }
 
 /// Creates the per-target network clients of one group.
@@ -330,6 +343,12 @@ impl proto::node_server::Node for NodeService {
         let req = request.into_inner();
         let envelope = decode_req(&req.payload)?;
         reply(&self.registry.call_local(req.group_id, envelope).await)
+    }
+
+    async fn attach(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
+        let req = request.into_inner();
+        let id = decode_req(&req.payload)?;
+        reply(&self.registry.attach_local(req.group_id, id).await)
     }
 
     async fn status(&self, _request: tonic::Request<StatusRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {

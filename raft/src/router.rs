@@ -9,7 +9,7 @@
 
 use crate::groups::{COMMIT_TIMEOUT, GroupStatus, ProposeError, Registry};
 use crate::network::{PeerError, Peers};
-use keel_partition::invocation::InvocationResult;
+use keel_partition::invocation::{InvocationKey, InvocationResult};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +102,22 @@ impl Router {
                         // The invocation id makes a blind retry safe here.
                         Err(_) => Err(ProposeError::NotLeader { leader: None }),
                     }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for the result of invocation `id` of `partition` (`None`: unknown).
+    pub async fn attach(&self, partition: u32, id: InvocationKey) -> Result<Option<InvocationResult>, RouteError> {
+        self.route(partition, |leader| async move {
+            if leader == self.registry.node_id() {
+                self.registry.attach_local(partition, id).await
+            } else {
+                match self.peers.attach(leader, partition, &id).await {
+                    Ok(r) => r,
+                    // Attaching has no effect, so trying again is always safe.
+                    Err(_) => Err(ProposeError::NotLeader { leader: None }),
                 }
             }
         })

@@ -420,6 +420,79 @@ async fn sends_scenario() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
+// sleep_survives_kill9_and_attach_waits
+// ---------------------------------------------------------------------------
+
+/// One node, the TypeScript and Python services registered.
+///
+/// 1. `Greeter/sleepThenEcho(1500)` and `PyGreeter/sleepThenEcho(1500)` are
+///    sent; `GET /restate/invocation/{id}/output` answers 470 (JSON, source
+///    ingress) while they sleep.
+/// 2. keel is `SIGKILL`ed and restarted: the durable timers must survive.
+/// 3. `GET …/attach` waits and answers `1500` for both (200, JSON), and
+///    `…/output` then answers the same; an unknown id answers 404, a
+///    malformed one 400, and POST on the endpoint 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sleep_survives_kill9_and_attach_waits() {
+    run_test("sleep_survives_kill9_and_attach_waits", sleep_scenario()).await;
+}
+
+async fn sleep_scenario() -> Result<()> {
+    let mut c = Cluster::start(1, &[]).await?;
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let api = c.nodes[0].api.clone();
+    register(&api, &ts.uri()).await?;
+    register(&api, &py.uri()).await?;
+    wait_for_services(std::slice::from_ref(&api), &Sdk::Python.service_names()).await?;
+
+    // 1. Sleeping invocations are not done yet.
+    let mut ids = Vec::new();
+    for service in ["Greeter", "PyGreeter"] {
+        let reply = api.ingress_post(&format!("/{service}/sleepThenEcho/send"), "1500").await?;
+        reply.expect_status(202).with_context(|| format!("{service}/sleepThenEcho/send"))?;
+        let body = reply.json()?;
+        let id = body.get("invocationId").and_then(Value::as_str).with_context(|| format!("{body}"))?.to_string();
+        ensure!(is_invocation_id(&id), "malformed invocation id {id:?}");
+        let output = api.ingress_request("GET", &format!("/restate/invocation/{id}/output"), Vec::new(), &[]).await?;
+        let message = expect_error(&output, 470, "ingress")?;
+        ensure!(message.contains("not completed"), "470 message: {message:?}");
+        ids.push(id);
+    }
+
+    // 2. Crash while they sleep.
+    c.nodes[0].kill9().await?;
+    c.nodes[0].restart().await?;
+
+    // 3. The timers fire after the restart; attach waits for the results.
+    for id in &ids {
+        let attach = poll_until(LEADER_TIMEOUT, &format!("attach to {id}"), async || {
+            let r = api.ingress_request("GET", &format!("/restate/invocation/{id}/attach"), Vec::new(), &[]).await;
+            if is_unavailable(&r) {
+                bail!("{}", describe(&r));
+            }
+            Ok(Some(r?))
+        })
+        .await?;
+        expect_output(&attach, "1500").with_context(|| format!("attach to {id}"))?;
+        let output = api.ingress_request("GET", &format!("/restate/invocation/{id}/output"), Vec::new(), &[]).await?;
+        expect_output(&output, "1500").with_context(|| format!("output of {id}"))?;
+    }
+    let unknown = "inv_10JI5b4yQzpD5Z9GgFm79jzIRqMAa09IbL";
+    let reply = api.ingress_request("GET", &format!("/restate/invocation/{unknown}/attach"), Vec::new(), &[]).await?;
+    expect_error(&reply, 404, "ingress")?;
+    let reply = api.ingress_request("GET", "/restate/invocation/inv_1garbage/output", Vec::new(), &[]).await?;
+    expect_error(&reply, 400, "ingress")?;
+    let reply = api.ingress_request("POST", &format!("/restate/invocation/{}/output", ids[0]), Vec::new(), &[]).await?;
+    expect_error(&reply, 405, "ingress")?;
+
+    ts.finish();
+    py.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // calls_through_every_node_of_a_cluster
 // ---------------------------------------------------------------------------
 
