@@ -160,7 +160,9 @@ impl BenchCluster {
             let peers = Arc::new(Peers::new(addrs.clone()));
             let registry = Registry::start(id, partitions, n.min(3), peers.clone(), &settings, db, metrics).await?;
             tokio::spawn(network::serve(registry.clone(), listener, std::future::pending()));
-            routers.push(Arc::new(Router::new(registry.clone(), peers)));
+            let router = Arc::new(Router::new(registry.clone(), peers));
+            registry.set_router(&router);
+            routers.push(router);
             registries.push(registry);
             dirs.push(dir);
         }

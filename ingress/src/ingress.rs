@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use keel_partition::catalog::CatalogData;
 use keel_partition::invocation::{HandlerKind, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, partition_for_key, partition_key};
-use keel_protocol::manifest::{HandlerType, Service, ServiceType};
+use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{EndpointManifest, Flags, InvocationId, Message};
 use std::sync::Arc;
@@ -130,12 +130,7 @@ async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Respons
     if !public || h.options.ingress_private.unwrap_or(false) {
         return Err(ingress_error(ApiError::bad_request("the invoked service is not public")));
     }
-    let kind = match (service.ty, h.effective_ty(service.ty)) {
-        (ServiceType::Service, _) => HandlerKind::Service,
-        (_, Some(HandlerType::Shared)) => HandlerKind::Shared,
-        (_, Some(HandlerType::Workflow)) => HandlerKind::Workflow,
-        _ => HandlerKind::Exclusive,
-    };
+    let kind = keel_partition::invocation::handler_kind(&service, h);
     Ok(Request { service, handler, kind, key, send })
 }
 
@@ -189,8 +184,15 @@ async fn invoke<C: ClusterApi>(
     let target =
         Target { service: req.service.name.clone(), handler: req.handler.clone(), key: req.key, kind: req.kind };
     let created_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let record =
-        InvocationRecord { target, deployment_id: None, created_at_ms, journal_len: 0, status: Status::Invoked };
+    let record = InvocationRecord {
+        target,
+        deployment_id: None,
+        created_at_ms,
+        journal_len: 0,
+        status: Status::Invoked,
+        caller: None,
+        delivered: Vec::new(),
+    };
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
     let partition = partition_for_key(pk, cluster.partition_count());
     let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));

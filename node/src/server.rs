@@ -49,6 +49,7 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await?;
     let router = Arc::new(Router::new(registry.clone(), peers));
+    registry.set_router(&router);
     let cluster = Arc::new(NodeCluster { router, metrics: Arc::new(metrics_registry) });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -6,6 +6,7 @@ use crate::catalog;
 use crate::command::{Command, Effect, Envelope, Response, StateMap};
 use crate::invocation;
 use crate::keys;
+use crate::outbox;
 use crate::store::StateTxn;
 
 /// Errors that stop the partition: they mean the log or the state is not what
@@ -73,8 +74,16 @@ pub fn apply(
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::AppendJournal { id, entries } => {
-            let (outcome, effects) = invocation::append(txn, id, entries).map_err(corrupt)?;
+            let (outcome, effects) = invocation::append(txn, id, entries, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::Deliver { id, completion_id, notification } => {
+            let (outcome, effects) = outbox::deliver(txn, id, *completion_id, notification).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::OutboxDone { seq } => {
+            outbox::done(txn, *seq);
+            Ok((Response::Invocation(crate::invocation::InvocationOutcome::Completed), Vec::new()))
         }
         Command::FireTimer { fire_at_ms, id, completion_id } => {
             let (outcome, effects) = invocation::fire_timer(txn, *fire_at_ms, id, *completion_id).map_err(corrupt)?;
@@ -88,7 +97,8 @@ pub fn apply(
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::Complete { id, result, purge_at_ms } => {
-            let (outcome, effects) = invocation::complete(txn, id, result, *purge_at_ms).map_err(corrupt)?;
+            let (outcome, effects) =
+                invocation::complete(txn, id, result, *purge_at_ms, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
     }
@@ -201,6 +211,8 @@ mod tests {
             created_at_ms: key,
             journal_len: 0,
             status: Status::Invoked,
+            caller: None,
+            delivered: Vec::new(),
         }
     }
 

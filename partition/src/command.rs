@@ -118,6 +118,21 @@ pub enum Command {
         /// The sleep's completion id.
         completion_id: u32,
     },
+    /// Delivers a call's result from another invocation (deduplicated by
+    /// completion id).
+    Deliver {
+        /// The calling invocation.
+        id: InvocationKey,
+        /// The completion id answered.
+        completion_id: u32,
+        /// The raw `CallCompletionNotification` frame.
+        notification: Vec<u8>,
+    },
+    /// Removes a shipped outbox message (proposed by the leader's shipper).
+    OutboxDone {
+        /// Its sequence number.
+        seq: u64,
+    },
     /// Completes an invocation with its result.
     Complete {
         /// The invocation id.
@@ -144,6 +159,8 @@ impl Command {
             Command::PinDeployment { .. } => "pin_deployment",
             Command::Suspend { .. } => "suspend",
             Command::FireTimer { .. } => "fire_timer",
+            Command::Deliver { .. } => "deliver",
+            Command::OutboxDone { .. } => "outbox_done",
             Command::Complete { .. } => "complete",
         }
     }

@@ -35,6 +35,20 @@ impl HandlerKind {
     }
 }
 
+/// The concurrency kind of `handler` of `service` per its manifest.
+pub fn handler_kind(
+    service: &keel_protocol::manifest::Service,
+    handler: &keel_protocol::manifest::Handler,
+) -> HandlerKind {
+    use keel_protocol::manifest::{HandlerType, ServiceType};
+    match (service.ty, handler.effective_ty(service.ty)) {
+        (ServiceType::Service, _) => HandlerKind::Service,
+        (_, Some(HandlerType::Shared)) => HandlerKind::Shared,
+        (_, Some(HandlerType::Workflow)) => HandlerKind::Workflow,
+        _ => HandlerKind::Exclusive,
+    }
+}
+
 /// What is invoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -95,6 +109,21 @@ pub struct InvocationRecord {
     pub journal_len: u32,
     /// Life-cycle status.
     pub status: Status,
+    /// The invocation waiting for this one's result (a request-response
+    /// call from another handler), if any.
+    pub caller: Option<Caller>,
+    /// Completion ids already delivered from other partitions (call
+    /// results), so a re-delivered message is journaled only once.
+    pub delivered: Vec<u32>,
+}
+
+/// Who waits for an invocation's result, and under which completion id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The calling invocation.
+    pub id: InvocationKey,
+    /// The `result_completion_id` of its `CallCommand`.
+    pub completion_id: u32,
 }
 
 /// Outcome of an invocation command (part of [`crate::Response`]).
@@ -141,6 +170,8 @@ pub enum InvocationEffect {
     },
     /// The invocation completed: answer whoever waits for it.
     Completed(InvocationKey, InvocationResult),
+    /// A message was put in the outbox under this sequence number: ship it.
+    Outbox(u64, crate::outbox::OutboxMessage),
 }
 
 /// Reads an invocation record.
@@ -225,13 +256,15 @@ pub fn append(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     entries: &[Vec<u8>],
+    seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     if !matches!(record.status, Status::Invoked | Status::Suspended { .. }) {
         return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
     }
     let mut effects = Vec::new();
-    for entry in entries {
+    for (i, entry) in entries.iter().enumerate() {
+        let mut follow_up = None;
         match decode_entry(entry) {
             Some(Message::SleepCommand(sleep)) => {
                 let (fire_at_ms, completion_id) = (sleep.wake_up_time, sleep.result_completion_id);
@@ -239,7 +272,10 @@ pub fn append(
                 effects.push(InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id });
             }
             Some(command) => {
-                if let Some(key) = &record.target.key {
+                if let Some((id_notification, message)) = crate::outbox::on_command(id, &command)? {
+                    effects.push(crate::outbox::push(txn, outbox_seq(seq, i), message));
+                    follow_up = Some(id_notification);
+                } else if let Some(key) = &record.target.key {
                     apply_state_command(txn, &record.target.service, key, command);
                 }
             }
@@ -247,10 +283,22 @@ pub fn append(
         }
         txn.put(keys::journal_key(id, record.journal_len), entry.clone());
         record.journal_len += 1;
+        // The new invocation's id answers the call's first completion at once.
+        if let Some(notification) = follow_up {
+            txn.put(keys::journal_key(id, record.journal_len), notification.clone());
+            record.journal_len += 1;
+            effects.push(InvocationEffect::Notify(*id, notification));
+        }
     }
     let journal_len = record.journal_len;
     store(txn, id, &record);
     Ok((InvocationOutcome::Appended { journal_len }, effects))
+}
+
+/// Outbox sequence number of the `i`-th entry of a command with sequence
+/// `seq` (commands carry at most 1024 entries' worth of messages each).
+fn outbox_seq(seq: u64, i: usize) -> u64 {
+    (seq << 10) | (i as u64 & 0x3ff)
 }
 
 /// Journals a notification (a completion produced by keel, e.g. a fired
@@ -392,6 +440,7 @@ pub fn complete(
     id: &InvocationKey,
     result: &InvocationResult,
     purge_at_ms: u64,
+    seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     if let Status::Completed(_) = record.status {
@@ -411,6 +460,9 @@ pub fn complete(
         InvocationEffect::Completed(*id, result.clone()),
         InvocationEffect::TimerRegistered { fire_at_ms: purge_at_ms, id: *id, completion_id: PURGE_TIMER },
     ];
+    if let Some(caller) = &record.caller {
+        effects.push(crate::outbox::push(txn, outbox_seq(seq, 0), crate::outbox::result_for(caller, result)?));
+    }
     let was_inboxed = matches!(record.status, Status::Inboxed { .. });
     if let (Some(key), true) = (record.target.key.clone(), record.target.kind.locks()) {
         if let Status::Inboxed { seq } = record.status {

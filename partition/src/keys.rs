@@ -36,6 +36,9 @@ pub const KIND_INBOX: u8 = 0x23;
 /// so a scan yields timers in firing order.
 pub const KIND_TIMER: u8 = 0x24;
 
+/// A message waiting to be shipped: `[KIND_OUTBOX][seq: u64 BE]`.
+pub const KIND_OUTBOX: u8 = 0x25;
+
 /// Raft group id of the metadata group, which holds the service catalog
 /// (deployments and services) and is replicated on every node. Partition
 /// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
@@ -167,6 +170,14 @@ pub fn parse_timer_key(key: &[u8]) -> Option<(u64, [u8; 24], u32)> {
     let id: [u8; 24] = key[9..33].try_into().ok()?;
     let completion = u32::from_be_bytes(key[33..37].try_into().ok()?);
     Some((fire_at, id, completion))
+}
+
+/// The key of an outbox message.
+pub fn outbox_key(seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(KIND_OUTBOX);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
 }
 
 /// The key holding the announced leader epoch.

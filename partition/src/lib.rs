@@ -27,6 +27,7 @@ pub mod catalog;
 mod command;
 pub mod invocation;
 pub mod keys;
+pub mod outbox;
 mod read;
 mod store;
 

@@ -8,6 +8,7 @@ use crate::log_store::{CommittedIndex, LogStore};
 use crate::metrics::{GroupLabel, RaftMetricsSet};
 use crate::network::{NetworkFactory, Peers};
 use crate::placement::replica_sets;
+use crate::router::Router;
 use crate::state_machine::{GroupView, StateMachine};
 use crate::types::{Batch, typ};
 use keel_endpoint::EndpointClient;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -122,9 +123,16 @@ pub struct Group {
     /// Callers waiting for invocations of this partition to complete. Only
     /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
     waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
+    /// The node's router (set once it exists), for the outbox shipper.
+    router: Arc<OnceLock<Weak<Router>>>,
 }
 
 impl Group {
+    /// The node's router, once [`Registry::set_router`] was called.
+    pub fn router(&self) -> Option<Arc<Router>> {
+        self.router.get().and_then(Weak::upgrade)
+    }
+
     /// Registers interest in the result of invocation `id`.
     pub fn wait_for(&self, id: InvocationKey) -> oneshot::Receiver<InvocationResult> {
         let (tx, rx) = oneshot::channel();
@@ -174,6 +182,7 @@ pub struct Registry {
     db: Arc<Db>,
     placement: Vec<Vec<u64>>,
     metadata_replicas: Vec<u64>,
+    router: Arc<OnceLock<Weak<Router>>>,
     groups: BTreeMap<u32, Arc<Group>>,
     metrics: Arc<RaftMetricsSet>,
 }
@@ -217,9 +226,11 @@ impl Registry {
             .filter(|(_, replicas)| replicas.contains(&node_id));
         let mut groups = BTreeMap::new();
         let client = EndpointClient::new();
+        let router = Arc::new(OnceLock::new());
         for (id, replicas) in hosted {
             let starter = GroupStarter {
                 node_id,
+                router: &router,
                 client: &client,
                 peers: &peers,
                 config: &config,
@@ -229,7 +240,13 @@ impl Registry {
             };
             groups.insert(id, starter.start(id, replicas).await?);
         }
-        Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics }))
+        Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics, router }))
+    }
+
+    /// Hands the node's router to the groups (their outbox shippers route
+    /// through it); the router itself holds the registry, hence the two steps.
+    pub fn set_router(&self, router: &Arc<Router>) {
+        let _ = self.router.set(Arc::downgrade(router));
     }
 
     /// This node's id.
@@ -364,6 +381,7 @@ impl Registry {
 /// What starting one group needs.
 struct GroupStarter<'a> {
     node_id: u64,
+    router: &'a Arc<OnceLock<Weak<Router>>>,
     client: &'a EndpointClient,
     peers: &'a Arc<Peers>,
     config: &'a Arc<openraft::Config>,
@@ -411,6 +429,7 @@ impl GroupStarter<'_> {
             db: self.db.clone(),
             client: self.client.clone(),
             waiters: Mutex::new(HashMap::new()),
+            router: self.router.clone(),
         });
         tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
         Ok(group)

@@ -16,6 +16,7 @@ use crate::groups::{Group, ProposeError};
 use crate::invocations::Invoker;
 use crate::state_machine::GroupView;
 use keel_partition::invocation::{self, InvocationEffect, InvocationKey};
+use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Effect, Envelope, Response};
 use openraft::ServerState;
 use std::collections::BTreeSet;
@@ -108,8 +109,11 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
         }
     }
     let invoker = Arc::new(Invoker::new(group.clone(), term));
-    // Attempts die with the actor (the JoinSet aborts them when dropped).
+    // Attempts and the outbox shipper die with the actor (the JoinSet aborts
+    // them when dropped).
     let mut attempts = JoinSet::new();
+    let (shipper, queue) = mpsc::unbounded_channel();
+    attempts.spawn(crate::outbox::ship(group.clone(), term, queue));
     // Durable timers of this partition, in firing order; loaded once the
     // epoch is established, extended as sleeps are journaled.
     let mut timers: BTreeSet<(u64, InvocationKey, u32)> = BTreeSet::new();
@@ -120,7 +124,7 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
             batch = effects.recv() => {
                 let Some(batch) = batch else { return };
                 for effect in batch {
-                    handle_effect(&group, &invoker, &mut attempts, &mut timers, effect);
+                    handle_effect(&group, &invoker, &mut attempts, &mut timers, &shipper, effect);
                 }
             }
             // Cancellation-safe: sleeping holds no state.
@@ -138,6 +142,7 @@ fn handle_effect(
     invoker: &Arc<Invoker>,
     attempts: &mut JoinSet<()>,
     timers: &mut BTreeSet<(u64, InvocationKey, u32)>,
+    shipper: &mpsc::UnboundedSender<(u64, OutboxMessage)>,
     effect: Effect,
 ) {
     match effect {
@@ -149,6 +154,9 @@ fn handle_effect(
                 attempts.spawn(invoker.clone().run(id));
             }
             timers.extend(invocation::timers(&view));
+            for message in outbox::pending(&view) {
+                let _ = shipper.send(message);
+            }
         }
         Effect::LeaderReady { .. } => {}
         Effect::Invocation(InvocationEffect::Invoke(id)) => {
@@ -159,6 +167,9 @@ fn handle_effect(
             timers.insert((fire_at_ms, id, completion_id));
         }
         Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
+        Effect::Invocation(InvocationEffect::Outbox(seq, message)) => {
+            let _ = shipper.send((seq, message));
+        }
     }
 }
 

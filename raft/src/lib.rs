@@ -22,6 +22,7 @@ pub mod leader;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
+pub mod outbox;
 pub mod placement;
 pub mod router;
 pub mod state_machine;

@@ -249,7 +249,9 @@ async fn add_one_exactly_once(apis: &[Api], start: usize, key: &str, expected: u
 ///    `x-restate-error-source: invocation`.
 /// 4. `SideEffects/flaky` and `PySideEffects/flaky` with `"k1"` answer `3`
 ///    (the `ctx.run` needed three attempts); `Greeter/sleepThenEcho` and
-///    `PyGreeter/sleepThenEcho` with 300 answer 300 (a durable timer fired).
+///    `PyGreeter/sleepThenEcho` with 300 answer 300 (a durable timer fired);
+///    `Greeter/greetTwice` and `PyGreeter/greetTwice` with "Bo" answer both
+///    greetings (two request-response calls to another handler).
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
 ///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
@@ -304,6 +306,10 @@ async fn calls_scenario() -> Result<()> {
     for service in ["SideEffects", "PySideEffects"] {
         note(call_expect(&api, &format!("/{service}/flaky"), r#""k1""#, "3").await?)?;
     }
+
+    // 4a. Calls between services (through the outbox, back as completions).
+    note(call_expect(&api, "/Greeter/greetTwice", r#""Bo""#, r#"["Hello, Bo!","Hello, Bo again!"]"#).await?)?;
+    note(call_expect(&api, "/PyGreeter/greetTwice", r#""Bo""#, r#"["Hello, Bo!", "Hello, Bo again!"]"#).await?)?;
 
     // 4b. ctx.sleep: a durable timer fires and the handler resumes.
     for service in ["Greeter", "PyGreeter"] {
@@ -428,7 +434,10 @@ async fn sends_scenario() -> Result<()> {
 /// 1. `Greeter/sleepThenEcho(1500)` and `PyGreeter/sleepThenEcho(1500)` are
 ///    sent; `GET /restate/invocation/{id}/output` answers 470 (JSON, source
 ///    ingress) while they sleep.
-/// 2. keel is `SIGKILL`ed and restarted: the durable timers must survive.
+///    `Awaiter/sendDelayed` schedules `Counter/d/add(5)` in 1.5 s; `get`
+///    still answers 0.
+/// 2. keel is `SIGKILL`ed and restarted: the durable timers and the delayed
+///    send in the outbox must survive; the send then runs exactly once (5).
 /// 3. `GET …/attach` waits and answers `1500` for both (200, JSON), and
 ///    `…/output` then answers the same; an unknown id answers 404, a
 ///    malformed one 400, and POST on the endpoint 405.
@@ -460,9 +469,26 @@ async fn sleep_scenario() -> Result<()> {
         ids.push(id);
     }
 
-    // 2. Crash while they sleep.
+    // 1b. A delayed one-way send (Awaiter/sendDelayed → Counter/d/add(5) in 1.5 s).
+    call_expect(&api, "/Awaiter/sendDelayed", r#"{"key":"d","ms":1500,"n":5}"#, r#""scheduled""#).await?;
+    call_expect(&api, "/Counter/d/get", "", "0").await.context("the delayed send ran early")?;
+
+    // 2. Crash while they sleep and the send waits.
     c.nodes[0].kill9().await?;
     c.nodes[0].restart().await?;
+
+    // The delayed send runs after the restart, exactly once.
+    let reached = poll_until(LEADER_TIMEOUT, "Counter/d/get to answer 5", async || {
+        let r = api.ingress_post("/Counter/d/get", "").await;
+        if is_unavailable(&r) {
+            bail!("{}", describe(&r));
+        }
+        let reply = r?;
+        if reply.status == 200 && reply.body == "0" { bail!("not yet") } else { Ok(Some(reply)) }
+    })
+    .await?;
+    expect_output(&reached, "5").context("Counter/d/get after the delayed send")?;
+    call_expect(&api, "/Counter/d/add", "0", "5").await.context("the delayed send ran more than once")?;
 
     // 3. The timers fire after the restart; attach waits for the results.
     for id in &ids {

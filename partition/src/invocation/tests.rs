@@ -12,6 +12,8 @@ fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
         created_at_ms: 5,
         journal_len: 0,
         status: Status::Invoked,
+        caller: None,
+        delivered: Vec::new(),
     }
 }
 
@@ -35,11 +37,11 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec()]);
     assert_eq!(
-        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()]).unwrap().0,
+        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()], 7).unwrap().0,
         InvocationOutcome::Appended { journal_len: 3 }
     );
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
-    let (outcome, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
+    let (outcome, effects) = complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     assert_eq!(outcome, InvocationOutcome::Completed);
     assert_eq!(effects, completed(1, ok()));
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Completed(ok()));
@@ -47,8 +49,8 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert!(journal(&s, &id(1)).is_empty());
     assert_eq!(timers(&s), vec![(99, id(1), PURGE_TIMER)]);
     // A completed invocation takes no more entries and does not complete twice.
-    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()]).unwrap().0, InvocationOutcome::NotRunning(_)));
-    assert!(complete(&mut s, &id(1), &ok(), 99).unwrap().1.is_empty());
+    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()], 7).unwrap().0, InvocationOutcome::NotRunning(_)));
+    assert!(complete(&mut s, &id(1), &ok(), 99, 8).unwrap().1.is_empty());
     // Purging removes the record; the id is free again, and nothing is left.
     fire_timer(&mut s, 99, &id(1), PURGE_TIMER).unwrap();
     assert_eq!(load(&s, &id(1)).unwrap(), None);
@@ -78,15 +80,15 @@ fn exclusive_handlers_queue_per_key_in_arrival_order() {
     let shared = record(HandlerKind::Shared, Some("a"));
     assert_eq!(invoke(&mut s, &id(5), shared, b"i", 14).unwrap().0, InvocationOutcome::Invoked);
 
-    let (_, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
+    let (_, effects) = complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     let mut expected = completed(1, ok());
     expected.push(InvocationEffect::Invoke(id(2)));
     assert_eq!(effects, expected);
     assert_eq!(load(&s, &id(2)).unwrap().unwrap().status, Status::Invoked);
     assert_eq!(load(&s, &id(3)).unwrap().unwrap().status, Status::Inboxed { seq: 12 });
-    let (_, effects) = complete(&mut s, &id(2), &ok(), 99).unwrap();
+    let (_, effects) = complete(&mut s, &id(2), &ok(), 99, 8).unwrap();
     assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
-    let (_, effects) = complete(&mut s, &id(3), &ok(), 99).unwrap();
+    let (_, effects) = complete(&mut s, &id(3), &ok(), 99, 8).unwrap();
     assert_eq!(effects, completed(3, ok()));
     // The key is free again.
     assert_eq!(invoke(&mut s, &id(6), excl("a"), b"i", 15).unwrap().0, InvocationOutcome::Invoked);
@@ -100,10 +102,10 @@ fn completing_an_inboxed_invocation_leaves_the_queue_without_touching_the_lock()
     invoke(&mut s, &id(2), excl(), b"i", 2).unwrap();
     invoke(&mut s, &id(3), excl(), b"i", 3).unwrap();
     let cancelled = InvocationResult::Failure { code: 409, message: "canceled".into() };
-    let (_, effects) = complete(&mut s, &id(2), &cancelled, 99).unwrap();
+    let (_, effects) = complete(&mut s, &id(2), &cancelled, 99, 8).unwrap();
     assert_eq!(effects, completed(2, cancelled));
     // id(1) still holds the lock; completing it starts id(3), skipping id(2).
-    let (_, effects) = complete(&mut s, &id(1), &ok(), 99).unwrap();
+    let (_, effects) = complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
 }
 
@@ -120,7 +122,7 @@ fn suspend_only_applies_to_running_invocations_and_pinning_sticks() {
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Suspended { awaiting: vec![1, 2] });
     assert!(matches!(suspend(&mut s, &id(1), &[3], 1).unwrap().0, InvocationOutcome::NotRunning(_)));
     // A suspended invocation's journal still grows (completions arrive).
-    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()]).unwrap().0, InvocationOutcome::Appended { journal_len: 2 });
+    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()], 7).unwrap().0, InvocationOutcome::Appended { journal_len: 2 });
     assert_eq!(suspend(&mut s, &id(9), &[1], 0).unwrap().0, InvocationOutcome::NotFound);
 }
 
@@ -155,21 +157,21 @@ fn journaled_state_commands_change_the_object_state() {
         };
     let mut s = MemStore::default();
     invoke(&mut s, &id(1), record(HandlerKind::Exclusive, Some("a")), b"i", 1).unwrap();
-    append(&mut s, &id(1), &[set("count", "1"), set("name", "\"x\"")]).unwrap();
+    append(&mut s, &id(1), &[set("count", "1"), set("name", "\"x\"")], 7).unwrap();
     assert_eq!(state(&s).len(), 2);
     assert_eq!(state(&s)["count"], b"1".to_vec());
     let clear = frame(Message::ClearStateCommand(ClearStateCommandMessage {
         key: b"name".to_vec().into(),
         name: String::new(),
     }));
-    append(&mut s, &id(1), &[clear]).unwrap();
+    append(&mut s, &id(1), &[clear], 7).unwrap();
     assert_eq!(state(&s).keys().collect::<Vec<_>>(), vec!["count"]);
     let clear_all = frame(Message::ClearAllStateCommand(ClearAllStateCommandMessage { name: String::new() }));
-    append(&mut s, &id(1), &[clear_all]).unwrap();
+    append(&mut s, &id(1), &[clear_all], 7).unwrap();
     assert!(state(&s).is_empty());
     // A plain service has no object state: its state commands change nothing.
     invoke(&mut s, &id(2), record(HandlerKind::Service, None), b"i", 2).unwrap();
-    append(&mut s, &id(2), &[set("count", "9")]).unwrap();
+    append(&mut s, &id(2), &[set("count", "9")], 7).unwrap();
     assert!(state(&s).is_empty());
 }
 
@@ -188,7 +190,7 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     .to_vec();
     let mut s = MemStore::default();
     invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
-    let (_, effects) = append(&mut s, &id(1), &[sleep]).unwrap();
+    let (_, effects) = append(&mut s, &id(1), &[sleep], 7).unwrap();
     assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 5_000, id: id(1), completion_id: 1 }]);
     assert_eq!(timers(&s), vec![(5_000, id(1), 1)]);
     suspend(&mut s, &id(1), &[1], 2).unwrap();
@@ -212,6 +214,6 @@ fn a_notification_for_a_running_invocation_is_delivered_live() {
     invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
     let (_, effects) = notify(&mut s, &id(1), b"note").unwrap();
     assert_eq!(effects, vec![InvocationEffect::Notify(id(1), b"note".to_vec())]);
-    complete(&mut s, &id(1), &ok(), 99).unwrap();
+    complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     assert!(matches!(notify(&mut s, &id(1), b"late").unwrap().0, InvocationOutcome::NotRunning(_)));
 }

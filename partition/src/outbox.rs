@@ -1,0 +1,196 @@
+//! Messages from one invocation to another, possibly in another partition:
+//! a call or one-way send creates an invocation, a finished call delivers its
+//! result back to the caller. They are written to the partition's outbox in
+//! the same batch as the journal entry that causes them; the leader's
+//! shipper delivers them (through the router) and then removes them, and the
+//! receiving side deduplicates, so each takes effect exactly once.
+
+use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationRecord, InvocationResult};
+use crate::keys;
+use crate::store::{StateTxn, StateView};
+use keel_protocol::proto::{
+    CallCommandMessage, CallCompletionNotificationMessage, CallInvocationIdCompletionNotificationMessage, Failure,
+    InputCommandMessage, OneWayCallCommandMessage, Value, call_completion_notification_message,
+};
+use keel_protocol::{Flags, InvocationId, Message};
+use serde::{Deserialize, Serialize};
+
+/// One message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxMessage {
+    /// Create an invocation (the shipper resolves the handler's kind from
+    /// the catalog, which the state machine cannot read).
+    Invoke {
+        /// The new invocation's id (derived from the caller's id and the
+        /// command's completion index, so it is the same on every replica).
+        id: InvocationKey,
+        /// Target service.
+        service: String,
+        /// Target handler.
+        handler: String,
+        /// Object or workflow key.
+        key: Option<String>,
+        /// The raw `InputCommand` frame.
+        input: Vec<u8>,
+        /// The caller to answer, for request-response calls.
+        caller: Option<Caller>,
+        /// A delayed send: not before this time (ms since the Unix epoch).
+        not_before_ms: u64,
+    },
+    /// Deliver a call's result to the caller.
+    Deliver {
+        /// The caller.
+        id: InvocationKey,
+        /// The completion id the result answers.
+        completion_id: u32,
+        /// The raw `CallCompletionNotification` frame.
+        notification: Vec<u8>,
+    },
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("outbox messages are plain structs, which bincode always encodes")
+}
+
+fn frame(message: Message) -> Result<Vec<u8>, String> {
+    Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
+}
+
+/// Stores `message` in the outbox under `seq` and tells the leader.
+pub fn push(txn: &mut impl StateTxn, seq: u64, message: OutboxMessage) -> InvocationEffect {
+    txn.put(keys::outbox_key(seq), encode(&message));
+    InvocationEffect::Outbox(seq, message)
+}
+
+/// Every message in the outbox, in order.
+pub fn pending(view: &impl StateView) -> Vec<(u64, OutboxMessage)> {
+    view.scan_prefix(&[keys::KIND_OUTBOX])
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let seq = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
+            let message = bincode::serde::decode_from_slice(&v, bincode::config::standard()).ok()?.0;
+            Some((seq, message))
+        })
+        .collect()
+}
+
+/// Removes a shipped message.
+pub fn done(txn: &mut impl StateTxn, seq: u64) {
+    txn.delete(keys::outbox_key(seq));
+}
+
+/// The id of the invocation a call creates: derived, so every replica and
+/// every retry agree on it.
+fn callee_id(caller: &InvocationKey, index: u32, key: Option<&str>) -> InvocationKey {
+    let mut seed = caller.to_vec();
+    seed.extend_from_slice(&index.to_be_bytes());
+    let pk = match key {
+        Some(k) => keys::partition_key(k.as_bytes()),
+        None => xxhash_rust::xxh3::xxh3_64(&seed),
+    };
+    InvocationId::new(pk, xxhash_rust::xxh3::xxh3_128(&seed)).to_bytes()
+}
+
+/// For a journaled call or one-way send: the notification with the new
+/// invocation's id (journaled right after the command) and the outbox
+/// message that creates it. `None` for other commands.
+pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<(Vec<u8>, OutboxMessage)>, String> {
+    let (service, handler, parameter, headers, key, idx, caller_ref, not_before_ms) = match command {
+        Message::CallCommand(CallCommandMessage {
+            service_name,
+            handler_name,
+            parameter,
+            headers,
+            key,
+            invocation_id_notification_idx,
+            result_completion_id,
+            ..
+        }) => (
+            service_name,
+            handler_name,
+            parameter,
+            headers,
+            key,
+            *invocation_id_notification_idx,
+            Some(Caller { id: *caller, completion_id: *result_completion_id }),
+            0,
+        ),
+        Message::OneWayCallCommand(OneWayCallCommandMessage {
+            service_name,
+            handler_name,
+            parameter,
+            headers,
+            key,
+            invocation_id_notification_idx,
+            invoke_time,
+            ..
+        }) => {
+            (service_name, handler_name, parameter, headers, key, *invocation_id_notification_idx, None, *invoke_time)
+        }
+        _ => return Ok(None),
+    };
+    let key = (!key.is_empty()).then(|| key.clone());
+    let id = callee_id(caller, idx, key.as_deref());
+    let display = InvocationId::from_bytes(&id).map_err(|e| e.to_string())?.to_string();
+    let id_notification =
+        frame(Message::CallInvocationIdCompletionNotification(CallInvocationIdCompletionNotificationMessage {
+            completion_id: idx,
+            invocation_id: display,
+        }))?;
+    let input = frame(Message::InputCommand(InputCommandMessage {
+        headers: headers.clone(),
+        value: Some(Value { content: parameter.clone() }),
+        name: String::new(),
+    }))?;
+    let message = OutboxMessage::Invoke {
+        id,
+        service: service.clone(),
+        handler: handler.clone(),
+        key,
+        input,
+        caller: caller_ref,
+        not_before_ms,
+    };
+    Ok(Some((id_notification, message)))
+}
+
+/// The message delivering `result` to `caller`.
+pub fn result_for(caller: &Caller, result: &InvocationResult) -> Result<OutboxMessage, String> {
+    let result = match result {
+        InvocationResult::Success(v) => {
+            call_completion_notification_message::Result::Value(Value { content: v.clone().into() })
+        }
+        InvocationResult::Failure { code, message } => call_completion_notification_message::Result::Failure(Failure {
+            code: u32::from(*code),
+            message: message.clone(),
+            metadata: Vec::new(),
+        }),
+    };
+    let notification = frame(Message::CallCompletionNotification(CallCompletionNotificationMessage {
+        completion_id: caller.completion_id,
+        result: Some(result),
+    }))?;
+    Ok(OutboxMessage::Deliver { id: caller.id, completion_id: caller.completion_id, notification })
+}
+
+/// Journals a delivered call result once (a re-delivery changes nothing).
+pub fn deliver(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    completion_id: u32,
+    notification: &[u8],
+) -> Result<(invocation::InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(mut record): Option<InvocationRecord> = invocation::load(txn, id)? else {
+        return Ok((invocation::InvocationOutcome::NotFound, Vec::new()));
+    };
+    if record.delivered.contains(&completion_id) {
+        return Ok((invocation::InvocationOutcome::Exists(record.status), Vec::new()));
+    }
+    record.delivered.push(completion_id);
+    txn.put(keys::invocation_key(id), encode(&record));
+    invocation::notify(txn, id, notification)
+}
+
+#[cfg(test)]
+mod tests;

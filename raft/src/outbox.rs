@@ -1,0 +1,113 @@
+//! The leader's outbox shipper: delivers the partition's outbox messages
+//! (new invocations from calls and sends, call results back to callers) to
+//! their partitions through the router, in order, then removes them.
+//!
+//! Delivery is at least once (a message may be re-shipped after a crash or a
+//! leader change, before its removal was committed); the receivers make it
+//! exactly once: `Invoke` deduplicates by the derived invocation id,
+//! `Deliver` by the caller's completion id.
+
+use crate::groups::Group;
+use crate::router::Router;
+use crate::state_machine::GroupView;
+use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::outbox::{self, OutboxMessage};
+use keel_partition::{Command, Envelope, METADATA_GROUP, catalog, partition_for_key};
+use keel_protocol::{EndpointManifest, InvocationId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Ships messages from `queue` until the leader actor stops (this task is
+/// aborted with it); the next leader reloads what was not removed.
+pub async fn ship(group: Arc<Group>, term: u64, mut queue: mpsc::UnboundedReceiver<(u64, OutboxMessage)>) {
+    // Delayed sends wait in their own tasks (aborted with this one), so they
+    // do not hold up the messages behind them; their outbox entries keep
+    // them durable until shipped.
+    let mut delayed = tokio::task::JoinSet::new();
+    // Cancellation-safe: the task is only ever aborted, never raced.
+    while let Some((seq, message)) = queue.recv().await {
+        let wait = match &message {
+            OutboxMessage::Invoke { not_before_ms, .. } => not_before_ms.saturating_sub(now_ms()),
+            OutboxMessage::Deliver { .. } => 0,
+        };
+        if wait > 0 {
+            let group = group.clone();
+            delayed.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                ship_and_remove(&group, term, seq, &message).await;
+            });
+        } else {
+            ship_and_remove(&group, term, seq, &message).await;
+        }
+        while delayed.try_join_next().is_some() {}
+    }
+}
+
+async fn ship_and_remove(group: &Group, term: u64, seq: u64, message: &OutboxMessage) {
+    let mut backoff = Duration::from_millis(50);
+    while let Err(e) = ship_one(group, message).await {
+        tracing::warn!(partition = group.id, seq, "shipping an outbox message failed, retrying in {backoff:?}: {e}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    // If this fails the message stays and is shipped again later, which the
+    // receiver deduplicates.
+    let _ = group.propose(Envelope::fenced(term, Command::OutboxDone { seq })).await;
+}
+
+fn partition_of(router: &Router, id: &[u8; 24]) -> Result<u32, String> {
+    let pk = InvocationId::from_bytes(id).map_err(|e| e.to_string())?.partition_key;
+    Ok(partition_for_key(pk, router.registry().partition_count()))
+}
+
+async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> {
+    let router = group.router().ok_or("the router is not ready yet")?;
+    match message {
+        OutboxMessage::Invoke { id, service, handler, key, input, caller, .. } => {
+            let data = catalog::load(&GroupView::new(&group.db, METADATA_GROUP))?;
+            let schema =
+                data.services.get(service).and_then(|r| data.deployments.get(&r.deployment_id)).and_then(|d| {
+                    let manifest = EndpointManifest::parse(&d.manifest_json).ok()?;
+                    let s = manifest.service(service)?.clone();
+                    let h = s.handlers.iter().find(|h| h.name == *handler)?.clone();
+                    Some(invocation::handler_kind(&s, &h))
+                });
+            let Some(kind) = schema else {
+                // Like the ingress: an unknown target fails the call.
+                let Some(caller) = caller else {
+                    tracing::warn!(partition = group.id, "one-way send to unknown handler {service}/{handler} dropped");
+                    return Ok(());
+                };
+                let failure = InvocationResult::Failure {
+                    code: 404,
+                    message: format!("handler '{service}/{handler}' not found"),
+                };
+                let deliver = outbox::result_for(caller, &failure)?;
+                return Box::pin(ship_one(group, &deliver)).await;
+            };
+            let record = InvocationRecord {
+                target: Target { service: service.clone(), handler: handler.clone(), key: key.clone(), kind },
+                deployment_id: None,
+                created_at_ms: now_ms(),
+                journal_len: 0,
+                status: Status::Invoked,
+                caller: caller.clone(),
+                delivered: Vec::new(),
+            };
+            let command = Command::Invoke { id: *id, record, input: input.clone() };
+            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        OutboxMessage::Deliver { id, completion_id, notification } => {
+            let command =
+                Command::Deliver { id: *id, completion_id: *completion_id, notification: notification.clone() };
+            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
