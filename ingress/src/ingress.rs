@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use keel_partition::catalog::CatalogData;
 use keel_partition::invocation::{HandlerKind, InvocationRecord, InvocationResult, Status, Target};
@@ -29,6 +29,8 @@ pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> 
     Router::new()
         .route("/restate/health", get(health::<C>))
         .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
+        .route("/restate/awakeables/{id}/{action}", post(complete_awakeable::<C>))
+        .route("/restate/a/{id}/{action}", post(complete_awakeable::<C>))
         .fallback(invoke::<C>)
         .method_not_allowed_fallback(|| async {
             ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint"))
@@ -247,6 +249,48 @@ fn result_response(
     };
     r.headers_mut().insert("x-restate-id", id_header);
     r
+}
+
+/// `POST /restate/awakeables/{id}/resolve` (body: the value, as is) and
+/// `…/reject` (body: the failure message; code 500) complete an awakeable:
+/// the signal is delivered to the invocation awaiting it → 202.
+async fn complete_awakeable<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    Path((raw_id, action)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use keel_protocol::proto::{Failure, signal_notification_message::Result as SignalResult};
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return ingress_error(ApiError::new(r.status(), r.body_text())),
+    };
+    let Ok(awakeable) = raw_id.parse::<keel_protocol::AwakeableId>() else {
+        return ingress_error(ApiError::bad_request(format!("bad awakeable id '{raw_id}'")));
+    };
+    let result = match action.as_str() {
+        "resolve" => SignalResult::Value(Value { content: body }),
+        "reject" => SignalResult::Failure(Failure {
+            code: 500,
+            message: String::from_utf8_lossy(&body).into_owned(),
+            metadata: Vec::new(),
+        }),
+        other => {
+            return ingress_error(ApiError::not_found(format!("no awakeable action '{other}': use resolve or reject")));
+        }
+    };
+    let target = awakeable.invocation_id.to_bytes();
+    let message = match keel_partition::outbox::signal(&target, awakeable.signal_index, result) {
+        Ok(keel_partition::outbox::OutboxMessage::Deliver { id, completion_id, notification }) => {
+            Command::Deliver { id, completion_id, notification }
+        }
+        Ok(_) => return ingress_error(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected signal message")),
+        Err(e) => return ingress_error(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e)),
+    };
+    let partition = partition_for_key(awakeable.invocation_id.partition_key, cluster.partition_count());
+    match cluster.propose(partition, Envelope::client(message)).await {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => e.into(),
+    }
 }
 
 /// `GET /restate/invocation/{id}/attach` waits for the invocation's result;

@@ -272,9 +272,9 @@ pub fn append(
                 effects.push(InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id });
             }
             Some(command) => {
-                if let Some((id_notification, message)) = crate::outbox::on_command(id, &command)? {
-                    effects.push(crate::outbox::push(txn, outbox_seq(seq, i), message));
-                    follow_up = Some(id_notification);
+                if let Some(outgoing) = crate::outbox::on_command(id, &command)? {
+                    effects.push(crate::outbox::push(txn, outbox_seq(seq, i), outgoing.message));
+                    follow_up = outgoing.follow_up;
                 } else if let Some(key) = &record.target.key {
                     apply_state_command(txn, &record.target.service, key, command);
                 }

@@ -10,9 +10,10 @@ use crate::keys;
 use crate::store::{StateTxn, StateView};
 use keel_protocol::proto::{
     CallCommandMessage, CallCompletionNotificationMessage, CallInvocationIdCompletionNotificationMessage, Failure,
-    InputCommandMessage, OneWayCallCommandMessage, Value, call_completion_notification_message,
+    InputCommandMessage, OneWayCallCommandMessage, SignalNotificationMessage, Value, Void,
+    call_completion_notification_message, complete_awakeable_command_message, signal_notification_message,
 };
-use keel_protocol::{Flags, InvocationId, Message};
+use keel_protocol::{AwakeableId, Flags, InvocationId, Message};
 use serde::{Deserialize, Serialize};
 
 /// One message waiting in the outbox.
@@ -92,10 +93,54 @@ fn callee_id(caller: &InvocationKey, index: u32, key: Option<&str>) -> Invocatio
     InvocationId::new(pk, xxhash_rust::xxh3::xxh3_128(&seed)).to_bytes()
 }
 
-/// For a journaled call or one-way send: the notification with the new
-/// invocation's id (journaled right after the command) and the outbox
-/// message that creates it. `None` for other commands.
-pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<(Vec<u8>, OutboxMessage)>, String> {
+/// Dedup keys of signals delivered to an invocation carry this bit, so they
+/// never collide with call completion ids.
+pub const SIGNAL_KEY: u32 = 0x8000_0000;
+
+/// The message that delivers a signal (an awakeable's result) to the
+/// invocation that awaits it.
+pub fn signal(
+    target: &InvocationKey,
+    signal_index: u32,
+    result: signal_notification_message::Result,
+) -> Result<OutboxMessage, String> {
+    let notification = frame(Message::SignalNotification(SignalNotificationMessage {
+        signal_id: Some(signal_notification_message::SignalId::Idx(signal_index)),
+        result: Some(result),
+    }))?;
+    Ok(OutboxMessage::Deliver { id: *target, completion_id: SIGNAL_KEY | signal_index, notification })
+}
+
+/// What a journaled command sends to another invocation: the notification to
+/// journal right after the command, if any (calls and sends: the new
+/// invocation's id), and the outbox message.
+pub struct Outgoing {
+    /// Journaled right after the command.
+    pub follow_up: Option<Vec<u8>>,
+    /// Put in the outbox.
+    pub message: OutboxMessage,
+}
+
+/// The [`Outgoing`] of a journaled command; `None` for commands that reach
+/// no other invocation.
+pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Outgoing>, String> {
+    if let Message::CompleteAwakeableCommand(complete) = command {
+        let Ok(awakeable) = complete.awakeable_id.parse::<AwakeableId>() else {
+            // The SDK hands out only ids it made; an unparsable one resolves nothing.
+            return Ok(None);
+        };
+        let result = match &complete.result {
+            Some(complete_awakeable_command_message::Result::Value(v)) => {
+                signal_notification_message::Result::Value(v.clone())
+            }
+            Some(complete_awakeable_command_message::Result::Failure(f)) => {
+                signal_notification_message::Result::Failure(f.clone())
+            }
+            None => signal_notification_message::Result::Void(Void {}),
+        };
+        let target = awakeable.invocation_id.to_bytes();
+        return Ok(Some(Outgoing { follow_up: None, message: signal(&target, awakeable.signal_index, result)? }));
+    }
     let (service, handler, parameter, headers, key, idx, caller_ref, not_before_ms) = match command {
         Message::CallCommand(CallCommandMessage {
             service_name,
@@ -152,7 +197,7 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<(V
         caller: caller_ref,
         not_before_ms,
     };
-    Ok(Some((id_notification, message)))
+    Ok(Some(Outgoing { follow_up: Some(id_notification), message }))
 }
 
 /// The message delivering `result` to `caller`.

@@ -251,7 +251,10 @@ async fn add_one_exactly_once(apis: &[Api], start: usize, key: &str, expected: u
 ///    (the `ctx.run` needed three attempts); `Greeter/sleepThenEcho` and
 ///    `PyGreeter/sleepThenEcho` with 300 answer 300 (a durable timer fired);
 ///    `Greeter/greetTwice` and `PyGreeter/greetTwice` with "Bo" answer both
-///    greetings (two request-response calls to another handler).
+///    greetings (two request-response calls to another handler);
+///    `Awaiter/waitForAwakeable` and `PyAwaiter/waitForAwakeable` answer
+///    "done" (an awakeable resolved by another handler), and a malformed
+///    awakeable id on the ingress is 400.
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
 ///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
@@ -310,6 +313,12 @@ async fn calls_scenario() -> Result<()> {
     // 4a. Calls between services (through the outbox, back as completions).
     note(call_expect(&api, "/Greeter/greetTwice", r#""Bo""#, r#"["Hello, Bo!","Hello, Bo again!"]"#).await?)?;
     note(call_expect(&api, "/PyGreeter/greetTwice", r#""Bo""#, r#"["Hello, Bo!", "Hello, Bo again!"]"#).await?)?;
+
+    // 4a'. Awakeables: created, resolved by another handler, awaited.
+    note(call_expect(&api, "/Awaiter/waitForAwakeable", "", r#""done""#).await?)?;
+    note(call_expect(&api, "/PyAwaiter/waitForAwakeable", "", r#""done""#).await?)?;
+    let bad = api.ingress_post("/restate/awakeables/sign_1bad/resolve", "1").await?;
+    expect_error(&bad, 400, "ingress")?;
 
     // 4b. ctx.sleep: a durable timer fires and the handler resumes.
     for service in ["Greeter", "PyGreeter"] {
