@@ -264,7 +264,7 @@ pub fn append(
     }
     let mut effects = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let mut follow_up = None;
+        let mut follow_ups = Vec::new();
         match decode_entry(entry) {
             Some(Message::SleepCommand(sleep)) => {
                 let (fire_at_ms, completion_id) = (sleep.wake_up_time, sleep.result_completion_id);
@@ -274,17 +274,24 @@ pub fn append(
             Some(command) => {
                 if let Some(outgoing) = crate::outbox::on_command(id, &command)? {
                     effects.push(crate::outbox::push(txn, outbox_seq(seq, i), outgoing.message));
-                    follow_up = outgoing.follow_up;
+                    follow_ups.extend(outgoing.follow_up);
                 } else if let Some(key) = &record.target.key {
-                    apply_state_command(txn, &record.target.service, key, command);
+                    match crate::promise::on_command(txn, id, &record.target.service, key, &command)? {
+                        Some(handled) => {
+                            follow_ups = handled.follow_ups;
+                            effects.extend(handled.effects);
+                        }
+                        None => apply_state_command(txn, &record.target.service, key, command),
+                    }
                 }
             }
             None => {}
         }
         txn.put(keys::journal_key(id, record.journal_len), entry.clone());
         record.journal_len += 1;
-        // The new invocation's id answers the call's first completion at once.
-        if let Some(notification) = follow_up {
+        // Answers keel has at once (a call's new invocation id, a resolved
+        // promise) are journaled right after the command and sent live.
+        for notification in follow_ups {
             txn.put(keys::journal_key(id, record.journal_len), notification.clone());
             record.journal_len += 1;
             effects.push(InvocationEffect::Notify(*id, notification));

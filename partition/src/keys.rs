@@ -39,6 +39,13 @@ pub const KIND_TIMER: u8 = 0x24;
 /// A message waiting to be shipped: `[KIND_OUTBOX][seq: u64 BE]`.
 pub const KIND_OUTBOX: u8 = 0x25;
 
+/// A completed workflow promise:
+/// `[KIND_PROMISE][len service][service][len key][key][name]`.
+pub const KIND_PROMISE: u8 = 0x26;
+/// An invocation waiting for a workflow promise:
+/// `[KIND_PROMISE_WAITER][len service][service][len key][key][len name][name][invocation id][completion id: u32 BE]`.
+pub const KIND_PROMISE_WAITER: u8 = 0x27;
+
 /// Raft group id of the metadata group, which holds the service catalog
 /// (deployments and services) and is replicated on every node. Partition
 /// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
@@ -170,6 +177,28 @@ pub fn parse_timer_key(key: &[u8]) -> Option<(u64, [u8; 24], u32)> {
     let id: [u8; 24] = key[9..33].try_into().ok()?;
     let completion = u32::from_be_bytes(key[33..37].try_into().ok()?);
     Some((fire_at, id, completion))
+}
+
+/// The key of a completed workflow promise.
+pub fn promise_key(service: &str, key: &str, name: &str) -> Vec<u8> {
+    let mut out = keyed(KIND_PROMISE, service, key);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The prefix of the invocations waiting for one workflow promise.
+pub fn promise_waiters_prefix(service: &str, key: &str, name: &str) -> Vec<u8> {
+    let mut out = keyed(KIND_PROMISE_WAITER, service, key);
+    push_len_prefixed(&mut out, name.as_bytes());
+    out
+}
+
+/// The key of one invocation waiting for a workflow promise.
+pub fn promise_waiter_key(service: &str, key: &str, name: &str, id: &[u8; 24], completion_id: u32) -> Vec<u8> {
+    let mut out = promise_waiters_prefix(service, key, name);
+    out.extend_from_slice(id);
+    out.extend_from_slice(&completion_id.to_be_bytes());
+    out
 }
 
 /// The key of an outbox message.

@@ -28,6 +28,7 @@ mod command;
 pub mod invocation;
 pub mod keys;
 pub mod outbox;
+pub mod promise;
 mod read;
 mod store;
 

@@ -254,7 +254,10 @@ async fn add_one_exactly_once(apis: &[Api], start: usize, key: &str, expected: u
 ///    greetings (two request-response calls to another handler);
 ///    `Awaiter/waitForAwakeable` and `PyAwaiter/waitForAwakeable` answer
 ///    "done" (an awakeable resolved by another handler), and a malformed
-///    awakeable id on the ingress is 400.
+///    awakeable id on the ingress is 400; `Signup`/`PySignup` `w1/run` (sent)
+///    waits on its promise: `status` is empty, `confirm("yes")` resolves it,
+///    attaching to the run answers "confirmed:yes", `status` then "yes", and
+///    a second `confirm` fails with 409.
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
 ///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
@@ -319,6 +322,28 @@ async fn calls_scenario() -> Result<()> {
     note(call_expect(&api, "/PyAwaiter/waitForAwakeable", "", r#""done""#).await?)?;
     let bad = api.ingress_post("/restate/awakeables/sign_1bad/resolve", "1").await?;
     expect_error(&bad, 400, "ingress")?;
+
+    // 4a''. Workflows: run waits on a durable promise that a shared handler
+    // resolves; peeks see it; completing it twice fails.
+    for service in ["Signup", "PySignup"] {
+        let sent = api.ingress_post(&format!("/{service}/w1/run/send"), r#""a@b.c""#).await?;
+        sent.expect_status(202).with_context(|| format!("{service}/w1/run/send"))?;
+        let body = sent.json()?;
+        let run_id = body.get("invocationId").and_then(Value::as_str).with_context(|| format!("{body}"))?.to_string();
+        let status = api.ingress_post(&format!("/{service}/w1/status"), "").await?;
+        status.expect_status(200).with_context(|| format!("{service}/w1/status before confirm"))?;
+        ensure!(status.body.is_empty(), "{service} status before confirm: {:?}", status.body);
+        let confirm = api.ingress_post(&format!("/{service}/w1/confirm"), r#""yes""#).await?;
+        confirm.expect_status(200).with_context(|| format!("{service}/w1/confirm"))?;
+        ensure!(confirm.body.is_empty(), "{service} confirm answered {:?}", confirm.body);
+        let attach =
+            api.ingress_request("GET", &format!("/restate/invocation/{run_id}/attach"), Vec::new(), &[]).await?;
+        expect_output(&attach, r#""confirmed:yes""#).with_context(|| format!("{service} run result"))?;
+        call_expect(&api, &format!("/{service}/w1/status"), "", r#""yes""#).await?;
+        let again = api.ingress_post(&format!("/{service}/w1/confirm"), r#""again""#).await?;
+        let message = expect_error(&again, 409, "invocation")?;
+        ensure!(message.contains("already"), "{service} second confirm: {message:?}");
+    }
 
     // 4b. ctx.sleep: a durable timer fires and the handler resumes.
     for service in ["Greeter", "PyGreeter"] {

@@ -217,3 +217,53 @@ fn a_notification_for_a_running_invocation_is_delivered_live() {
     complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     assert!(matches!(notify(&mut s, &id(1), b"late").unwrap().0, InvocationOutcome::NotRunning(_)));
 }
+
+#[test]
+fn a_completed_promise_wakes_its_waiters_and_completes_only_once() {
+    use keel_protocol::proto::{
+        CompletePromiseCommandMessage, GetPromiseCommandMessage, PeekPromiseCommandMessage, Value,
+        complete_promise_command_message,
+    };
+    use keel_protocol::{Flags, Message};
+    let frame = |m: Message| m.to_frame(Flags::NONE).unwrap().to_bytes().to_vec();
+    let get = frame(Message::GetPromiseCommand(GetPromiseCommandMessage {
+        key: "confirm".into(),
+        result_completion_id: 1,
+        name: String::new(),
+    }));
+    let complete_with = |v: &str| {
+        frame(Message::CompletePromiseCommand(CompletePromiseCommandMessage {
+            key: "confirm".into(),
+            completion: Some(complete_promise_command_message::Completion::CompletionValue(Value {
+                content: v.as_bytes().to_vec().into(),
+            })),
+            result_completion_id: 1,
+            name: String::new(),
+        }))
+    };
+    let peek = frame(Message::PeekPromiseCommand(PeekPromiseCommandMessage {
+        key: "confirm".into(),
+        result_completion_id: 2,
+        name: String::new(),
+    }));
+    let code = |entry: &[u8]| u16::from_be_bytes([entry[0], entry[1]]);
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Workflow, Some("w")), b"i", 1).unwrap();
+    invoke(&mut s, &id(2), record(HandlerKind::Shared, Some("w")), b"i", 2).unwrap();
+    // The run waits: nothing is journaled for it yet.
+    let (_, effects) = append(&mut s, &id(1), &[get], 7).unwrap();
+    assert!(effects.is_empty());
+    assert_eq!(journal(&s, &id(1)).len(), 2);
+    // The shared handler completes it: it gets its ack, the run its value.
+    let (_, effects) = append(&mut s, &id(2), &[complete_with("yes")], 8).unwrap();
+    assert_eq!(code(&journal(&s, &id(2))[2]), 0x800B);
+    assert_eq!(effects.len(), 2, "{effects:?}");
+    assert_eq!(code(&journal(&s, &id(1))[2]), 0x8009);
+    // Peeking now sees the value; completing again is answered with a failure.
+    append(&mut s, &id(2), &[peek, complete_with("again")], 9).unwrap();
+    let j = journal(&s, &id(2));
+    assert_eq!(j.len(), 7);
+    assert_eq!(code(&j[4]), 0x800A);
+    assert_eq!(code(&j[6]), 0x800B);
+    assert_ne!(j[6], j[2], "the second completion must be answered with a failure, not the ack");
+}
