@@ -5,12 +5,13 @@ use crate::api::ClusterApi;
 use crate::body::json_body;
 use crate::deployments::{self, AdminCtx};
 use crate::error::ApiError;
+use crate::interventions;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, patch, post};
 use axum::{Json, Router};
 use keel_endpoint::EndpointClient;
 use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap, partition_for_key, partition_key};
@@ -50,6 +51,8 @@ pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Ro
             .route("/services/{service}", get(deployments::show_service::<C>).patch(deployments::patch_service::<C>))
             .route("/services/{service}/handlers", get(deployments::handlers::<C>))
             .route("/services/{service}/handlers/{handler}", get(deployments::handler::<C>))
+            .route("/invocations/{id}", delete(interventions::delete::<C>))
+            .route("/invocations/{id}/{action}", patch(interventions::patch::<C>))
             .route("/services/{service}/state", post(set_state::<C>))
             .route("/services/{service}/state/{key}", get(get_state::<C>))
             .with_state(ctx)

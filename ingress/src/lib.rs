@@ -13,6 +13,7 @@ mod deployments;
 mod duration;
 mod error;
 mod ingress;
+mod interventions;
 mod schema_json;
 
 pub use admin::admin_router;

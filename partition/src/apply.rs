@@ -77,6 +77,11 @@ pub fn apply(
             let (outcome, effects) = invocation::append(txn, id, entries, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
+        Command::Intervene { id, what, purge_at_ms } => {
+            let (outcome, effects) =
+                invocation::intervene(txn, id, *what, *purge_at_ms, meta.seq()).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
         Command::Deliver { id, completion_id, notification } => {
             let (outcome, effects) = outbox::deliver(txn, id, *completion_id, notification).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))

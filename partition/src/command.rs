@@ -133,6 +133,15 @@ pub enum Command {
         /// Its sequence number.
         seq: u64,
     },
+    /// Cancels, kills or purges an invocation (admin API).
+    Intervene {
+        /// The invocation id.
+        id: InvocationKey,
+        /// What to do.
+        what: crate::invocation::Intervention,
+        /// When a record completed by this command may be purged.
+        purge_at_ms: u64,
+    },
     /// Completes an invocation with its result.
     Complete {
         /// The invocation id.
@@ -161,6 +170,7 @@ impl Command {
             Command::FireTimer { .. } => "fire_timer",
             Command::Deliver { .. } => "deliver",
             Command::OutboxDone { .. } => "outbox_done",
+            Command::Intervene { .. } => "intervene",
             Command::Complete { .. } => "complete",
         }
     }

@@ -376,6 +376,60 @@ pub fn timers(view: &impl StateView) -> Vec<(u64, InvocationKey, u32)> {
     view.scan_prefix(&[keys::KIND_TIMER]).into_iter().filter_map(|(k, _)| keys::parse_timer_key(&k)).collect()
 }
 
+/// What an operator asked for (admin API `PATCH /invocations/{id}/…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Intervention {
+    /// Graceful: a running invocation gets the CANCEL signal (its user code
+    /// sees a terminal "cancelled" error and may clean up); a queued one
+    /// completes at once with 409 "canceled".
+    Cancel,
+    /// Immediate: completes with 409 "killed" without running user code.
+    Kill,
+    /// Forget a completed invocation (record and result).
+    Purge,
+}
+
+/// Applies an [`Intervention`]. Completed invocations can only be purged;
+/// only completed ones can be.
+pub fn intervene(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    what: Intervention,
+    purge_at_ms: u64,
+    seq: u64,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
+    let completed = matches!(record.status, Status::Completed(_));
+    match what {
+        Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+        Intervention::Purge => {
+            txn.delete(keys::invocation_key(id));
+            for (fire_at_ms, timer_id, completion_id) in timers_of(txn, id) {
+                txn.delete(keys::timer_key(fire_at_ms, &timer_id, completion_id));
+            }
+            Ok((InvocationOutcome::Completed, Vec::new()))
+        }
+        _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. }) => {
+            let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
+                signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
+                    keel_protocol::ids::CANCEL_SIGNAL_INDEX,
+                )),
+                result: Some(keel_protocol::proto::signal_notification_message::Result::Void(
+                    keel_protocol::proto::Void {},
+                )),
+            });
+            let frame = cancel.to_frame(keel_protocol::Flags::NONE).map_err(|e| e.to_string())?;
+            notify(txn, id, &frame.to_bytes())
+        }
+        Intervention::Cancel | Intervention::Kill => {
+            let message = if what == Intervention::Kill { "killed" } else { "canceled" };
+            let result = InvocationResult::Failure { code: 409, message: message.into() };
+            complete(txn, id, &result, purge_at_ms, seq)
+        }
+    }
+}
+
 /// Decodes a stored journal entry (header and payload); `None` if it does not decode.
 fn decode_entry(entry: &[u8]) -> Option<Message> {
     use keel_protocol::{HEADER_LEN, MessageHeader};

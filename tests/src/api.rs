@@ -159,6 +159,15 @@ impl Api {
         self.send("DELETE", url, req).await
     }
 
+    /// A request with any `method` and no body to a path on the admin port
+    /// (e.g. `PATCH /invocations/{id}/cancel`).
+    pub async fn admin_request(&self, method: &'static str, path: &str) -> Result<Reply> {
+        let url = self.admin_url(path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).with_context(|| format!("bad method {method}"))?;
+        let req = self.client.request(m, &url);
+        self.send(method, url, req).await
+    }
+
     /// `POST /deployments` with `{"uri": uri}` plus the fields of `extra`
     /// (a JSON object, e.g. `{"force": false}`), whatever the answer.
     pub async fn register_deployment(&self, uri: &str, extra: Value) -> Result<Reply> {
