@@ -16,8 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keel_partition::catalog::CatalogData;
-use keel_partition::invocation::{HandlerKind, InvocationRecord, InvocationResult, Status, Target};
-use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, partition_for_key, partition_key};
+use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::{
+    Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key, partition_key,
+};
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{EndpointManifest, Flags, InvocationId, Message};
@@ -173,7 +175,14 @@ async fn invoke<C: ClusterApi>(
         Some(key) => partition_key(key.as_bytes()),
         None => (ulid::Ulid::new().0 >> 64) as u64,
     };
-    let id = InvocationId::new(pk, ulid::Ulid::new().0);
+    // A workflow's run handler runs once per workflow id: its invocation id
+    // is derived from the workflow, so a second run is a duplicate.
+    let workflow_run = req.kind == HandlerKind::Workflow;
+    let uuid = match (&req.key, workflow_run) {
+        (Some(key), true) => xxhash_rust::xxh3::xxh3_128(format!("workflow\0{}\0{key}", req.service.name).as_bytes()),
+        _ => ulid::Ulid::new().0,
+    };
+    let id = InvocationId::new(pk, uuid);
     let input = InputCommandMessage {
         headers: forwarded_headers(&headers),
         value: Some(Value { content: body }),
@@ -198,16 +207,34 @@ async fn invoke<C: ClusterApi>(
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
     let partition = partition_for_key(pk, cluster.partition_count());
     let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
-    if req.send {
-        return match cluster.propose(partition, envelope).await {
-            Ok(_) => {
-                let body = serde_json::json!({ "invocationId": id.to_string(), "status": "Accepted" });
-                let mut r = (StatusCode::ACCEPTED, Json(body)).into_response();
-                r.headers_mut().insert("x-restate-id", id_header);
-                r
-            }
-            Err(e) => e.into(),
+    if req.send || workflow_run {
+        let duplicate = match cluster.propose(partition, envelope.clone()).await {
+            Ok(Outcome::Invocation(InvocationOutcome::Exists(_))) => true,
+            Ok(_) => false,
+            Err(e) => return e.into(),
         };
+        if !req.send {
+            // A workflow run: refuse a second one, else wait for this one.
+            if duplicate {
+                let mut r = error_response(
+                    StatusCode::CONFLICT,
+                    "the workflow method was already invoked".into(),
+                    "invocation",
+                );
+                r.headers_mut().insert("x-restate-id", id_header);
+                return r;
+            }
+            return match cluster.attach(partition, id.to_bytes()).await {
+                Ok(Some(result)) => result_response(result, id_header, Some("application/json".into()), false),
+                Ok(None) => ingress_error(ApiError::not_found(format!("invocation {id} not found"))),
+                Err(e) => e.into(),
+            };
+        }
+        let status = if duplicate { "PreviouslyAccepted" } else { "Accepted" };
+        let body = serde_json::json!({ "invocationId": id.to_string(), "status": status });
+        let mut r = (StatusCode::ACCEPTED, Json(body)).into_response();
+        r.headers_mut().insert("x-restate-id", id_header);
+        return r;
     }
     let handler = req.service.handlers.iter().find(|h| h.name == req.handler);
     let rules = handler.map(|h| h.effective_output());

@@ -46,8 +46,9 @@ use serde_json::{Value, json};
 ///    "done" (an awakeable resolved by another handler), and a malformed
 ///    awakeable id on the ingress is 400; `Signup`/`PySignup` `w1/run` (sent)
 ///    waits on its promise: `status` is empty, `confirm("yes")` resolves it,
-///    attaching to the run answers "confirmed:yes", `status` then "yes", and
-///    a second `confirm` fails with 409.
+///    attaching to the run answers "confirmed:yes", `status` then "yes", a
+///    second `confirm` fails with 409, and a second `run` is refused (send:
+///    202 `PreviouslyAccepted` with the same id; call: 409).
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
 ///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
@@ -133,6 +134,14 @@ async fn calls_scenario() -> Result<()> {
         let again = api.ingress_post(&format!("/{service}/w1/confirm"), r#""again""#).await?;
         let message = expect_error(&again, 409, "invocation")?;
         ensure!(message.contains("already"), "{service} second confirm: {message:?}");
+        // The run handler runs once per workflow id.
+        let resend = api.ingress_post(&format!("/{service}/w1/run/send"), r#""a@b.c""#).await?;
+        resend.expect_status(202).with_context(|| format!("{service}/w1/run/send again"))?;
+        let want = json!({ "invocationId": run_id, "status": "PreviouslyAccepted" });
+        ensure!(resend.json()? == want, "{service} second run send: {:?}, expected {want}", resend.body);
+        let rerun = api.ingress_post(&format!("/{service}/w1/run"), r#""a@b.c""#).await?;
+        let message = expect_error(&rerun, 409, "invocation")?;
+        ensure!(message == "the workflow method was already invoked", "{service} second run: {message:?}");
     }
 
     // 4b. ctx.sleep: a durable timer fires and the handler resumes.
