@@ -6,6 +6,11 @@
 //! The nodes run in this process (each with its own RocksDB, Raft groups,
 //! gRPC server on 127.0.0.1 and router), so the figures isolate Raft,
 //! storage and the node-to-node network from HTTP.
+//!
+//! `keel-bench http` drives a running ingress (keel's or Restate's) over HTTP
+//! with SDK invocations; see `http.rs`.
+
+mod http;
 
 use anyhow::Result;
 use clap::Parser;
@@ -41,6 +46,22 @@ enum Bench {
         #[arg(long)]
         no_fsync: bool,
     },
+    /// Invocations/s and latency through a running HTTP ingress (keel or Restate)
+    /// against the TS test service.
+    Http {
+        /// Ingress base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url_base: String,
+        /// Scenarios to run.
+        #[arg(long, value_delimiter = ',', default_value = "noop,counter")]
+        scenario: Vec<http::Scenario>,
+        /// Concurrent connection (worker) counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        connections: Vec<usize>,
+        /// Measuring time per configuration.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +71,9 @@ async fn main() -> Result<()> {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
     }
     match Bench::parse() {
+        Bench::Http { url_base, scenario, connections, duration } => {
+            http::main(url_base, scenario, connections, duration).await?;
+        }
         Bench::Raft { nodes, writers, duration, partitions, no_fsync } => {
             let dir = tempfile::tempdir()?;
             let (p50, p99) = fdatasync_floor(dir.path())?;

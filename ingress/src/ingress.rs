@@ -203,6 +203,7 @@ async fn invoke<C: ClusterApi>(
         status: Status::Invoked,
         caller: None,
         delivered: Vec::new(),
+        timers: Vec::new(),
     };
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
     let partition = partition_for_key(pk, cluster.partition_count());

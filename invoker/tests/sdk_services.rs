@@ -18,15 +18,15 @@ macro_rules! on_both_sdks {
     ($scenario:ident: $ts:ident, $py:ident) => {
         #[tokio::test]
         async fn $ts() {
-            if let Some(sdk) = Sdk::typescript().await {
-                $scenario(&sdk).await;
-            }
+            let sdk = Sdk::typescript().await;
+            $scenario(&sdk).await;
+            sdk.service.finish();
         }
         #[tokio::test]
         async fn $py() {
-            if let Some(sdk) = Sdk::python().await {
-                $scenario(&sdk).await;
-            }
+            let sdk = Sdk::python().await;
+            $scenario(&sdk).await;
+            sdk.service.finish();
         }
     };
 }
@@ -194,7 +194,7 @@ async fn fail_terminal(sdk: &Sdk) {
 /// sleep suspends at once, and the resumed attempt finishes.
 #[tokio::test]
 async fn py_http11_request_response() {
-    let Some(sdk) = Sdk::python().await else { return };
+    let sdk = Sdk::python().await;
     let http11 = |p: AttemptParams| AttemptParams { http_version: HttpVersion::Http11, ..p };
 
     let mut run = sdk.run(http11(sdk.params("Greeter", "greet", "\"Ann\"")));
@@ -216,6 +216,7 @@ async fn py_http11_request_response() {
     assert_eq!(run.command().await, (2, output_value("1000")));
     assert_eq!(run.next().await, AttemptEvent::Ended);
     run.finish().await;
+    sdk.service.finish();
 }
 
 fn value(text: &str) -> proto::Value {

@@ -218,6 +218,7 @@ mod tests {
             status: Status::Invoked,
             caller: None,
             delivered: Vec::new(),
+            timers: Vec::new(),
         }
     }
 

