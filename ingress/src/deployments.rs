@@ -4,7 +4,7 @@
 
 use crate::api::ClusterApi;
 use crate::body::json_body;
-use crate::duration::parse_duration;
+use crate::duration::{now_ms, parse_duration};
 use crate::error::ApiError;
 use crate::schema_json::{CatalogView, deployment_json, handler_metadata, service_metadata};
 use axum::Json;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long discovery of a new deployment may take.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,10 +98,6 @@ fn endpoint_address(req: &RegisterRequest) -> Result<(String, EndpointAddress), 
         address.additional_headers.push((n, v));
     }
     Ok((raw.trim_end_matches('/').to_string(), address))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `POST /deployments`: discover the endpoint, validate, register.

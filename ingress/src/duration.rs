@@ -31,6 +31,12 @@ pub fn format_duration(d: Duration) -> String {
     if parts.is_empty() { "0s".to_string() } else { parts.join(" ") }
 }
 
+/// Wall-clock time in ms since the Unix epoch, for timestamps the HTTP layer
+/// stamps on commands (creation and purge times).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Formats a millisecond count (as stored in manifests and the catalog).
 pub fn format_ms(ms: u64) -> String {
     format_duration(Duration::from_millis(ms))

@@ -24,7 +24,6 @@ use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{EndpointManifest, Flags, InvocationId, Message};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The ingress router.
 pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
@@ -194,7 +193,7 @@ async fn invoke<C: ClusterApi>(
     };
     let target =
         Target { service: req.service.name.clone(), handler: req.handler.clone(), key: req.key, kind: req.kind };
-    let created_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let created_at_ms = crate::duration::now_ms();
     let record = InvocationRecord {
         target,
         deployment_id: None,

@@ -12,7 +12,6 @@ use keel_partition::{Command, Envelope, Response, partition_for_key};
 use keel_protocol::InvocationId;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 fn intervention(name: &str) -> Result<Intervention, ApiError> {
     match name {
@@ -27,7 +26,7 @@ async fn apply<C: ClusterApi>(cluster: &C, raw_id: &str, what: Intervention) -> 
     let id: InvocationId =
         raw_id.parse().map_err(|e| ApiError::bad_request(format!("bad invocation id '{raw_id}': {e}")))?;
     let partition = partition_for_key(id.partition_key, cluster.partition_count());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = crate::duration::now_ms();
     let command = Command::Intervene { id: id.to_bytes(), what, purge_at_ms: now + COMPLETED_RETENTION_MS };
     match cluster.propose(partition, Envelope::client(command)).await? {
         Response::Invocation(InvocationOutcome::NotFound) => {

@@ -8,6 +8,7 @@
 //! service is therefore always read from the manifest of its deployment,
 //! and nothing is stored twice.
 
+use crate::codec::{decode, encode};
 use crate::keys;
 use crate::store::{StateTxn, StateView};
 use keel_protocol::EndpointManifest;
@@ -144,15 +145,6 @@ pub fn to_store(data: &CatalogData) -> crate::MemStore {
         store.put(keys::service_key(name), encode(record));
     }
     store
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("catalog records are plain structs, which bincode always encodes")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
 }
 
 fn parse(record: &DeploymentRecord) -> Result<EndpointManifest, String> {

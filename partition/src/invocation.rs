@@ -7,6 +7,7 @@
 //! SDK sent them or as keel created them, so a later attempt replays them
 //! byte for byte. Entry 0 is always the `InputCommand`.
 
+use crate::codec::{decode, encode};
 use crate::keys;
 use crate::store::{StateTxn, StateView};
 use keel_protocol::Message;
@@ -199,17 +200,8 @@ pub fn running(view: &impl StateView) -> Vec<InvocationKey> {
         .collect()
 }
 
-fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
+pub(crate) fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
     txn.put(keys::invocation_key(id), encode(record));
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("invocation records are plain structs, which bincode always encodes")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
 }
 
 /// Creates an invocation whose journal starts with `input` (the raw

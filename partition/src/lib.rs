@@ -24,6 +24,7 @@
 
 mod apply;
 pub mod catalog;
+mod codec;
 mod command;
 pub mod invocation;
 pub mod keys;

@@ -5,6 +5,7 @@
 //! shipper delivers them (through the router) and then removes them, and the
 //! receiving side deduplicates, so each takes effect exactly once.
 
+use crate::codec::{decode, encode};
 use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationRecord, InvocationResult};
 use crate::keys;
 use crate::store::{StateTxn, StateView};
@@ -49,11 +50,6 @@ pub enum OutboxMessage {
     },
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("outbox messages are plain structs, which bincode always encodes")
-}
-
 fn frame(message: Message) -> Result<Vec<u8>, String> {
     Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
 }
@@ -70,7 +66,7 @@ pub fn pending(view: &impl StateView) -> Vec<(u64, OutboxMessage)> {
         .into_iter()
         .filter_map(|(k, v)| {
             let seq = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
-            let message = bincode::serde::decode_from_slice(&v, bincode::config::standard()).ok()?.0;
+            let message = decode(&v).ok()?;
             Some((seq, message))
         })
         .collect()
@@ -233,7 +229,7 @@ pub fn deliver(
         return Ok((invocation::InvocationOutcome::Exists(record.status), Vec::new()));
     }
     record.delivered.push(completion_id);
-    txn.put(keys::invocation_key(id), encode(&record));
+    invocation::store(txn, id, &record);
     invocation::notify(txn, id, notification)
 }
 

@@ -5,6 +5,7 @@
 //! partition and everything happens in one apply: completing a promise
 //! journals the result into every invocation waiting for it.
 
+use crate::codec::{decode, encode};
 use crate::invocation::{self, InvocationEffect, InvocationKey};
 use crate::keys;
 use crate::store::{StateTxn, StateView};
@@ -24,21 +25,13 @@ enum Completion {
     Failure { code: u32, message: String },
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("promise values are plain enums, which bincode always encodes")
-}
-
 fn frame(message: Message) -> Result<Vec<u8>, String> {
     Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
 }
 
 /// The completion of promise `name`, if it was completed.
 fn stored(view: &impl StateView, service: &str, key: &str, name: &str) -> Result<Option<Completion>, String> {
-    view.get(&keys::promise_key(service, key, name))
-        .map(|b| bincode::serde::decode_from_slice(&b, bincode::config::standard()).map(|(v, _)| v))
-        .transpose()
-        .map_err(|e| e.to_string())
+    view.get(&keys::promise_key(service, key, name)).map(|b| decode(&b)).transpose()
 }
 
 fn get_notification(completion_id: u32, c: &Completion) -> Result<Vec<u8>, String> {

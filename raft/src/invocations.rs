@@ -324,7 +324,9 @@ fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
     Ok(frames)
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock time in ms since the Unix epoch (leader-side only: never
+/// inside the state machine).
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

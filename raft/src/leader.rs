@@ -13,7 +13,7 @@
 //! off by the state machine.
 
 use crate::groups::{Group, ProposeError};
-use crate::invocations::Invoker;
+use crate::invocations::{Invoker, now_ms};
 use crate::state_machine::GroupView;
 use keel_partition::invocation::{self, InvocationEffect, InvocationKey};
 use keel_partition::outbox::{self, OutboxMessage};
@@ -171,10 +171,6 @@ fn handle_effect(
             let _ = shipper.send((seq, message));
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Sleeps until the wall-clock time `at` (ms since the Unix epoch); forever if `None`.

@@ -8,6 +8,7 @@
 //! `Deliver` by the caller's completion id.
 
 use crate::groups::Group;
+use crate::invocations::now_ms;
 use crate::router::Router;
 use crate::state_machine::GroupView;
 use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
@@ -107,8 +108,4 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
             Ok(())
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
