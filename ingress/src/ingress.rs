@@ -15,14 +15,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keel_partition::catalog::CatalogData;
 use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::{
     Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key, partition_key,
 };
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
-use keel_protocol::{EndpointManifest, Flags, InvocationId, Message};
+use keel_protocol::{Flags, InvocationId, Message};
 use std::sync::Arc;
 
 /// The ingress router.
@@ -77,24 +76,14 @@ struct Request {
     send: bool,
 }
 
-/// The service's schema from the catalog, or `None` if it is not registered.
-fn lookup(catalog: &CatalogData, name: &str) -> Option<(Service, bool)> {
-    let record = catalog.services.get(name)?;
-    let deployment = catalog.deployments.get(&record.deployment_id)?;
-    let manifest = EndpointManifest::parse(&deployment.manifest_json).ok()?;
-    let service = manifest.service(name)?.clone();
-    let public = record.overrides.public.unwrap_or(!service.options.ingress_private.unwrap_or(false));
-    Some((service, public))
-}
-
 async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<(Service, bool)>, Response> {
-    if let Some(found) = cluster.local_catalog().ok().and_then(|c| lookup(&c, name)) {
+    if let Some(found) = cluster.local_catalog().ok().and_then(|c| keel_partition::catalog::service_schema(&c, name)) {
         return Ok(Some(found));
     }
     // This node's replica may lag a registration made through another node:
     // ask the metadata group's leader before answering 404.
     match cluster.read(METADATA_GROUP, Query::Catalog).await {
-        Ok(QueryResult::Catalog(c)) => Ok(lookup(&c, name)),
+        Ok(QueryResult::Catalog(c)) => Ok(keel_partition::catalog::service_schema(&c, name)),
         Ok(_) => Ok(None),
         Err(e) => Err(e.into()),
     }

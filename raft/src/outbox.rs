@@ -14,7 +14,7 @@ use crate::state_machine::GroupView;
 use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Envelope, METADATA_GROUP, catalog, partition_for_key};
-use keel_protocol::{EndpointManifest, InvocationId};
+use keel_protocol::InvocationId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -67,13 +67,10 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
     match message {
         OutboxMessage::Invoke { id, service, handler, key, input, caller, .. } => {
             let data = catalog::load(&GroupView::new(&group.db, METADATA_GROUP))?;
-            let schema =
-                data.services.get(service).and_then(|r| data.deployments.get(&r.deployment_id)).and_then(|d| {
-                    let manifest = EndpointManifest::parse(&d.manifest_json).ok()?;
-                    let s = manifest.service(service)?.clone();
-                    let h = s.handlers.iter().find(|h| h.name == *handler)?.clone();
-                    Some(invocation::handler_kind(&s, &h))
-                });
+            let schema = catalog::service_schema(&data, service).and_then(|(s, _)| {
+                let h = s.handlers.iter().find(|h| h.name == *handler)?;
+                Some(invocation::handler_kind(&s, h))
+            });
             let Some(kind) = schema else {
                 // Like the ingress: an unknown target fails the call.
                 let Some(caller) = caller else {
