@@ -8,6 +8,8 @@
 //! * `noop`: `POST /Greeter/greet` with body `"x"` (a stateless handler, no journal entries);
 //! * `counter`: `POST /Counter/k{i % 100}/add` with body `1` (a virtual object, 100 keys,
 //!   one state read and write per call).
+//! * `workflow`: `POST /Steps/w{run}-{i}/run` with body `1` (a workflow, a fresh id per
+//!   request, three `ctx.run` steps each journaled before the next starts; answers `4`).
 
 use crate::{ms, percentile};
 use anyhow::{Result, bail};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 pub enum Scenario {
     Noop,
     Counter,
+    Workflow,
 }
 
 impl Scenario {
@@ -26,13 +29,17 @@ impl Scenario {
         match self {
             Scenario::Noop => "noop",
             Scenario::Counter => "counter",
+            Scenario::Workflow => "workflow",
         }
     }
 
-    fn request(self, base: &str, i: u64) -> (String, &'static str) {
+    /// The URL and body of request `i` of the run tagged `run` (workflow ids
+    /// must never repeat, also not across runs against one server).
+    fn request(self, base: &str, run: u64, i: u64) -> (String, &'static str) {
         match self {
             Scenario::Noop => (format!("{base}/Greeter/greet"), "\"x\""),
             Scenario::Counter => (format!("{base}/Counter/k{}/add", i % 100), "1"),
+            Scenario::Workflow => (format!("{base}/Steps/w{run}-{i}/run"), "1"),
         }
     }
 }
@@ -47,9 +54,10 @@ pub struct Outcome {
 
 pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duration: Duration) -> Result<Outcome> {
     let base = url_base.trim_end_matches('/').to_string();
+    let run_tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     // One check request first: a wrong URL or an unregistered service should fail loudly.
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
-    let (url, body) = scenario.request(&base, 0);
+    let (url, body) = scenario.request(&base, run_tag, 0);
     let r = client.post(&url).header("content-type", "application/json").body(body).send().await?;
     if r.status() != 200 {
         let status = r.status();
@@ -69,7 +77,7 @@ pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duratio
             let mut first_error = None;
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let (url, body) = scenario.request(&base, i);
+                let (url, body) = scenario.request(&base, run_tag, i);
                 let t = Instant::now();
                 let outcome = client.post(&url).header("content-type", "application/json").body(body).send().await;
                 let ok = match outcome {

@@ -53,7 +53,7 @@ enum Bench {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url_base: String,
         /// Scenarios to run.
-        #[arg(long, value_delimiter = ',', default_value = "noop,counter")]
+        #[arg(long, value_delimiter = ',', default_value = "noop,counter,workflow")]
         scenario: Vec<http::Scenario>,
         /// Concurrent connection (worker) counts to measure.
         #[arg(long, value_delimiter = ',', default_value = "1,16")]

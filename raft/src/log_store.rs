@@ -53,7 +53,12 @@ impl LogStore {
 
     fn last_entry_id(&self) -> Result<Option<typ::LogId>, typ::StorageError> {
         let upper = keys::log_key(self.group, u64::MAX);
-        let mut iter = self.db.raw().iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&upper, Direction::Reverse));
+        // The lower bound keeps a group whose log is entirely purged from
+        // stepping back over the purged entries into the previous group.
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_lower_bound(keys::log_key(self.group, 0));
+        let mut iter =
+            self.db.raw().iterator_cf_opt(self.db.cf(Cf::Log), options, IteratorMode::From(&upper, Direction::Reverse));
         match iter.next() {
             None => Ok(None),
             Some(item) => {
@@ -88,7 +93,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let from = keys::log_key(self.group, start);
-        let iter = self.db.raw().iterator_cf(self.db.cf(Cf::Log), IteratorMode::From(&from, Direction::Forward));
+        // Without an upper bound, reading up to the group's last entry makes
+        // RocksDB step on into the next group's keys and over every entry
+        // that group purged (a range tombstone hides them, but the iterator
+        // still walks them until compaction drops them): this was half of
+        // keel's CPU under load.
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.checked_add(1).map(|e| keys::log_key(self.group, e)),
+            Bound::Excluded(i) => Some(keys::log_key(self.group, *i)),
+            Bound::Unbounded => None,
+        };
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound(end.unwrap_or_else(|| keys::log_key(self.group, u64::MAX)));
+        let iter =
+            self.db.raw().iterator_cf_opt(self.db.cf(Cf::Log), options, IteratorMode::From(&from, Direction::Forward));
         let mut entries = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;

@@ -29,7 +29,7 @@ use crate::node::{read_from, tail};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sdk {
     /// `tests/services/ts`: `Greeter`, `Counter`, `SideEffects`, `Signup`,
-    /// `Awaiter`.
+    /// `Awaiter`, `Steps`.
     TypeScript,
     /// `tests/services/py`: the same services with a `Py` prefix.
     Python,
@@ -45,10 +45,10 @@ impl Sdk {
     }
 
     /// The service names this SDK's endpoint exposes, in manifest order.
-    pub fn service_names(self) -> [&'static str; 5] {
+    pub fn service_names(self) -> [&'static str; 6] {
         match self {
-            Sdk::TypeScript => ["Greeter", "Counter", "SideEffects", "Signup", "Awaiter"],
-            Sdk::Python => ["PyGreeter", "PyCounter", "PySideEffects", "PySignup", "PyAwaiter"],
+            Sdk::TypeScript => ["Greeter", "Counter", "SideEffects", "Signup", "Awaiter", "Steps"],
+            Sdk::Python => ["PyGreeter", "PyCounter", "PySideEffects", "PySignup", "PyAwaiter", "PySteps"],
         }
     }
 

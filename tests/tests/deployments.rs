@@ -90,7 +90,11 @@ async fn register_scenario() -> Result<()> {
         }
         expect_eq(&detail, "uri", json!(uri))?;
         let services = array_field(&detail, "services")?;
-        ensure!(services.len() == 5, "GET /deployments/{id} has {} services: {detail}", services.len());
+        ensure!(
+            services.len() == sdk.service_names().len(),
+            "GET /deployments/{id} has {} services: {detail}",
+            services.len()
+        );
         for s in services {
             check_service(sdk, s, id, 1)?;
             let name = str_field(s, "name")?;

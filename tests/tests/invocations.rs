@@ -38,7 +38,8 @@ use serde_json::{Value, json};
 ///    `{"code":418,"message":"boom","source":"invocation"}` and
 ///    `x-restate-error-source: invocation`.
 /// 4. `SideEffects/flaky` and `PySideEffects/flaky` with `"k1"` answer `3`
-///    (the `ctx.run` needed three attempts); `Greeter/sleepThenEcho` and
+///    (the `ctx.run` needed three attempts); `Steps`/`PySteps` `s1/run` with 4
+///    answer 7 (three `ctx.run` steps); `Greeter/sleepThenEcho` and
 ///    `PyGreeter/sleepThenEcho` with 300 answer 300 (a durable timer fired);
 ///    `Greeter/greetTwice` and `PyGreeter/greetTwice` with "Bo" answer both
 ///    greetings (two request-response calls to another handler);
@@ -102,6 +103,10 @@ async fn calls_scenario() -> Result<()> {
     // 4. ctx.run with retries.
     for service in ["SideEffects", "PySideEffects"] {
         note(call_expect(&api, &format!("/{service}/flaky"), r#""k1""#, "3").await?)?;
+    }
+    // Three journaled ctx.run steps in a workflow: 4 -> 7.
+    for service in ["Steps", "PySteps"] {
+        note(call_expect(&api, &format!("/{service}/s1/run"), "4", "7").await?)?;
     }
 
     // 4a. Calls between services (through the outbox, back as completions).

@@ -168,4 +168,18 @@ async def send_delayed(ctx: Context, req: Dict[str, Any]) -> str:
     return "scheduled"
 
 
-app = restate.app(services=[greeter, counter, side_effects, signup, awaiter])
+# PySteps: a workflow of three durable ctx.run steps (the benchmark's third scenario).
+steps = restate.Workflow("PySteps")
+
+
+@steps.main(name="run")
+async def run_steps(ctx: WorkflowContext, n: int) -> int:
+    """n -> n + 3: each step adds one to the previous step's journaled result."""
+    value = n
+    for step in ["one", "two", "three"]:
+        previous = value
+        value = await ctx.run_typed(step, lambda: previous + 1, RunOptions(type_hint=int))
+    return value
+
+
+app = restate.app(services=[greeter, counter, side_effects, signup, awaiter, steps])

@@ -148,8 +148,24 @@ const awaiter = restate.service({
   },
 });
 
+// Steps: a workflow of three durable ctx.run steps (the benchmark's third scenario).
+const steps = restate.workflow({
+  name: "Steps",
+  handlers: {
+    // n -> n + 3: each step adds one to the previous step's journaled result.
+    run: async (/** @type {restate.WorkflowContext} */ ctx, /** @type {number} */ n) => {
+      let value = n;
+      for (const step of ["one", "two", "three"]) {
+        const previous = value;
+        value = await ctx.run(step, () => previous + 1);
+      }
+      return value;
+    },
+  },
+});
+
 const port = await restate.serve({
-  services: [greeter, counter, sideEffects, signup, awaiter],
+  services: [greeter, counter, sideEffects, signup, awaiter, steps],
   port: Number(process.env.PORT ?? 9080),
 });
 console.log(`keel test services (TypeScript) listening on ${port}`);
