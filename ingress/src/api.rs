@@ -1,9 +1,10 @@
 //! What the HTTP layer needs from the cluster.
 
-use keel_partition::catalog::CatalogData;
+use keel_partition::catalog::Catalog;
 use keel_partition::invocation::InvocationResult;
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::future::Future;
+use std::sync::Arc;
 
 /// Failures of the cluster that the HTTP layer maps to statuses.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +47,9 @@ pub trait ClusterApi: Send + Sync + 'static {
         partition: u32,
         id: [u8; 24],
     ) -> impl Future<Output = Result<Option<InvocationResult>, ClusterError>> + Send;
-    /// The service catalog from this node's replica (fast, may lag the
-    /// leader briefly).
-    fn local_catalog(&self) -> Result<CatalogData, ClusterError>;
+    /// The service catalog from this node's replica (fast: parsed once per
+    /// change, shared; may lag the leader briefly).
+    fn local_catalog(&self) -> Result<Arc<Catalog>, ClusterError>;
     /// The partition table as JSON (`GET /cluster`).
     fn cluster(&self) -> impl Future<Output = serde_json::Value> + Send;
     /// Prometheus text exposition (`GET /metrics`).

@@ -6,7 +6,7 @@ use crate::api::ClusterApi;
 use crate::body::json_body;
 use crate::duration::{now_ms, parse_duration};
 use crate::error::ApiError;
-use crate::schema_json::{CatalogView, deployment_json, handler_metadata, service_metadata};
+use crate::schema_json::{deployment_json, handler_metadata, service_metadata};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use keel_endpoint::{EndpointAddress, EndpointClient};
-use keel_partition::catalog::{self, CatalogData, CatalogOutcome, DeploymentRecord, ServiceOverrides};
+use keel_partition::catalog::{self, Catalog, CatalogData, CatalogOutcome, DeploymentRecord, ServiceOverrides};
 use keel_partition::{Command, Envelope, METADATA_GROUP, QueryResult, Response};
 use keel_protocol::manifest::ServiceType;
 use serde::Deserialize;
@@ -38,9 +38,15 @@ pub struct AdminCtx<C> {
 
 type Ctx<C> = State<Arc<AdminCtx<C>>>;
 
-async fn load_catalog<C: ClusterApi>(cluster: &C) -> Result<CatalogView, ApiError> {
+async fn load_catalog<C: ClusterApi>(cluster: &C) -> Result<Catalog, ApiError> {
     match cluster.read(METADATA_GROUP, keel_partition::Query::Catalog).await? {
-        QueryResult::Catalog(data) => Ok(CatalogView::new(data)),
+        QueryResult::Catalog(data) => {
+            let catalog = Catalog::new(data);
+            for (id, e) in &catalog.unreadable {
+                tracing::error!(deployment = %id, "stored manifest unreadable: {e}");
+            }
+            Ok(catalog)
+        }
         other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected catalog answer {other:?}"))),
     }
 }
@@ -220,11 +226,14 @@ pub async fn delete<C: ClusterApi>(
 /// `GET /services`.
 pub async fn list_services<C: ClusterApi>(State(ctx): Ctx<C>) -> Result<Json<Value>, ApiError> {
     let view = load_catalog(&*ctx.cluster).await?;
-    Ok(Json(json!({ "services": view.all_services() })))
+    // ServiceMetadata of every service, ordered by name.
+    let services: Vec<Value> =
+        view.services.keys().filter_map(|n| view.service(n)).map(|(r, s)| service_metadata(r, s)).collect();
+    Ok(Json(json!({ "services": services })))
 }
 
 fn find_service<'a>(
-    view: &'a CatalogView,
+    view: &'a Catalog,
     name: &str,
 ) -> Result<(&'a catalog::ServiceRecord, &'a keel_protocol::manifest::Service), ApiError> {
     view.service(name).ok_or_else(|| ApiError::not_found(format!("service '{name}' not found")))

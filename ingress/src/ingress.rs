@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use keel_partition::catalog::Catalog;
 use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::{
     Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key, partition_key,
@@ -40,7 +41,8 @@ pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> 
 }
 
 async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
-    let services: Vec<String> = cluster.local_catalog().map(|c| c.services.into_keys().collect()).unwrap_or_default();
+    let services: Vec<String> =
+        cluster.local_catalog().map(|c| c.services.keys().cloned().collect()).unwrap_or_default();
     Json(serde_json::json!({ "services": services }))
 }
 
@@ -77,13 +79,14 @@ struct Request {
 }
 
 async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<(Service, bool)>, Response> {
-    if let Some(found) = cluster.local_catalog().ok().and_then(|c| keel_partition::catalog::service_schema(&c, name)) {
+    let schema = |c: &Catalog| c.schema(name).map(|(service, public)| (service.clone(), public));
+    if let Some(found) = cluster.local_catalog().ok().and_then(|c| schema(&c)) {
         return Ok(Some(found));
     }
     // This node's replica may lag a registration made through another node:
     // ask the metadata group's leader before answering 404.
     match cluster.read(METADATA_GROUP, Query::Catalog).await {
-        Ok(QueryResult::Catalog(c)) => Ok(keel_partition::catalog::service_schema(&c, name)),
+        Ok(QueryResult::Catalog(c)) => Ok(schema(&Catalog::new(c))),
         Ok(_) => Ok(None),
         Err(e) => Err(e.into()),
     }

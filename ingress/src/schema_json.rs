@@ -3,11 +3,9 @@
 //! where neither the manifest nor an admin override sets a value.
 
 use crate::duration::format_ms;
-use keel_partition::catalog::{CatalogData, DeploymentRecord, ServiceRecord};
-use keel_protocol::EndpointManifest;
+use keel_partition::catalog::{Catalog, ServiceRecord, is_public};
 use keel_protocol::manifest::{Handler, InvocationOptions, RetryPolicy, Service, ServiceType};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 /// Server defaults (Restate's): idempotency retention 1 day, inactivity
 /// timeout 1 minute, abort timeout 10 minutes, workflow retention 1 day.
@@ -15,45 +13,6 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: u64 = 86_400_000;
 const DEFAULT_INACTIVITY_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_ABORT_TIMEOUT_MS: u64 = 600_000;
 const DEFAULT_WORKFLOW_RETENTION_MS: u64 = 86_400_000;
-
-/// The catalog with every deployment's manifest parsed.
-pub struct CatalogView {
-    /// Deployments by id, with their parsed manifests.
-    pub deployments: BTreeMap<String, (DeploymentRecord, EndpointManifest)>,
-    /// Service records by name.
-    pub services: BTreeMap<String, ServiceRecord>,
-}
-
-impl CatalogView {
-    /// Parses every stored manifest; one that no longer parses is skipped
-    /// (it was validated at registration, so this means a format change).
-    pub fn new(data: CatalogData) -> Self {
-        let deployments = data
-            .deployments
-            .into_iter()
-            .filter_map(|(id, record)| match EndpointManifest::parse(&record.manifest_json) {
-                Ok(m) => Some((id, (record, m))),
-                Err(e) => {
-                    tracing::error!(deployment = %id, "stored manifest unreadable: {e}");
-                    None
-                }
-            })
-            .collect();
-        CatalogView { deployments, services: data.services }
-    }
-
-    /// The latest schema of a service with its record.
-    pub fn service(&self, name: &str) -> Option<(&ServiceRecord, &Service)> {
-        let record = self.services.get(name)?;
-        let (_, manifest) = self.deployments.get(&record.deployment_id)?;
-        Some((record, manifest.service(name)?))
-    }
-
-    /// ServiceMetadata of every service, ordered by name.
-    pub fn all_services(&self) -> Vec<Value> {
-        self.services.keys().filter_map(|n| self.service(n)).map(|(r, s)| service_metadata(r, s)).collect()
-    }
-}
 
 fn enum_name<T: std::fmt::Debug>(v: T) -> String {
     format!("{v:?}")
@@ -79,7 +38,7 @@ fn retry_policy(p: &RetryPolicy) -> Value {
 pub fn service_metadata(record: &ServiceRecord, service: &Service) -> Value {
     let o = &service.options;
     let ov = &record.overrides;
-    let public = ov.public.unwrap_or(!o.ingress_private.unwrap_or(false));
+    let public = is_public(record, service);
     let mut m = Map::new();
     m.insert("name".into(), json!(service.name));
     m.insert("ty".into(), json!(enum_name(service.ty)));
@@ -151,7 +110,7 @@ pub fn handler_metadata(service: &Service, h: &Handler, service_public: bool) ->
 
 /// A deployment as `GET /deployments` lists it (services as name/revision)
 /// or, with `detailed`, as `GET /deployments/{id}` shows it (full services).
-pub fn deployment_json(view: &CatalogView, id: &str, detailed: bool) -> Option<Value> {
+pub fn deployment_json(view: &Catalog, id: &str, detailed: bool) -> Option<Value> {
     let (record, manifest) = view.deployments.get(id)?;
     let services: Vec<Value> = manifest
         .services

@@ -1,7 +1,7 @@
 //! The real cluster behind the HTTP layer: routes to Raft leaders.
 
 use keel_ingress::{ClusterApi, ClusterError};
-use keel_partition::catalog::CatalogData;
+use keel_partition::catalog::Catalog;
 use keel_partition::invocation::InvocationResult;
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use keel_raft::router::{RouteError, Router};
@@ -42,7 +42,7 @@ impl ClusterApi for NodeCluster {
         self.router.attach(partition, id).await.map_err(map_route_error)
     }
 
-    fn local_catalog(&self) -> Result<CatalogData, ClusterError> {
+    fn local_catalog(&self) -> Result<Arc<Catalog>, ClusterError> {
         self.router.registry().local_catalog().map_err(ClusterError::Internal)
     }
 

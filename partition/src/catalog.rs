@@ -15,6 +15,9 @@ use keel_protocol::EndpointManifest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod view;
+pub use view::{Catalog, is_public};
+
 /// A registered deployment as stored. Plain fields only, so the record
 /// encodes with the log's binary codec; the manifest stays raw JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,18 +135,6 @@ pub fn load(view: &impl StateView) -> Result<CatalogData, String> {
         data.services.insert(name, record);
     }
     Ok(data)
-}
-
-/// The latest schema of service `name` (from the manifest of the deployment
-/// serving its latest revision) and whether it is public (an admin override
-/// wins over the manifest's `ingressPrivate`). `None` if it is not registered.
-pub fn service_schema(data: &CatalogData, name: &str) -> Option<(keel_protocol::manifest::Service, bool)> {
-    let record = data.services.get(name)?;
-    let deployment = data.deployments.get(&record.deployment_id)?;
-    let manifest = EndpointManifest::parse(&deployment.manifest_json).ok()?;
-    let service = manifest.service(name)?.clone();
-    let public = record.overrides.public.unwrap_or(!service.options.ingress_private.unwrap_or(false));
-    Some((service, public))
 }
 
 /// A store holding exactly `data`, to try a catalog command without

@@ -2,6 +2,7 @@
 //! hosted on this node, each with its proposer (group commit) and its
 //! leader-side supervisor.
 
+use crate::catalog_cache::CatalogCache;
 use crate::db::Db;
 use crate::leader;
 use crate::log_store::{CommittedIndex, LogStore};
@@ -120,6 +121,8 @@ pub struct Group {
     pub db: Arc<Db>,
     /// Client for SDK endpoints, shared by the group's invoker attempts.
     pub client: EndpointClient,
+    /// The node's parsed service catalog.
+    pub catalog: Arc<CatalogCache>,
     /// Callers waiting for invocations of this partition to complete. Only
     /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
     waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
@@ -184,6 +187,7 @@ pub struct Registry {
     metadata_replicas: Vec<u64>,
     router: Arc<OnceLock<Weak<Router>>>,
     groups: BTreeMap<u32, Arc<Group>>,
+    catalog: Arc<CatalogCache>,
     metrics: Arc<RaftMetricsSet>,
 }
 
@@ -226,12 +230,14 @@ impl Registry {
             .filter(|(_, replicas)| replicas.contains(&node_id));
         let mut groups = BTreeMap::new();
         let client = EndpointClient::new();
+        let catalog = Arc::new(CatalogCache::new(db.clone()));
         let router = Arc::new(OnceLock::new());
         for (id, replicas) in hosted {
             let starter = GroupStarter {
                 node_id,
                 router: &router,
                 client: &client,
+                catalog: &catalog,
                 peers: &peers,
                 config: &config,
                 settings,
@@ -240,7 +246,7 @@ impl Registry {
             };
             groups.insert(id, starter.start(id, replicas).await?);
         }
-        Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics, router }))
+        Ok(Arc::new(Registry { node_id, db, placement, metadata_replicas, groups, metrics, router, catalog }))
     }
 
     /// Hands the node's router to the groups (their outbox shippers route
@@ -352,8 +358,8 @@ impl Registry {
 
     /// The service catalog as this node's replica of the metadata group
     /// has applied it (not linearizable: it may lag the leader briefly).
-    pub fn local_catalog(&self) -> Result<keel_partition::catalog::CatalogData, String> {
-        keel_partition::catalog::load(&GroupView::new(&self.db, METADATA_GROUP))
+    pub fn local_catalog(&self) -> Result<Arc<keel_partition::catalog::Catalog>, String> {
+        self.catalog.get()
     }
 
     /// This node's view of every group it hosts.
@@ -383,6 +389,7 @@ struct GroupStarter<'a> {
     node_id: u64,
     router: &'a Arc<OnceLock<Weak<Router>>>,
     client: &'a EndpointClient,
+    catalog: &'a Arc<CatalogCache>,
     peers: &'a Arc<Peers>,
     config: &'a Arc<openraft::Config>,
     settings: &'a RaftSettings,
@@ -399,7 +406,10 @@ impl GroupStarter<'_> {
         let log = LogStore::new(id, self.db.clone());
         let committed = log.committed();
         let (effects_tx, effects_rx) = mpsc::unbounded_channel();
-        let sm = StateMachine::new(id, self.db.clone(), effects_tx, self.metrics.clone());
+        let mut sm = StateMachine::new(id, self.db.clone(), effects_tx, self.metrics.clone());
+        if id == METADATA_GROUP {
+            sm = sm.notify_changes(self.catalog.changes());
+        }
         let network = NetworkFactory::new(id, self.peers.clone());
         let raft = typ::Raft::new(node_id, self.config.clone(), network, log, sm)
             .await
@@ -428,6 +438,7 @@ impl GroupStarter<'_> {
             committed,
             db: self.db.clone(),
             client: self.client.clone(),
+            catalog: self.catalog.clone(),
             waiters: Mutex::new(HashMap::new()),
             router: self.router.clone(),
         });

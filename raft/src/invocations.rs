@@ -16,10 +16,10 @@ use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
 use keel_partition::invocation::{self, InvocationKey, InvocationOutcome, InvocationResult, Status};
-use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response, catalog};
+use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
-use keel_protocol::{EndpointManifest, Frame, InvocationId, Message, VersionPolicy};
+use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,7 +142,7 @@ impl Invoker {
         if record.status != Status::Invoked {
             return Next::Done;
         }
-        let catalog = match catalog::load(&GroupView::new(&self.db, METADATA_GROUP)) {
+        let catalog = match self.group.catalog.get() {
             Ok(c) => c,
             Err(e) => return Next::Retry(format!("catalog unreadable: {e}")),
         };
@@ -154,7 +154,7 @@ impl Invoker {
                 None => return Next::Retry(format!("service {service} is not registered")),
             },
         };
-        let Some(deployment) = catalog.deployments.get(&deployment_id) else {
+        let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
             return Next::Retry(format!("deployment {deployment_id} of service {service} is gone"));
         };
         if record.deployment_id.is_none() {
@@ -163,10 +163,6 @@ impl Invoker {
                 return next;
             }
         }
-        let manifest = match EndpointManifest::parse(&deployment.manifest_json) {
-            Ok(m) => m,
-            Err(e) => return Next::Retry(format!("manifest of {deployment_id} unreadable: {e}")),
-        };
         let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
             Ok(v) => v,
             Err(e) => return Next::Retry(format!("deployment {deployment_id}: {e}")),

@@ -14,6 +14,7 @@
 // openraft's `StorageError` is large by design, and its storage traits require it.
 #![allow(clippy::result_large_err)]
 
+pub mod catalog_cache;
 pub mod db;
 pub mod groups;
 pub mod invocations;

@@ -10,10 +10,9 @@
 use crate::groups::Group;
 use crate::invocations::now_ms;
 use crate::router::Router;
-use crate::state_machine::GroupView;
 use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
-use keel_partition::{Command, Envelope, METADATA_GROUP, catalog, partition_for_key};
+use keel_partition::{Command, Envelope, partition_for_key};
 use keel_protocol::InvocationId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,10 +65,10 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
     let router = group.router().ok_or("the router is not ready yet")?;
     match message {
         OutboxMessage::Invoke { id, service, handler, key, input, caller, .. } => {
-            let data = catalog::load(&GroupView::new(&group.db, METADATA_GROUP))?;
-            let schema = catalog::service_schema(&data, service).and_then(|(s, _)| {
+            let catalog = group.catalog.get()?;
+            let schema = catalog.schema(service).and_then(|(s, _)| {
                 let h = s.handlers.iter().find(|h| h.name == *handler)?;
-                Some(invocation::handler_kind(&s, h))
+                Some(invocation::handler_kind(s, h))
             });
             let Some(kind) = schema else {
                 // Like the ingress: an unknown target fails the call.

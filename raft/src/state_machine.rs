@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 /// Effects produced by applied entries, tagged with the term they were
@@ -27,6 +28,9 @@ pub struct StateMachine {
     db: Arc<Db>,
     effects: EffectSender,
     metrics: Arc<RaftMetricsSet>,
+    /// Bumped after every write to the state (the metadata group's feeds
+    /// the node's catalog cache); `None` where nobody listens.
+    changes: Option<Arc<AtomicU64>>,
 }
 
 /// A snapshot as stored and shipped: the partition's keys (without the group
@@ -46,7 +50,19 @@ struct StoredSnapshot {
 impl StateMachine {
     /// The state machine of `group`; applied effects go to `effects`.
     pub fn new(group: u32, db: Arc<Db>, effects: EffectSender, metrics: Arc<RaftMetricsSet>) -> Self {
-        StateMachine { group, db, effects, metrics }
+        StateMachine { group, db, effects, metrics, changes: None }
+    }
+
+    /// Bump `changes` after every applied batch and installed snapshot.
+    pub fn notify_changes(mut self, changes: Arc<AtomicU64>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    fn changed(&self) {
+        if let Some(c) = &self.changes {
+            c.fetch_add(1, Ordering::Release);
+        }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, kind: MetaKind) -> Result<Option<T>, typ::StorageError> {
@@ -225,6 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = WriteBatch::default();
         fill_batch(self.db.raw(), &mut batch, &ops);
         self.db.raw().write(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.changed();
         if !effects.is_empty() {
             // The receiver lives as long as the group; a closed channel means
             // the group is shutting down and nobody needs the effects.
@@ -258,6 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         ops.push(meta_op(self.group, MetaKind::Membership, &meta.last_membership)?);
         ops.push(meta_op(self.group, MetaKind::Snapshot, &StoredSnapshot { meta: meta.clone(), data: bytes })?);
         self.db.write_durable(ops).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.changed();
         self.metrics.snapshot_installed(self.group);
         Ok(())
     }
