@@ -170,12 +170,23 @@ impl Group {
     /// Proposes through this replica (which must be the leader); resolves once
     /// the command is applied.
     pub async fn propose(&self, envelope: Envelope) -> Result<Response, ProposeError> {
+        self.submit(envelope).await?.await
+    }
+
+    /// Queues a proposal and returns once it is queued, with a future of its
+    /// outcome. Proposals are appended to the log in the order they were
+    /// queued, so a caller may queue several and wait for the last one only
+    /// when it must (the invoker pipelines an attempt's journal entries).
+    pub async fn submit(
+        &self,
+        envelope: Envelope,
+    ) -> Result<impl Future<Output = Result<Response, ProposeError>> + Send + 'static, ProposeError> {
         let (reply, rx) = oneshot::channel();
         self.proposer
             .send(Proposal { envelope, reply })
             .await
             .map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))?;
-        rx.await.map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))?
+        Ok(async move { rx.await.map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))? })
     }
 }
 

@@ -2,10 +2,11 @@
 //! against their SDK endpoints (through `keel-invoker`) and makes every step
 //! durable through Raft before acting on it.
 //!
-//! Each reported journal command is proposed (`AppendJournal`) and applied
-//! before the attempt goes on; a `ctx.run` result is stored before it is
-//! handed back to the SDK; the end of the attempt becomes `Complete` or
-//! `Suspend`. Every proposal is fenced with the leader's term, so a deposed
+//! Each reported journal command is proposed (`AppendJournal`) in the order
+//! the SDK sent it; proposals the SDK expects no answer to are pipelined, and
+//! the attempt waits for all queued ones to be applied before it tells the
+//! SDK anything: a `ctx.run` result is stored before it is handed back to
+//! the SDK; the end of the attempt becomes `Complete` or `Suspend`. Every proposal is fenced with the leader's term, so a deposed
 //! leader's late proposals are no-ops. An attempt that fails is retried
 //! with exponential backoff; the next attempt replays the stored journal.
 
@@ -20,7 +21,9 @@ use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,26 +113,51 @@ impl Invoker {
         }
     }
 
-    async fn propose(&self, command: Command) -> Result<Response, Next> {
-        match self.group.propose(Envelope::fenced(self.term, command)).await {
-            Ok(Response::Fenced { .. }) => Err(Next::Stop("fenced: a newer leader exists".into())),
-            Ok(r) => Ok(r),
-            Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => {
-                Err(Next::Stop("no longer the leader".into()))
+    /// Queues `command` behind the attempt's earlier proposals without
+    /// waiting for it to be applied.
+    async fn queue(&self, pending: &mut Pending, command: Command) -> Result<(), Next> {
+        let is_append = matches!(command, Command::AppendJournal { .. });
+        match self.group.submit(Envelope::fenced(self.term, command)).await {
+            Ok(outcome) => {
+                pending.push_back((is_append, Box::pin(outcome)));
+                Ok(())
             }
-            Err(ProposeError::Unavailable(e)) => Err(Next::Retry(e)),
+            Err(e) => Err(refused(e)),
         }
     }
 
-    async fn append(&self, id: &InvocationKey, frame: &Frame, seen: &AtomicU32) -> Result<(), Next> {
+    /// Queues a journal entry the SDK sent (or keel created for it); the
+    /// attempt knows it from now on.
+    async fn append(
+        &self,
+        pending: &mut Pending,
+        id: &InvocationKey,
+        frame: &Frame,
+        seen: &AtomicU32,
+    ) -> Result<(), Next> {
         let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
-        match self.propose(command).await? {
-            Response::Invocation(InvocationOutcome::Appended { .. }) => {
-                seen.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+        self.queue(pending, command).await?;
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Waits until every queued proposal is applied, in order. The first
+    /// refusal ends the attempt; the rest are still awaited, so that no
+    /// proposal of this attempt lands after the next attempt read the journal.
+    async fn settle(&self, pending: &mut Pending) -> Result<(), Next> {
+        let mut first_error = None;
+        while let Some((is_append, outcome)) = pending.pop_front() {
+            let result = match checked(outcome.await) {
+                Ok(Response::Invocation(InvocationOutcome::Appended { .. })) => Ok(()),
+                Ok(other) if is_append => Err(Next::Stop(format!("journal append refused: {other:?}"))),
+                Ok(_) => Ok(()),
+                Err(next) => Err(next),
+            };
+            if let Err(next) = result {
+                first_error.get_or_insert(next);
             }
-            other => Err(Next::Stop(format!("journal append refused: {other:?}"))),
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn attempt(&self, id: &InvocationKey) -> Next {
@@ -157,12 +185,11 @@ impl Invoker {
         let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
             return Next::Retry(format!("deployment {deployment_id} of service {service} is gone"));
         };
-        if record.deployment_id.is_none() {
-            let pin = Command::PinDeployment { id: *id, deployment_id: deployment_id.clone() };
-            if let Err(next) = self.propose(pin).await {
-                return next;
-            }
-        }
+        // Queued with the attempt's first entries (see `drive_events`).
+        let pin = record
+            .deployment_id
+            .is_none()
+            .then(|| Command::PinDeployment { id: *id, deployment_id: deployment_id.clone() });
         let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
             Ok(v) => v,
             Err(e) => return Next::Retry(format!("deployment {deployment_id}: {e}")),
@@ -213,10 +240,16 @@ impl Invoker {
         };
         drop(view);
         tracing::debug!(partition = self.group.id, invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
-        self.drive(id, &address, params).await
+        self.drive(id, &address, params, pin).await
     }
 
-    async fn drive(&self, id: &InvocationKey, address: &EndpointAddress, params: AttemptParams) -> Next {
+    async fn drive(
+        &self,
+        id: &InvocationKey,
+        address: &EndpointAddress,
+        params: AttemptParams,
+        pin: Option<Command>,
+    ) -> Next {
         let (events_tx, mut events) = mpsc::channel(64);
         let (inputs, inputs_rx) = mpsc::channel(64);
         let seen = Arc::new(AtomicU32::new(params.journal.len() as u32));
@@ -224,7 +257,17 @@ impl Invoker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone() });
-        let next = self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen).await;
+        let mut pending = Pending::new();
+        let next = match pin {
+            Some(pin) => self.queue(&mut pending, pin).await.err(),
+            None => None,
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, pending).await
+            }
+        };
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         next
     }
@@ -240,11 +283,16 @@ impl Invoker {
         inputs: mpsc::Sender<AttemptInput>,
         inputs_rx: mpsc::Receiver<AttemptInput>,
         seen: &AtomicU32,
+        mut pending: Pending,
     ) -> Next {
         let client = self.client.clone();
         let address = address.clone();
         let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
         let mut output = None;
+        // Journal entries the SDK expects no answer to are pipelined: they
+        // are queued in log order and awaited only before keel tells the SDK
+        // anything (a run's ack) or ends the attempt. Each such wait thus
+        // covers a whole group of entries in one commit.
         let next = loop {
             let Some(event) = events.recv().await else { break Next::Retry("attempt ended without a result".into()) };
             match event {
@@ -261,12 +309,16 @@ impl Invoker {
                             None => InvocationResult::Success(Vec::new()),
                         });
                     }
-                    if let Err(next) = self.append(id, &frame, seen).await {
+                    if let Err(next) = self.append(&mut pending, id, &frame, seen).await {
                         break next;
                     }
                 }
                 AttemptEvent::ProposeRunCompletion { notification, .. } => {
-                    if let Err(next) = self.append(id, &notification, seen).await {
+                    if let Err(next) = self.append(&mut pending, id, &notification, seen).await {
+                        break next;
+                    }
+                    // The result must be durable before the SDK learns it.
+                    if let Err(next) = self.settle(&mut pending).await {
                         break next;
                     }
                     // A closed attempt drops inputs; the next attempt replays the journal.
@@ -276,8 +328,8 @@ impl Invoker {
                 AttemptEvent::Suspended { .. } => {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
                     let suspend = Command::Suspend { id: *id, awaiting: Vec::new(), journal_len_seen };
-                    break match self.propose(suspend).await {
-                        Ok(_) => Next::Done,
+                    break match self.queue(&mut pending, suspend).await {
+                        Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
                     };
                 }
@@ -292,16 +344,40 @@ impl Invoker {
                     });
                     tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
                     let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
-                    break match self.propose(Command::Complete { id: *id, result, purge_at_ms }).await {
-                        Ok(_) => Next::Done,
+                    break match self.queue(&mut pending, Command::Complete { id: *id, result, purge_at_ms }).await {
+                        Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
                     };
                 }
             }
         };
+        // Whatever ended the attempt, its queued entries land before the
+        // next attempt reads the journal.
+        let _ = self.settle(&mut pending).await;
         events.close();
         let _ = attempt.await;
         next
+    }
+}
+
+/// Proposals of an attempt queued but not yet known to be applied, in log
+/// order, each marked whether it is a journal append.
+type Pending = VecDeque<(bool, Pin<Box<dyn Future<Output = Result<Response, ProposeError>> + Send>>)>;
+
+/// The outcome of a fenced proposal as the attempt loop needs it.
+fn checked(outcome: Result<Response, ProposeError>) -> Result<Response, Next> {
+    match outcome {
+        Ok(Response::Fenced { .. }) => Err(Next::Stop("fenced: a newer leader exists".into())),
+        Ok(r) => Ok(r),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// What a failed proposal means for the attempt loop.
+fn refused(e: ProposeError) -> Next {
+    match e {
+        ProposeError::NotLeader { .. } | ProposeError::NoSuchGroup(_) => Next::Stop("no longer the leader".into()),
+        ProposeError::Unavailable(e) => Next::Retry(e),
     }
 }
 
