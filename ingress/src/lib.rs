@@ -12,6 +12,8 @@ mod body;
 mod deployments;
 mod duration;
 mod error;
+mod idempotency;
+mod attach;
 mod ingress;
 mod interventions;
 mod schema_json;

@@ -146,6 +146,11 @@ pub fn service_schema(data: &CatalogData, name: &str) -> Option<(keel_protocol::
     Some((service, public))
 }
 
+/// The admin overrides of service `name` (none if it is unknown).
+pub fn overrides(data: &CatalogData, name: &str) -> ServiceOverrides {
+    data.services.get(name).map(|s| s.overrides.clone()).unwrap_or_default()
+}
+
 /// A store holding exactly `data`, to try a catalog command without
 /// proposing it (the admin API's `dry_run`).
 pub fn to_store(data: &CatalogData) -> crate::MemStore {

@@ -295,8 +295,8 @@ impl Invoker {
                         message: "the handler ended without an output".into(),
                     });
                     tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
-                    let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
-                    break match self.propose(Command::Complete { id: *id, result, purge_at_ms }).await {
+                    let completed_at_ms = now_ms();
+                    break match self.propose(Command::Complete { id: *id, result, completed_at_ms }).await {
                         Ok(_) => Next::Done,
                         Err(next) => next,
                     };
