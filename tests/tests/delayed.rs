@@ -136,3 +136,85 @@ async fn delayed_scenario() -> Result<()> {
     c.finish();
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// delayed_send_fires_after_failover
+// ---------------------------------------------------------------------------
+
+/// Three nodes (8 partitions, replication factor 3), the TypeScript services.
+///
+/// 1. `Counter/fo/add/send?delay=5s` 1 with `idempotency-key: fo-1` through
+///    node 1: 202 `Accepted`, with an `executionTime` 5 s ahead.
+/// 2. Before it is due, the leader of `fo`'s partition is `SIGKILL`ed; the
+///    survivors elect a new leader.
+/// 3. The new leader fires the durable start timer: `get` through the
+///    survivors reaches 1, not before the execution time; an exclusive
+///    `add 0` answers 1 (it ran exactly once); the same idempotent send
+///    through a survivor answers `PreviouslyAccepted` with the same id, and
+///    attaching by the idempotency key answers 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delayed_send_fires_after_failover() {
+    run_test("delayed_send_fires_after_failover", failover_scenario()).await;
+}
+
+async fn failover_scenario() -> Result<()> {
+    let mut c = Cluster::start(3, &["--partitions", "8", "--replication-factor", "3"]).await?;
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let all = c.all();
+    let apis = c.apis(&all);
+    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
+    register(&apis[0], &ts.uri()).await?;
+    wait_for_services(&apis, &Sdk::TypeScript.service_names()).await?;
+
+    // 1. The idempotency key makes retrying an ambiguous answer safe.
+    let headers = [("content-type", "application/json"), ("idempotency-key", "fo-1")];
+    let sent = poll_until(LEADER_TIMEOUT, "the delayed send to be accepted", async || {
+        let r = apis[0].ingress_request("POST", "/Counter/fo/add/send?delay=5s", "1", &headers).await;
+        if is_unavailable(&r) {
+            bail!("{}", describe(&r));
+        }
+        Ok(Some(r?))
+    })
+    .await?;
+    let (id, at) = expect_delayed(&sent, Duration::from_secs(5))?;
+    let p = apis[0].get_state("Counter", "fo").await?.partition;
+
+    // 2. Kill the partition's leader before the send is due.
+    let (vi, _) = c.leader_view(&all, p).await?;
+    let victim = c.nodes[vi].id;
+    ensure!(SystemTime::now() < at, "the test was too slow to fail over before the send was due");
+    eprintln!("killing node {victim}, leader of partition {p} (holding Counter/fo)");
+    c.nodes[vi].kill9().await?;
+    let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != vi).collect();
+    let sapis = c.apis(&survivors);
+    let leaders = c.wait_for_leaders(&survivors, LEADER_TIMEOUT).await?;
+    ensure!(leaders.get(&p).is_some_and(|&l| l != victim), "partition {p} has no new leader: {leaders:?}");
+
+    // 3. The new leader fires it, once.
+    poll_until(LEADER_TIMEOUT, "Counter/fo to count 1", async || {
+        let r = sapis[0].ingress_post("/Counter/fo/get", "").await;
+        if is_unavailable(&r) {
+            bail!("{}", describe(&r));
+        }
+        let reply = r?;
+        reply.expect_status(200)?;
+        if reply.body == "0" {
+            return Ok(None);
+        }
+        ensure!(SystemTime::now() >= at, "Counter/fo counts {} before its execution time", reply.body);
+        expect_output(&reply, "1")?;
+        Ok(Some(()))
+    })
+    .await?;
+    let barrier = call_until_answered(&sapis, 0, "/Counter/fo/add", "0", LEADER_TIMEOUT).await?;
+    expect_output(&barrier, "1").context("the delayed send ran more than once")?;
+    let again = sapis[1].ingress_request("POST", "/Counter/fo/add/send?delay=5s", "1", &headers).await?;
+    again.expect_status(202)?;
+    let want = json!({ "invocationId": id, "status": "PreviouslyAccepted" });
+    ensure!(again.json()? == want, "repeated send after the failover: {}", again.body);
+    expect_output(&get(&sapis[1], "/restate/invocation/Counter/fo/add/fo-1/attach").await?, "1")?;
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
