@@ -169,6 +169,11 @@ async fn concurrently(api: &Api, n: usize, path: &str, body: &str, key: &str) ->
 ///    an idempotent `add 1` answers 1 with `idempotency-expires` about 2 s
 ///    ahead, repeats answer 1 until the purge timer removes the result, then
 ///    the same key executes again (2), exactly once more.
+/// 4. Workflow retention: `PATCH /services/Signup
+///    {"workflow_completion_retention":"2s"}`; run `w3`, confirm, attach
+///    answers `confirmed:yes` and `status` `yes`; once the purge timer fired,
+///    output by workflow id is 404, `status` is empty again (the promise went
+///    with the run), and `run/send` is `Accepted` anew with the same id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attach_output_and_retention() {
     run_test("attach_output_and_retention", attach_scenario()).await;
@@ -257,6 +262,30 @@ async fn attach_scenario() -> Result<()> {
     .await?;
     expect_output(&again, "2")?;
     expect_count_state(&api, "PyCounter", "ret", 2).await?;
+
+    // 4. Workflow retention.
+    let patched = api.patch_json("/services/Signup", &json!({ "workflow_completion_retention": "2s" })).await?;
+    patched.expect_status(200)?;
+    let sent = api.ingress_post("/Signup/w3/run/send", r#""a@b""#).await?;
+    let run_id = expect_send(&sent, "Accepted")?;
+    let confirm = api.ingress_post("/Signup/w3/confirm", r#""yes""#).await?;
+    confirm.expect_status(200)?;
+    expect_output(&get(&api, "/restate/workflow/Signup/w3/attach").await?, r#""confirmed:yes""#)?;
+    call_expect(&api, "/Signup/w3/status", "", r#""yes""#).await?;
+    poll_until(WRITE_TIMEOUT, "the workflow run to be purged after its retention", async || {
+        let output = get(&api, "/restate/workflow/Signup/w3/output").await?;
+        if output.status == 200 {
+            return Ok(None);
+        }
+        expect_error(&output, 404, "ingress")?;
+        Ok(Some(()))
+    })
+    .await?;
+    let status = api.ingress_post("/Signup/w3/status", "").await?;
+    status.expect_status(200)?;
+    ensure!(status.body.is_empty(), "status after the purge: {:?}", status.body);
+    let rerun = api.ingress_post("/Signup/w3/run/send", r#""a@b""#).await?;
+    ensure!(expect_send(&rerun, "Accepted")? == run_id, "the new run of w3 has another id");
 
     py.finish();
     ts.finish();
