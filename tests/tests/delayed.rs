@@ -39,8 +39,8 @@ async fn get(api: &Api, path: &str) -> Result<Reply> {
 
 /// One node, the TypeScript and Python services registered.
 ///
-/// 1. `Counter/d/add/send?delay=4s` 1 and `PyCounter/d/add/send?delay=PT4S`
-///    2: 202 `Accepted` with an `executionTime` 4 s ahead; their `output` is
+/// 1. `Counter/d/add/send?delay=8s` 1 and `PyCounter/d/add/send?delay=PT8S`
+///    2: 202 `Accepted` with an `executionTime` 8 s ahead; their `output` is
 ///    470 and the counts stay 0 (not before their time).
 ///    `Counter/long/add/send?delay=1h%2030m` is 90 minutes ahead, and
 ///    `?delay=P1DT2H` 26 hours. An idempotent delayed send repeated answers
@@ -67,9 +67,9 @@ async fn delayed_scenario() -> Result<()> {
     wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     // 1. Stored at once, due later.
-    let delay = Duration::from_secs(4);
+    let delay = Duration::from_secs(8);
     let mut due = Vec::new();
-    for (counter, query, n) in [("Counter", "delay=4s", 1u64), ("PyCounter", "delay=PT4S", 2)] {
+    for (counter, query, n) in [("Counter", "delay=8s", 1u64), ("PyCounter", "delay=PT8S", 2)] {
         let sent = api.ingress_post(&format!("/{counter}/d/add/send?{query}"), &n.to_string()).await?;
         let (id, at) = expect_delayed(&sent, delay).with_context(|| format!("{counter} delayed send"))?;
         let output = get(&api, &format!("/restate/invocation/{id}/output")).await?;
@@ -143,8 +143,8 @@ async fn delayed_scenario() -> Result<()> {
 
 /// Three nodes (8 partitions, replication factor 3), the TypeScript services.
 ///
-/// 1. `Counter/fo/add/send?delay=5s` 1 with `idempotency-key: fo-1` through
-///    node 1: 202 `Accepted`, with an `executionTime` 5 s ahead.
+/// 1. `Counter/fo/add/send?delay=8s` 1 with `idempotency-key: fo-1` through
+///    node 1: 202 `Accepted`, with an `executionTime` 8 s ahead.
 /// 2. Before it is due, the leader of `fo`'s partition is `SIGKILL`ed; the
 ///    survivors elect a new leader.
 /// 3. The new leader fires the durable start timer: `get` through the
@@ -169,14 +169,14 @@ async fn failover_scenario() -> Result<()> {
     // 1. The idempotency key makes retrying an ambiguous answer safe.
     let headers = [("content-type", "application/json"), ("idempotency-key", "fo-1")];
     let sent = poll_until(LEADER_TIMEOUT, "the delayed send to be accepted", async || {
-        let r = apis[0].ingress_request("POST", "/Counter/fo/add/send?delay=5s", "1", &headers).await;
+        let r = apis[0].ingress_request("POST", "/Counter/fo/add/send?delay=8s", "1", &headers).await;
         if is_unavailable(&r) {
             bail!("{}", describe(&r));
         }
         Ok(Some(r?))
     })
     .await?;
-    let (id, at) = expect_delayed(&sent, Duration::from_secs(5))?;
+    let (id, at) = expect_delayed(&sent, Duration::from_secs(8))?;
     let p = apis[0].get_state("Counter", "fo").await?.partition;
 
     // 2. Kill the partition's leader before the send is due.
@@ -208,7 +208,7 @@ async fn failover_scenario() -> Result<()> {
     .await?;
     let barrier = call_until_answered(&sapis, 0, "/Counter/fo/add", "0", LEADER_TIMEOUT).await?;
     expect_output(&barrier, "1").context("the delayed send ran more than once")?;
-    let again = sapis[1].ingress_request("POST", "/Counter/fo/add/send?delay=5s", "1", &headers).await?;
+    let again = sapis[1].ingress_request("POST", "/Counter/fo/add/send?delay=8s", "1", &headers).await?;
     again.expect_status(202)?;
     let want = json!({ "invocationId": id, "status": "PreviouslyAccepted" });
     ensure!(again.json()? == want, "repeated send after the failover: {}", again.body);
