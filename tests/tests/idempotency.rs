@@ -67,6 +67,10 @@ fn expect_expiry_near(reply: &Reply, retention: Duration, slack: Duration) -> Re
 ///    `x-restate-id`; the count is 1.
 /// 4. 50 concurrent calls of the unkeyed `Greeter/sleepThenEcho` 300 with one
 ///    key (most of them attach while it sleeps): 50 equal answers, one id.
+/// 5. A terminal failure is retained too: `Greeter/failTerminal` and
+///    `PyGreeter/failTerminal` called twice with one key answer 418
+///    `{"code":418,"message":"boom","source":"invocation"}` both times, with
+///    one `x-restate-id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotent_requests_execute_once() {
     run_test("idempotent_requests_execute_once", execute_once_scenario()).await;
@@ -127,6 +131,21 @@ async fn execute_once_scenario() -> Result<()> {
     ensure!(ids.len() == 1, "50 concurrent unkeyed calls got {} ids: {ids:?}", ids.len());
     let attach = get(&api, "/restate/invocation/Greeter/sleepThenEcho/sleepy/attach").await?;
     expect_output(&attach, "300")?;
+
+    // 5. Failures.
+    for greeter in ["Greeter", "PyGreeter"] {
+        let path = format!("/{greeter}/failTerminal");
+        let headers = [("idempotency-key", "fail-1")];
+        let first = api.ingress_request("POST", &path, Vec::new(), &headers).await?;
+        let second = api.ingress_request("POST", &path, Vec::new(), &headers).await?;
+        for reply in [&first, &second] {
+            ensure!(expect_error(reply, 418, "invocation")? == "boom", "{greeter}: {reply:?}");
+        }
+        ensure!(
+            first.header("x-restate-id").is_some() && first.header("x-restate-id") == second.header("x-restate-id"),
+            "{greeter}: failures of one key name different invocations: {first:?} / {second:?}"
+        );
+    }
 
     py.finish();
     ts.finish();
