@@ -182,7 +182,8 @@ async fn concurrently(api: &Api, n: usize, path: &str, body: &str, key: &str) ->
 ///    `{"code":404,"message":"not found","source":"ingress"}`.
 /// 2. Workflows (`Signup`, `PySignup`): after `w1/run/send`, output by
 ///    workflow id is 470; attach waits until `confirm("yes")`, then answers
-///    `confirmed:yes`, output too; an unknown
+///    `confirmed:yes`, output and `POST /restate/attach` with a `workflow`
+///    target too; an unknown
 ///    workflow id is 404; an idempotency key on `run` is 400.
 /// 3. Retention: `PATCH /services/PyCounter {"idempotency_retention":"2s"}`;
 ///    an idempotent `add 1` answers 1 with `idempotency-expires` about 2 s
@@ -255,6 +256,10 @@ async fn attach_scenario() -> Result<()> {
         let attached = attach.await.context("attach task")??;
         ensure!(expect_output(&attached, r#""confirmed:yes""#)? == run_id, "{signup}: attach answered another id");
         expect_output(&get(&api, &format!("{wf}/output")).await?, r#""confirmed:yes""#)?;
+        let target = json!({"target": "workflow", "workflowName": signup, "workflowKey": "w1"}).to_string();
+        let json_type = [("content-type", "application/json")];
+        let attached = api.ingress_request("POST", "/restate/attach", target, &json_type).await?;
+        expect_output(&attached, r#""confirmed:yes""#).with_context(|| format!("{signup}: POST /restate/attach"))?;
         expect_error(&get(&api, &format!("/restate/workflow/{signup}/nope/output")).await?, 404, "ingress")?;
         let keyed_run =
             post_idempotent(&api, &format!("/{signup}/w2/run"), r#""a@b""#, "k").await.context("keyed run")?;
