@@ -1,15 +1,19 @@
 //! `keel-bench http`: drives an HTTP ingress (keel's or Restate's) with N
 //! concurrent workers, each with its own keep-alive HTTP/1.1 connection and
 //! one request in flight, for a fixed duration, and reports requests/s and
-//! latency. Every request must answer 200; anything else (or a transport
-//! error) counts as an error and is left out of the latency figures.
+//! latency. Every request must answer 200 (202 for sends); anything else (or
+//! a transport error) counts as an error and is left out of the latency
+//! figures.
 //!
 //! Scenarios, against the TS test service (`tests/services/ts`):
 //! * `noop`: `POST /Greeter/greet` with body `"x"` (a stateless handler, no journal entries);
 //! * `counter`: `POST /Counter/k{i % 100}/add` with body `1` (a virtual object, 100 keys,
-//!   one state read and write per call).
+//!   one state read and write per call);
 //! * `workflow`: `POST /Steps/w{run}-{i}/run` with body `1` (a workflow, a fresh id per
-//!   request, three `ctx.run` steps each journaled before the next starts; answers `4`).
+//!   request, three `ctx.run` steps each journaled before the next starts; answers `4`);
+//! * `idem-send`: `POST /Greeter/greet/send` with a unique `idempotency-key` per request
+//!   (deduplication bookkeeping on every send; the handler runs in the background);
+//! * `delayed-send`: see `delayed.rs` (a firing rate, not a request loop).
 
 use crate::{ms, percentile};
 use anyhow::{Result, bail};
@@ -22,6 +26,8 @@ pub enum Scenario {
     Noop,
     Counter,
     Workflow,
+    IdemSend,
+    DelayedSend,
 }
 
 impl Scenario {
@@ -30,18 +36,51 @@ impl Scenario {
             Scenario::Noop => "noop",
             Scenario::Counter => "counter",
             Scenario::Workflow => "workflow",
+            Scenario::IdemSend => "idem-send",
+            Scenario::DelayedSend => "delayed-send",
         }
     }
 
-    /// The URL and body of request `i` of the run tagged `run` (workflow ids
-    /// must never repeat, also not across runs against one server).
-    fn request(self, base: &str, run: u64, i: u64) -> (String, &'static str) {
+    /// The `i`-th request of run `run`: URL, body, idempotency key.
+    pub(crate) fn request(self, base: &str, run: u64, i: u64) -> (String, &'static str, Option<String>) {
         match self {
-            Scenario::Noop => (format!("{base}/Greeter/greet"), "\"x\""),
-            Scenario::Counter => (format!("{base}/Counter/k{}/add", i % 100), "1"),
-            Scenario::Workflow => (format!("{base}/Steps/w{run}-{i}/run"), "1"),
+            Scenario::Noop => (format!("{base}/Greeter/greet"), "\"x\"", None),
+            Scenario::Counter => (format!("{base}/Counter/k{}/add", i % 100), "1", None),
+            // Workflow ids must never repeat, also not across runs against one server.
+            Scenario::Workflow => (format!("{base}/Steps/w{run}-{i}/run"), "1", None),
+            Scenario::IdemSend => (format!("{base}/Greeter/greet/send"), "\"x\"", Some(format!("{run}-{i}"))),
+            // `delayed.rs` adds the `?delay=`.
+            Scenario::DelayedSend => (format!("{base}/Greeter/greet/send"), "\"x\"", None),
         }
     }
+
+    /// The status a successful request answers with.
+    fn ok_status(self) -> u16 {
+        match self {
+            Scenario::Noop | Scenario::Counter | Scenario::Workflow => 200,
+            Scenario::IdemSend | Scenario::DelayedSend => 202,
+        }
+    }
+}
+
+/// A request with an optional idempotency key.
+pub(crate) fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &'static str,
+    key: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = client.post(url).header("content-type", "application/json").body(body);
+    match key {
+        Some(k) => request.header("idempotency-key", k),
+        None => request,
+    }
+}
+
+/// A number unique to this run, so idempotency keys and object keys of two
+/// runs against the same server do not collide.
+pub(crate) fn run_id() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub struct Outcome {
@@ -54,12 +93,12 @@ pub struct Outcome {
 
 pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duration: Duration) -> Result<Outcome> {
     let base = url_base.trim_end_matches('/').to_string();
-    let run_tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     // One check request first: a wrong URL or an unregistered service should fail loudly.
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
-    let (url, body) = scenario.request(&base, run_tag, 0);
-    let r = client.post(&url).header("content-type", "application/json").body(body).send().await?;
-    if r.status() != 200 {
+    let run = run_id();
+    let (url, body, key) = scenario.request(&base, run, 0);
+    let r = post(&client, &url, body, key.as_deref()).send().await?;
+    if r.status() != scenario.ok_status() {
         let status = r.status();
         bail!("{url}: {status}: {}", r.text().await.unwrap_or_default());
     }
@@ -77,14 +116,14 @@ pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duratio
             let mut first_error = None;
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let (url, body) = scenario.request(&base, run_tag, i);
+                let (url, body, key) = scenario.request(&base, run, i);
                 let t = Instant::now();
-                let outcome = client.post(&url).header("content-type", "application/json").body(body).send().await;
+                let outcome = post(&client, &url, body, key.as_deref()).send().await;
                 let ok = match outcome {
                     Ok(r) => {
                         let status = r.status();
                         let text = r.bytes().await;
-                        if status == 200 && text.is_ok() {
+                        if status == scenario.ok_status() && text.is_ok() {
                             true
                         } else {
                             first_error.get_or_insert_with(|| format!("{url}: {status}: {text:?}"));
@@ -129,11 +168,16 @@ pub async fn main(
     scenarios: Vec<Scenario>,
     connections: Vec<usize>,
     duration: Duration,
+    delayed: crate::delayed::Settings,
 ) -> Result<()> {
     println!("| scenario | connections | requests/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|");
     for &scenario in &scenarios {
         for &c in &connections {
+            if let Scenario::DelayedSend = scenario {
+                crate::delayed::run(&url_base, c, &delayed).await?;
+                continue;
+            }
             let r = run(&url_base, scenario, c, duration).await?;
             eprintln!("  {} ok requests", r.ok);
             println!(

@@ -10,6 +10,7 @@
 //! `keel-bench http` drives a running ingress (keel's or Restate's) over HTTP
 //! with SDK invocations; see `http.rs`.
 
+mod delayed;
 mod http;
 
 use anyhow::Result;
@@ -61,6 +62,12 @@ enum Bench {
         /// Measuring time per configuration.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// `delayed-send`: how many delayed sends to fire.
+        #[arg(long, default_value_t = 2000)]
+        delayed_count: usize,
+        /// `delayed-send`: their delay (all are due this long after the first send).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        delay: Duration,
     },
 }
 
@@ -71,8 +78,9 @@ async fn main() -> Result<()> {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
     }
     match Bench::parse() {
-        Bench::Http { url_base, scenario, connections, duration } => {
-            http::main(url_base, scenario, connections, duration).await?;
+        Bench::Http { url_base, scenario, connections, duration, delayed_count, delay } => {
+            let delayed = delayed::Settings { count: delayed_count, delay };
+            http::main(url_base, scenario, connections, duration, delayed).await?;
         }
         Bench::Raft { nodes, writers, duration, partitions, no_fsync } => {
             let dir = tempfile::tempdir()?;

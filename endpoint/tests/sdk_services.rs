@@ -27,8 +27,8 @@ fn names(found: &Discovered) -> Vec<&str> {
     found.manifest.services.iter().map(|s| s.name.as_str()).collect()
 }
 
-fn assert_sdk_manifest(found: &Discovered, services: [&str; 5], sdk: &str) {
-    assert_eq!(names(found), services);
+fn assert_sdk_manifest(found: &Discovered, services: &[&str], sdk: &str) {
+    assert_eq!(names(found), services.to_vec());
     assert_eq!((found.manifest.min_protocol_version, found.manifest.max_protocol_version), (5, 7));
     assert_eq!(found.protocol_version, ServiceProtocolVersion::V7);
     assert_eq!(found.manifest_version, EndpointManifestVersion::V4);
@@ -42,7 +42,8 @@ async fn discovers_the_typescript_services() {
     let client = EndpointClient::new();
 
     let found = client.discover(&address(&service, false), TIMEOUT).await.unwrap();
-    assert_sdk_manifest(&found, ["Greeter", "Counter", "SideEffects", "Signup", "Awaiter"], "restate-sdk-typescript/");
+    let services = ["Greeter", "Counter", "SideEffects", "Signup", "Awaiter", "Steps"];
+    assert_sdk_manifest(&found, &services, "restate-sdk-typescript/");
     assert_eq!(found.manifest.protocol_mode, ProtocolMode::BidiStream);
     assert_eq!(found.http_version, HttpVersion::Http2);
 
@@ -57,16 +58,16 @@ async fn discovers_the_typescript_services() {
 async fn discovers_the_python_services() {
     let service = start(Sdk::Python).await;
     let client = EndpointClient::new();
-    let services = ["PyGreeter", "PyCounter", "PySideEffects", "PySignup", "PyAwaiter"];
+    let services = ["PyGreeter", "PyCounter", "PySideEffects", "PySignup", "PyAwaiter", "PySteps"];
 
     // The Python SDK derives its protocol mode from the discovery request's HTTP version.
     let found = client.discover(&address(&service, false), TIMEOUT).await.unwrap();
-    assert_sdk_manifest(&found, services, "restate-sdk-python/");
+    assert_sdk_manifest(&found, &services, "restate-sdk-python/");
     assert_eq!(found.manifest.protocol_mode, ProtocolMode::BidiStream);
     assert_eq!(found.http_version, HttpVersion::Http2);
 
     let found = client.discover(&address(&service, true), TIMEOUT).await.unwrap();
-    assert_sdk_manifest(&found, services, "restate-sdk-python/");
+    assert_sdk_manifest(&found, &services, "restate-sdk-python/");
     assert_eq!(found.manifest.protocol_mode, ProtocolMode::RequestResponse);
     assert_eq!(found.http_version, HttpVersion::Http11);
     service.finish();

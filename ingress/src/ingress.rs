@@ -8,6 +8,7 @@
 
 use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
+use crate::{attach, idempotency};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -15,11 +16,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keel_partition::catalog::Catalog;
+use keel_partition::catalog::{Catalog, ServiceOverrides, is_public};
 use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
-use keel_partition::{
-    Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key, partition_key,
-};
+use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key};
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{Flags, InvocationId, Message};
@@ -30,6 +29,7 @@ pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> 
     Router::new()
         .route("/restate/health", get(health::<C>))
         .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
+        .merge(attach::routes::<C>())
         .route("/restate/awakeables/{id}/{action}", post(complete_awakeable::<C>))
         .route("/restate/a/{id}/{action}", post(complete_awakeable::<C>))
         .fallback(invoke::<C>)
@@ -46,7 +46,7 @@ async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json
     Json(serde_json::json!({ "services": services }))
 }
 
-fn ingress_error(e: ApiError) -> Response {
+pub(crate) fn ingress_error(e: ApiError) -> Response {
     error_response(e.status, e.message, "ingress")
 }
 
@@ -72,14 +72,19 @@ impl From<ClusterError> for Response {
 /// A parsed invocation request.
 struct Request {
     service: Service,
+    overrides: ServiceOverrides,
     handler: String,
     kind: HandlerKind,
     key: Option<String>,
     send: bool,
 }
 
-async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<(Service, bool)>, Response> {
-    let schema = |c: &Catalog| c.schema(name).map(|(service, public)| (service.clone(), public));
+type FoundService = (Service, bool, ServiceOverrides);
+
+async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<FoundService>, Response> {
+    let schema = |c: &Catalog| {
+        c.service(name).map(|(record, service)| (service.clone(), is_public(record, service), record.overrides.clone()))
+    };
     if let Some(found) = cluster.local_catalog().ok().and_then(|c| schema(&c)) {
         return Ok(Some(found));
     }
@@ -107,7 +112,7 @@ async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Respons
     let segments: Vec<String> =
         raw.iter().map(|s| decode_segment(s)).collect::<Result<_, _>>().map_err(ingress_error)?;
     let name = &segments[0];
-    let Some((service, public)) = find_service(cluster, name).await? else {
+    let Some((service, public, overrides)) = find_service(cluster, name).await? else {
         return Err(ingress_error(ApiError::not_found(format!(
             "service '{name}' not found, make sure to register the service before calling it."
         ))));
@@ -126,7 +131,7 @@ async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Respons
         return Err(ingress_error(ApiError::bad_request("the invoked service is not public")));
     }
     let kind = keel_partition::invocation::handler_kind(&service, h);
-    Ok(Request { service, handler, kind, key, send })
+    Ok(Request { service, overrides, handler, kind, key, send })
 }
 
 /// Request headers forwarded to the handler (Restate drops these few).
@@ -156,24 +161,21 @@ async fn invoke<C: ClusterApi>(
         Ok(r) => r,
         Err(response) => return response,
     };
-    if headers.contains_key("idempotency-key") || uri.query().is_some_and(|q| q.contains("delay=")) {
-        return ingress_error(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "idempotency keys and delayed sends are not supported by this keel version yet",
-        ));
-    }
-    let pk = match &req.key {
-        Some(key) => partition_key(key.as_bytes()),
-        None => (ulid::Ulid::new().0 >> 64) as u64,
+    let options = match idempotency::request_options(&headers, &uri, req.send, req.kind) {
+        Ok(o) => o,
+        Err(e) => return ingress_error(e),
     };
-    // A workflow's run handler runs once per workflow id: its invocation id
-    // is derived from the workflow, so a second run is a duplicate.
+    // A workflow's run handler runs once per workflow id, an idempotent
+    // request once per key: their ids are derived, so a repeat is a duplicate.
     let workflow_run = req.kind == HandlerKind::Workflow;
-    let uuid = match (&req.key, workflow_run) {
-        (Some(key), true) => xxhash_rust::xxh3::xxh3_128(format!("workflow\0{}\0{key}", req.service.name).as_bytes()),
-        _ => ulid::Ulid::new().0,
-    };
-    let id = InvocationId::new(pk, uuid);
+    let idempotent = options.idempotency_key.is_some();
+    let id = idempotency::invocation_id(
+        &req.service.name,
+        &req.handler,
+        req.key.as_deref(),
+        req.kind,
+        options.idempotency_key.as_deref(),
+    );
     let input = InputCommandMessage {
         headers: forwarded_headers(&headers),
         value: Some(Value { content: body }),
@@ -186,18 +188,20 @@ async fn invoke<C: ClusterApi>(
     let target =
         Target { service: req.service.name.clone(), handler: req.handler.clone(), key: req.key, kind: req.kind };
     let created_at_ms = crate::duration::now_ms();
+    let execution_at_ms = options.delay.map(idempotency::after);
     let record = InvocationRecord {
         target,
         deployment_id: None,
         created_at_ms,
         journal_len: 0,
-        status: Status::Invoked,
+        status: execution_at_ms.map_or(Status::Invoked, |fire_at_ms| Status::Scheduled { fire_at_ms }),
         caller: None,
         delivered: Vec::new(),
         timers: Vec::new(),
+        retention_ms: idempotency::retention_ms(&req.overrides, &req.service, &req.handler, idempotent),
     };
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
-    let partition = partition_for_key(pk, cluster.partition_count());
+    let partition = partition_for_key(id.partition_key, cluster.partition_count());
     let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
     if req.send || workflow_run {
         let duplicate = match cluster.propose(partition, envelope.clone()).await {
@@ -217,13 +221,19 @@ async fn invoke<C: ClusterApi>(
                 return r;
             }
             return match cluster.attach(partition, id.to_bytes()).await {
-                Ok(Some(result)) => result_response(result, id_header, Some("application/json".into()), false),
+                Ok(Some(result)) => {
+                    let r = result_response(result, id_header, Some("application/json".into()), false);
+                    attach::with_expiry(&*cluster, partition, &id, r).await
+                }
                 Ok(None) => ingress_error(ApiError::not_found(format!("invocation {id} not found"))),
                 Err(e) => e.into(),
             };
         }
         let status = if duplicate { "PreviouslyAccepted" } else { "Accepted" };
-        let body = serde_json::json!({ "invocationId": id.to_string(), "status": status });
+        let mut body = serde_json::json!({ "invocationId": id.to_string(), "status": status });
+        if let (Some(at), false) = (execution_at_ms, duplicate) {
+            body["executionTime"] = idempotency::rfc3339(at).into();
+        }
         let mut r = (StatusCode::ACCEPTED, Json(body)).into_response();
         r.headers_mut().insert("x-restate-id", id_header);
         return r;
@@ -233,6 +243,10 @@ async fn invoke<C: ClusterApi>(
     let content_type = rules.as_ref().and_then(|o| o.content_type.clone());
     let set_if_empty = rules.as_ref().and_then(|o| o.set_content_type_if_empty).unwrap_or(false);
     match cluster.call(partition, envelope).await {
+        Ok(result) if idempotent => {
+            let r = result_response(result, id_header, content_type, set_if_empty);
+            attach::with_expiry(&*cluster, partition, &id, r).await
+        }
         Ok(result) => result_response(result, id_header, content_type, set_if_empty),
         Err(e) => e.into(),
     }
@@ -312,9 +326,7 @@ async fn complete_awakeable<C: ClusterApi>(
     }
 }
 
-/// `GET /restate/invocation/{id}/attach` waits for the invocation's result;
-/// `/output` answers at once: the result, 470 while it runs, 404 if unknown
-/// (never created, or its retention expired).
+/// `GET /restate/invocation/{id}/attach|output`: see [`result_of`].
 async fn invocation_result<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
     Path((raw_id, action)): Path<(String, String)>,
@@ -322,11 +334,18 @@ async fn invocation_result<C: ClusterApi>(
     let Ok(id) = raw_id.parse::<InvocationId>() else {
         return ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'")));
     };
+    result_of(&*cluster, id, &action).await
+}
+
+/// `attach` waits for the invocation's result; `output` answers at once:
+/// the result, 470 "not ready" while it runs, 404 "not found" if unknown
+/// (never created, or its retention expired).
+pub(crate) async fn result_of<C: ClusterApi>(cluster: &C, id: InvocationId, action: &str) -> Response {
     let partition = partition_for_key(id.partition_key, cluster.partition_count());
     let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
-    let not_found = || ingress_error(ApiError::not_found(format!("invocation {id} not found")));
+    let not_found = || ingress_error(ApiError::not_found("not found"));
     let json = Some("application/json".to_string());
-    match action.as_str() {
+    match action {
         "attach" => match cluster.attach(partition, id.to_bytes()).await {
             Ok(Some(result)) => result_response(result, id_header, json, false),
             Ok(None) => not_found(),
@@ -338,7 +357,7 @@ async fn invocation_result<C: ClusterApi>(
             }
             Ok(QueryResult::Invocation(Some(_))) => {
                 let status = StatusCode::from_u16(470).unwrap_or(StatusCode::CONFLICT);
-                ingress_error(ApiError::new(status, "the invocation exists but has not completed yet"))
+                ingress_error(ApiError::new(status, "not ready"))
             }
             Ok(_) => not_found(),
             Err(e) => e.into(),

@@ -7,7 +7,7 @@ use crate::deployments::AdminCtx;
 use crate::error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use keel_partition::invocation::{COMPLETED_RETENTION_MS, Intervention, InvocationOutcome, Status};
+use keel_partition::invocation::{Intervention, InvocationOutcome, Status};
 use keel_partition::{Command, Envelope, Response, partition_for_key};
 use keel_protocol::InvocationId;
 use serde::Deserialize;
@@ -26,8 +26,7 @@ async fn apply<C: ClusterApi>(cluster: &C, raw_id: &str, what: Intervention) -> 
     let id: InvocationId =
         raw_id.parse().map_err(|e| ApiError::bad_request(format!("bad invocation id '{raw_id}': {e}")))?;
     let partition = partition_for_key(id.partition_key, cluster.partition_count());
-    let now = crate::duration::now_ms();
-    let command = Command::Intervene { id: id.to_bytes(), what, purge_at_ms: now + COMPLETED_RETENTION_MS };
+    let command = Command::Intervene { id: id.to_bytes(), what, completed_at_ms: crate::duration::now_ms() };
     match cluster.propose(partition, Envelope::client(command)).await? {
         Response::Invocation(InvocationOutcome::NotFound) => {
             Err(ApiError::not_found(format!("invocation {id} not found")))

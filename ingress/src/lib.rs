@@ -8,10 +8,12 @@
 
 mod admin;
 mod api;
+mod attach;
 mod body;
 mod deployments;
 mod duration;
 mod error;
+mod idempotency;
 mod ingress;
 mod interventions;
 mod schema_json;

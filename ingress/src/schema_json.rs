@@ -4,15 +4,14 @@
 
 use crate::duration::format_ms;
 use keel_partition::catalog::{Catalog, ServiceRecord, is_public};
+use keel_partition::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION_MS, workflow_retention_ms};
 use keel_protocol::manifest::{Handler, InvocationOptions, RetryPolicy, Service, ServiceType};
 use serde_json::{Map, Value, json};
 
-/// Server defaults (Restate's): idempotency retention 1 day, inactivity
-/// timeout 1 minute, abort timeout 10 minutes, workflow retention 1 day.
-pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: u64 = 86_400_000;
+/// Server defaults (Restate's): inactivity timeout 1 minute, abort timeout
+/// 10 minutes; the retentions' are in `keel_partition::idempotency`.
 const DEFAULT_INACTIVITY_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_ABORT_TIMEOUT_MS: u64 = 600_000;
-const DEFAULT_WORKFLOW_RETENTION_MS: u64 = 86_400_000;
 
 fn enum_name<T: std::fmt::Debug>(v: T) -> String {
     format!("{v:?}")
@@ -53,8 +52,7 @@ pub fn service_metadata(record: &ServiceRecord, service: &Service) -> Value {
         ov.idempotency_retention_ms.or(o.idempotency_retention).unwrap_or(DEFAULT_IDEMPOTENCY_RETENTION_MS);
     m.insert("idempotency_retention".into(), json!(format_ms(idempotency)));
     if service.ty == ServiceType::Workflow {
-        let handler_value = service.handlers.iter().find_map(|h| h.workflow_completion_retention);
-        let retention = ov.workflow_completion_retention_ms.or(handler_value).unwrap_or(DEFAULT_WORKFLOW_RETENTION_MS);
+        let retention = workflow_retention_ms(ov, service);
         m.insert("workflow_completion_retention".into(), json!(format_ms(retention)));
     }
     insert_opt(

@@ -77,9 +77,9 @@ pub fn apply(
             let (outcome, effects) = invocation::append(txn, id, entries, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
-        Command::Intervene { id, what, purge_at_ms } => {
+        Command::Intervene { id, what, completed_at_ms } => {
             let (outcome, effects) =
-                invocation::intervene(txn, id, *what, *purge_at_ms, meta.seq()).map_err(corrupt)?;
+                invocation::intervene(txn, id, *what, *completed_at_ms, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::Deliver { id, completion_id, notification } => {
@@ -91,7 +91,8 @@ pub fn apply(
             Ok((Response::Invocation(crate::invocation::InvocationOutcome::Completed), Vec::new()))
         }
         Command::FireTimer { fire_at_ms, id, completion_id } => {
-            let (outcome, effects) = invocation::fire_timer(txn, *fire_at_ms, id, *completion_id).map_err(corrupt)?;
+            let (outcome, effects) =
+                invocation::fire_timer(txn, *fire_at_ms, id, *completion_id, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::PinDeployment { id, deployment_id } => {
@@ -101,9 +102,9 @@ pub fn apply(
             let (outcome, effects) = invocation::suspend(txn, id, awaiting, *journal_len_seen).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
-        Command::Complete { id, result, purge_at_ms } => {
+        Command::Complete { id, result, completed_at_ms } => {
             let (outcome, effects) =
-                invocation::complete(txn, id, result, *purge_at_ms, meta.seq()).map_err(corrupt)?;
+                invocation::complete(txn, id, result, *completed_at_ms, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
     }
@@ -219,6 +220,7 @@ mod tests {
             caller: None,
             delivered: Vec::new(),
             timers: Vec::new(),
+            retention_ms: 1000,
         }
     }
 
@@ -239,7 +241,7 @@ mod tests {
                 }),
                 6 => Envelope::client(Command::Complete {
                     id: [(i % 11) as u8; 24],
-                    purge_at_ms: i * 1000,
+                    completed_at_ms: i * 1000,
                     result: crate::invocation::InvocationResult::Success(value.to_vec()),
                 }),
                 1 => set("A", &key, &[], None),

@@ -81,7 +81,9 @@ pub enum Command {
     Invoke {
         /// The invocation id.
         id: InvocationKey,
-        /// Target, creation time; status and journal length are set by apply.
+        /// Target, creation time, retention. Status `Scheduled` makes it a
+        /// delayed invocation that starts at that time; any other status
+        /// (set by apply, like the journal length) starts it now.
         record: InvocationRecord,
         /// The raw `InputCommand` frame, journal entry 0.
         input: Vec<u8>,
@@ -109,7 +111,8 @@ pub enum Command {
         /// Journal length the suspending attempt knew.
         journal_len_seen: u32,
     },
-    /// Fires a durable sleep timer (proposed by the leader's timer actor).
+    /// Fires a durable timer (a sleep's, a delayed invocation's start, a
+    /// completed record's purge), proposed by the leader's timer actor.
     FireTimer {
         /// The timer's firing time (part of its key).
         fire_at_ms: u64,
@@ -139,8 +142,9 @@ pub enum Command {
         id: InvocationKey,
         /// What to do.
         what: crate::invocation::Intervention,
-        /// When a record completed by this command may be purged.
-        purge_at_ms: u64,
+        /// Now (ms since the Unix epoch), stamped by the proposer: a record
+        /// completed by this command is purged its retention later.
+        completed_at_ms: u64,
     },
     /// Completes an invocation with its result.
     Complete {
@@ -148,9 +152,9 @@ pub enum Command {
         id: InvocationKey,
         /// The result.
         result: InvocationResult,
-        /// When the completed record may be purged (ms since the Unix
-        /// epoch), stamped by the proposing leader.
-        purge_at_ms: u64,
+        /// Completion time (ms since the Unix epoch), stamped by the
+        /// proposing leader: the record is purged its retention later.
+        completed_at_ms: u64,
     },
 }
 

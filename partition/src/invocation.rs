@@ -80,6 +80,11 @@ pub enum InvocationResult {
 /// Where an invocation is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
+    /// A delayed invocation, stored and waiting for its start timer.
+    Scheduled {
+        /// When it starts (ms since the Unix epoch).
+        fire_at_ms: u64,
+    },
     /// Waiting in its key's inbox for the lock.
     Inboxed {
         /// Position in the inbox.
@@ -119,6 +124,10 @@ pub struct InvocationRecord {
     /// This invocation's pending timers (fire time, completion id), so they
     /// can be removed without scanning every timer of the partition.
     pub timers: Vec<(u64, u32)>,
+    /// How long the record (with the result) is kept once completed, in ms:
+    /// stamped by the proposer of the `Invoke` from the catalog
+    /// ([`crate::idempotency::retention_ms`]).
+    pub retention_ms: u64,
 }
 
 /// Who waits for an invocation's result, and under which completion id.
@@ -137,6 +146,8 @@ pub enum InvocationOutcome {
     Invoked,
     /// Created and queued behind the key's lock.
     Inboxed,
+    /// Created; it starts when its start timer fires (a delayed send).
+    Scheduled,
     /// An invocation with this id exists already (deduplicated); its status.
     Exists(Status),
     /// Entries appended; the journal's new length.
@@ -207,7 +218,9 @@ pub(crate) fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &Invoca
 /// Creates an invocation whose journal starts with `input` (the raw
 /// `InputCommand` frame). A second `invoke` with the same id changes
 /// nothing: ids are derived from idempotency keys and workflow ids, so a
-/// repeat is the same request. `seq` orders the inbox (the log index).
+/// repeat is the same request. `seq` orders the inbox (the log index). A
+/// record proposed as [`Status::Scheduled`] waits for a durable start timer
+/// (a delayed send); any other starts now.
 pub fn invoke(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
@@ -220,6 +233,24 @@ pub fn invoke(
     }
     txn.put(keys::journal_key(id, 0), input.to_vec());
     let mut record = InvocationRecord { journal_len: 1, ..record };
+    if let Status::Scheduled { fire_at_ms } = record.status {
+        txn.put(keys::timer_key(fire_at_ms, id, START_TIMER), Vec::new());
+        record.timers.push((fire_at_ms, START_TIMER));
+        store(txn, id, &record);
+        let effect = InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id: START_TIMER };
+        return Ok((InvocationOutcome::Scheduled, vec![effect]));
+    }
+    admit(txn, id, record, seq)
+}
+
+/// Starts a new invocation, or queues it in its key's inbox if an exclusive
+/// or workflow-run handler must wait for the key's lock.
+fn admit(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    mut record: InvocationRecord,
+    seq: u64,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let locked_by_other = match (&record.target.key, record.target.kind.locks()) {
         (Some(key), true) => {
             let lock = keys::lock_key(&record.target.service, key);
@@ -332,18 +363,18 @@ pub fn notify(
 /// (no journal completion id is ever this large).
 pub const PURGE_TIMER: u32 = u32::MAX;
 
-/// How long a completed invocation's record (and result) is kept, so that
-/// internal retries with the same id are deduplicated: one day, Restate's
-/// default idempotency retention.
-pub const COMPLETED_RETENTION_MS: u64 = 86_400_000;
+/// The completion id of the timer that starts a scheduled (delayed) invocation.
+pub const START_TIMER: u32 = u32::MAX - 1;
 
-/// Fires a timer: a sleep timer journals the sleep's completion; a purge
-/// timer removes the completed invocation's record.
+/// Fires a timer: a sleep timer journals the sleep's completion; a start
+/// timer starts a scheduled invocation; a purge timer removes the completed
+/// invocation's record.
 pub fn fire_timer(
     txn: &mut impl StateTxn,
     fire_at_ms: u64,
     id: &InvocationKey,
     completion_id: u32,
+    seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let key = keys::timer_key(fire_at_ms, id, completion_id);
     if txn.get(&key).is_none() {
@@ -352,11 +383,18 @@ pub fn fire_timer(
     }
     txn.delete(key);
     if completion_id == PURGE_TIMER {
-        txn.delete(keys::invocation_key(id));
+        crate::idempotency::purge(txn, id)?;
         return Ok((InvocationOutcome::Completed, Vec::new()));
     }
     if let Some(mut record) = load(txn, id)? {
         record.timers.retain(|t| *t != (fire_at_ms, completion_id));
+        if completion_id == START_TIMER {
+            if let Status::Scheduled { .. } = record.status {
+                return admit(txn, id, record, seq);
+            }
+            store(txn, id, &record);
+            return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
+        }
         store(txn, id, &record);
     }
     let notification = Message::SleepCompletionNotification(keel_protocol::proto::SleepCompletionNotificationMessage {
@@ -391,7 +429,7 @@ pub fn intervene(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     what: Intervention,
-    purge_at_ms: u64,
+    completed_at_ms: u64,
     seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
@@ -399,14 +437,11 @@ pub fn intervene(
     match what {
         Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
         Intervention::Purge => {
-            txn.delete(keys::invocation_key(id));
-            for (fire_at_ms, completion_id) in &record.timers {
-                txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
-            }
+            crate::idempotency::purge(txn, id)?;
             Ok((InvocationOutcome::Completed, Vec::new()))
         }
         _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
-        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. }) => {
+        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. } | Status::Scheduled { .. }) => {
             let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
                 signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
                     keel_protocol::ids::CANCEL_SIGNAL_INDEX,
@@ -421,7 +456,7 @@ pub fn intervene(
         Intervention::Cancel | Intervention::Kill => {
             let message = if what == Intervention::Kill { "killed" } else { "canceled" };
             let result = InvocationResult::Failure { code: 409, message: message.into() };
-            complete(txn, id, &result, purge_at_ms, seq)
+            complete(txn, id, &result, completed_at_ms, seq)
         }
     }
 }
@@ -491,12 +526,13 @@ pub fn suspend(
 }
 
 /// Completes an invocation: records the result, releases its key's lock
-/// and starts the next invocation from the key's inbox.
+/// and starts the next invocation from the key's inbox. The record is
+/// purged `retention_ms` after `completed_at_ms` (stamped by the proposer).
 pub fn complete(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     result: &InvocationResult,
-    purge_at_ms: u64,
+    completed_at_ms: u64,
     seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
@@ -504,11 +540,13 @@ pub fn complete(
         return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
     }
     // The journal has served its purpose; the record (with the result) is
-    // kept until `purge_at_ms` so that retried deliveries of the same
+    // kept for its retention so that idempotent requests and workflow runs
+    // are answered with it and that retried deliveries of the same
     // invocation id (a caller retrying on a new leader) are deduplicated.
     for (k, _) in txn.scan_prefix(&keys::journal_prefix(id)) {
         txn.delete(k);
     }
+    let purge_at_ms = completed_at_ms.saturating_add(record.retention_ms);
     for (fire_at_ms, completion_id) in record.timers.drain(..) {
         txn.delete(keys::timer_key(fire_at_ms, id, completion_id));
     }

@@ -179,9 +179,14 @@ pub fn parse_timer_key(key: &[u8]) -> Option<(u64, [u8; 24], u32)> {
     Some((fire_at, id, completion))
 }
 
+/// The prefix of all completed promises of one workflow instance.
+pub fn promises_prefix(service: &str, key: &str) -> Vec<u8> {
+    keyed(KIND_PROMISE, service, key)
+}
+
 /// The key of a completed workflow promise.
 pub fn promise_key(service: &str, key: &str, name: &str) -> Vec<u8> {
-    let mut out = keyed(KIND_PROMISE, service, key);
+    let mut out = promises_prefix(service, key);
     out.extend_from_slice(name.as_bytes());
     out
 }

@@ -26,6 +26,7 @@ mod apply;
 pub mod catalog;
 mod codec;
 mod command;
+pub mod idempotency;
 pub mod invocation;
 pub mod keys;
 pub mod outbox;

@@ -21,6 +21,8 @@ pub enum Query {
     Catalog,
     /// The status of one invocation.
     Invocation(crate::invocation::InvocationKey),
+    /// When a completed invocation's record is purged.
+    Expiry(crate::invocation::InvocationKey),
 }
 
 /// The answer to a [`Query`].
@@ -37,6 +39,9 @@ pub enum QueryResult {
     Catalog(CatalogData),
     /// An invocation's status (`None`: unknown, or purged after completion).
     Invocation(Option<crate::invocation::Status>),
+    /// When the record is purged (ms since the Unix epoch); `None` while it
+    /// runs or if unknown.
+    Expiry(Option<u64>),
 }
 
 /// Answers `query` from `view`.
@@ -52,6 +57,9 @@ pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyEr
             .map_err(|reason| ApplyError::Corrupt { key: vec![keys::KIND_DEPLOYMENT], reason }),
         Query::Invocation(id) => crate::invocation::load(view, id)
             .map(|r| QueryResult::Invocation(r.map(|r| r.status)))
+            .map_err(|reason| ApplyError::Corrupt { key: keys::invocation_key(id), reason }),
+        Query::Expiry(id) => crate::invocation::load(view, id)
+            .map(|r| QueryResult::Expiry(r.and_then(|r| crate::idempotency::expiry(&r))))
             .map_err(|reason| ApplyError::Corrupt { key: keys::invocation_key(id), reason }),
     }
 }

@@ -343,8 +343,8 @@ impl Invoker {
                         message: "the handler ended without an output".into(),
                     });
                     tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
-                    let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
-                    break match self.queue(&mut pending, Command::Complete { id: *id, result, purge_at_ms }).await {
+                    let completed_at_ms = now_ms();
+                    break match self.queue(&mut pending, Command::Complete { id: *id, result, completed_at_ms }).await {
                         Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
                     };

@@ -128,9 +128,7 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
                 }
             }
             // Cancellation-safe: sleeping holds no state.
-            _ = sleep_until_ms(next_fire) => {
-                fire_due_timers(&group, term, &mut timers).await;
-            }
+            _ = sleep_until_ms(next_fire) => fire_due_timers(&group, term, &mut timers, &mut attempts),
         }
         // Reap finished attempts so the set does not grow without bound.
         while attempts.try_join_next().is_some() {}
@@ -181,23 +179,36 @@ async fn sleep_until_ms(at: Option<u64>) {
     }
 }
 
-/// Proposes `FireTimer` for every due timer. A failed proposal keeps the
-/// timer for another try (or for the next leader, which reloads it).
-async fn fire_due_timers(group: &Arc<Group>, term: u64, timers: &mut BTreeSet<(u64, InvocationKey, u32)>) {
+/// Proposes `FireTimer` for every due timer, each in a task of its own (with
+/// the actor's other tasks), so that timers due together are proposed
+/// together and the proposer packs them into few Raft entries.
+fn fire_due_timers(
+    group: &Arc<Group>,
+    term: u64,
+    timers: &mut BTreeSet<(u64, InvocationKey, u32)>,
+    tasks: &mut JoinSet<()>,
+) {
     let now = now_ms();
     while let Some(&(fire_at_ms, id, completion_id)) = timers.first() {
         if fire_at_ms > now {
             return;
         }
-        let fire = Command::FireTimer { fire_at_ms, id, completion_id };
-        match group.propose(Envelope::fenced(term, fire)).await {
-            Ok(_) => {
-                timers.pop_first();
-            }
+        timers.pop_first();
+        tasks.spawn(fire_timer(group.clone(), term, Command::FireTimer { fire_at_ms, id, completion_id }));
+    }
+}
+
+/// Proposes one `FireTimer` until it is applied or this leader is deposed
+/// (the next leader reloads the timer; firing twice is a no-op).
+async fn fire_timer(group: Arc<Group>, term: u64, fire: Command) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match group.propose(Envelope::fenced(term, fire.clone())).await {
+            Ok(_) | Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => return,
             Err(e) => {
-                tracing::warn!(partition = group.id, "firing a timer failed, retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return;
+                tracing::warn!(partition = group.id, "firing a timer failed, retrying in {backoff:?}: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -6,13 +6,17 @@
 //! leader change, before its removal was committed); the receivers make it
 //! exactly once: `Invoke` deduplicates by the derived invocation id,
 //! `Deliver` by the caller's completion id.
+//!
+//! A delayed one-way send is shipped at once too, as a *scheduled*
+//! invocation: the target partition stores it and starts it with a durable
+//! timer, exactly like a delayed send from the ingress.
 
 use crate::groups::Group;
 use crate::invocations::now_ms;
 use crate::router::Router;
 use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
-use keel_partition::{Command, Envelope, partition_for_key};
+use keel_partition::{Command, Envelope, idempotency, partition_for_key};
 use keel_protocol::InvocationId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,26 +25,9 @@ use tokio::sync::mpsc;
 /// Ships messages from `queue` until the leader actor stops (this task is
 /// aborted with it); the next leader reloads what was not removed.
 pub async fn ship(group: Arc<Group>, term: u64, mut queue: mpsc::UnboundedReceiver<(u64, OutboxMessage)>) {
-    // Delayed sends wait in their own tasks (aborted with this one), so they
-    // do not hold up the messages behind them; their outbox entries keep
-    // them durable until shipped.
-    let mut delayed = tokio::task::JoinSet::new();
     // Cancellation-safe: the task is only ever aborted, never raced.
     while let Some((seq, message)) = queue.recv().await {
-        let wait = match &message {
-            OutboxMessage::Invoke { not_before_ms, .. } => not_before_ms.saturating_sub(now_ms()),
-            OutboxMessage::Deliver { .. } => 0,
-        };
-        if wait > 0 {
-            let group = group.clone();
-            delayed.spawn(async move {
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                ship_and_remove(&group, term, seq, &message).await;
-            });
-        } else {
-            ship_and_remove(&group, term, seq, &message).await;
-        }
-        while delayed.try_join_next().is_some() {}
+        ship_and_remove(&group, term, seq, &message).await;
     }
 }
 
@@ -64,13 +51,13 @@ fn partition_of(router: &Router, id: &[u8; 24]) -> Result<u32, String> {
 async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> {
     let router = group.router().ok_or("the router is not ready yet")?;
     match message {
-        OutboxMessage::Invoke { id, service, handler, key, input, caller, .. } => {
+        OutboxMessage::Invoke { id, service, handler, key, input, caller, not_before_ms } => {
             let catalog = group.catalog.get()?;
-            let schema = catalog.schema(service).and_then(|(s, _)| {
+            let schema = catalog.service(service).and_then(|(record, s)| {
                 let h = s.handlers.iter().find(|h| h.name == *handler)?;
-                Some(invocation::handler_kind(s, h))
+                Some((invocation::handler_kind(s, h), idempotency::retention_ms(&record.overrides, s, h, false)))
             });
-            let Some(kind) = schema else {
+            let Some((kind, retention_ms)) = schema else {
                 // Like the ingress: an unknown target fails the call.
                 let Some(caller) = caller else {
                     tracing::warn!(partition = group.id, "one-way send to unknown handler {service}/{handler} dropped");
@@ -83,15 +70,19 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                 let deliver = outbox::result_for(caller, &failure)?;
                 return Box::pin(ship_one(group, &deliver)).await;
             };
+            let now = now_ms();
+            let status =
+                if *not_before_ms > now { Status::Scheduled { fire_at_ms: *not_before_ms } } else { Status::Invoked };
             let record = InvocationRecord {
                 target: Target { service: service.clone(), handler: handler.clone(), key: key.clone(), kind },
                 deployment_id: None,
-                created_at_ms: now_ms(),
+                created_at_ms: now,
                 journal_len: 0,
-                status: Status::Invoked,
+                status,
                 caller: caller.clone(),
                 delivered: Vec::new(),
                 timers: Vec::new(),
+                retention_ms,
             };
             let command = Command::Invoke { id: *id, record, input: input.clone() };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;

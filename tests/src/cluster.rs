@@ -145,7 +145,18 @@ impl Cluster {
         type Shape = Vec<(u32, Vec<u64>)>;
         let mut first: Option<(u64, Shape)> = None;
         for &i in on {
-            let view = self.nodes[i].api.cluster_view().await?;
+            // Right after an election a leader may have committed its first
+            // entry without having applied it yet (`applied` still null):
+            // wait for the local state to settle.
+            let what = format!("node {}'s local Raft state of every partition it replicates", self.nodes[i].id);
+            let view = poll_until(LEADER_TIMEOUT, &what, async || {
+                let view = self.nodes[i].api.cluster_view().await?;
+                for p in &view.partitions {
+                    p.check_local_state(view.node_id)?;
+                }
+                Ok(Some(view))
+            })
+            .await?;
             let mut shape: Shape = view
                 .partitions
                 .iter()
@@ -173,9 +184,6 @@ impl Cluster {
                     replicas.iter().all(|r| ids.contains(r)),
                     "partition {id} has replicas {replicas:?} outside the cluster {ids:?}"
                 );
-            }
-            for p in &view.partitions {
-                p.check_local_state(view.node_id)?;
             }
             match &first {
                 None => first = Some((view.node_id, shape)),

@@ -9,8 +9,9 @@
 //!
 //! Only what keel supports today is exercised: input/output, virtual-object
 //! state, `ctx.run` with retries, terminal errors and the per-key queueing of
-//! exclusive handlers. Sleeps, service-to-service calls, awakeables,
-//! workflow promises, delayed sends and idempotency keys are not.
+//! exclusive handlers, sleeps, service-to-service calls, awakeables and
+//! workflow promises. Idempotency keys and delayed sends have their own
+//! tests (`idempotency.rs`, `delayed.rs`).
 
 mod invocation_support;
 
@@ -52,8 +53,8 @@ use serde_json::{Value, json};
 ///    202 `PreviouslyAccepted` with the same id; call: 409).
 /// 5. Ingress errors, all JSON with `"source":"ingress"` and the matching
 ///    header: unknown service 404, unknown handler 404, `/Greeter` and
-///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header and `?delay=`
-///    501.
+///    `/a/b/c/d/e` 400, PUT 405, an `idempotency-key` header on a workflow
+///    run 400, `?delay=` on a call (not a send) 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_real_sdk_handlers() {
     run_test("calls_real_sdk_handlers", calls_scenario()).await;
@@ -168,14 +169,14 @@ async fn calls_scenario() -> Result<()> {
     let idem = api
         .ingress_request(
             "POST",
-            "/Greeter/greet",
-            r#""Ann""#,
+            "/Signup/w9/run",
+            r#""a@b""#,
             &[("content-type", "application/json"), ("idempotency-key", "k-1")],
         )
         .await?;
-    expect_error(&idem, 501, "ingress").context("idempotency-key")?;
-    let delayed = api.ingress_post("/Counter/c1/add/send?delay=10s", "1").await?;
-    expect_error(&delayed, 501, "ingress").context("delayed send")?;
+    expect_error(&idem, 400, "ingress").context("idempotency-key on a workflow run")?;
+    let delayed = api.ingress_post("/Counter/c1/add?delay=10s", "1").await?;
+    expect_error(&delayed, 400, "ingress").context("delay on a call")?;
 
     // Nothing above changed the counter behind our back.
     call_expect(&api, "/Counter/c1/get", "", "6").await?;

@@ -16,12 +16,13 @@ use serde_json::Value;
 /// One node, the TypeScript and Python services registered.
 ///
 /// 1. `Greeter/sleepThenEcho(1500)` and `PyGreeter/sleepThenEcho(1500)` are
-///    sent; `GET /restate/invocation/{id}/output` answers 470 (JSON, source
-///    ingress) while they sleep.
+///    sent; `GET /restate/invocation/{id}/output` answers 470 "not ready"
+///    (JSON, source ingress) while they sleep.
 ///    `Awaiter/sendDelayed` schedules `Counter/d/add(5)` in 1.5 s; `get`
 ///    still answers 0.
 /// 2. keel is `SIGKILL`ed and restarted: the durable timers and the delayed
-///    send in the outbox must survive; the send then runs exactly once (5).
+///    send (a scheduled invocation in Counter/d's partition) must survive;
+///    the send then runs exactly once (5).
 /// 3. `GET …/attach` waits and answers `1500` for both (200, JSON), and
 ///    `…/output` then answers the same; an unknown id answers 404, a
 ///    malformed one 400, and POST on the endpoint 405.
@@ -49,7 +50,7 @@ async fn sleep_scenario() -> Result<()> {
         ensure!(is_invocation_id(&id), "malformed invocation id {id:?}");
         let output = api.ingress_request("GET", &format!("/restate/invocation/{id}/output"), Vec::new(), &[]).await?;
         let message = expect_error(&output, 470, "ingress")?;
-        ensure!(message.contains("not completed"), "470 message: {message:?}");
+        ensure!(message == "not ready", "470 message: {message:?}");
         ids.push(id);
     }
 

@@ -15,6 +15,7 @@ fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
         caller: None,
         delivered: Vec::new(),
         timers: Vec::new(),
+        retention_ms: 0,
     }
 }
 
@@ -53,7 +54,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()], 7).unwrap().0, InvocationOutcome::NotRunning(_)));
     assert!(complete(&mut s, &id(1), &ok(), 99, 8).unwrap().1.is_empty());
     // Purging removes the record; the id is free again, and nothing is left.
-    fire_timer(&mut s, 99, &id(1), PURGE_TIMER).unwrap();
+    fire_timer(&mut s, 99, &id(1), PURGE_TIMER, 9).unwrap();
     assert_eq!(load(&s, &id(1)).unwrap(), None);
     assert!(s.entries.is_empty(), "left behind: {:?}", s.entries.keys().collect::<Vec<_>>());
 }
@@ -196,7 +197,7 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     assert_eq!(timers(&s), vec![(5_000, id(1), 1)]);
     suspend(&mut s, &id(1), &[1], 2).unwrap();
     // Firing journals the completion and resumes the suspended invocation.
-    let (outcome, effects) = fire_timer(&mut s, 5_000, &id(1), 1).unwrap();
+    let (outcome, effects) = fire_timer(&mut s, 5_000, &id(1), 1, 9).unwrap();
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
     assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Invoked);
@@ -205,7 +206,7 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     assert_eq!(u16::from_be_bytes([notification[0], notification[1]]), 0x800C);
     // A repeated firing (after a leader change) changes nothing.
     let before = s.dump();
-    assert_eq!(fire_timer(&mut s, 5_000, &id(1), 1).unwrap().0, InvocationOutcome::NotFound);
+    assert_eq!(fire_timer(&mut s, 5_000, &id(1), 1, 9).unwrap().0, InvocationOutcome::NotFound);
     assert_eq!(s.dump(), before);
 }
 

@@ -17,6 +17,7 @@ fn caller_record() -> InvocationRecord {
         caller: None,
         delivered: Vec::new(),
         timers: Vec::new(),
+        retention_ms: 0,
     }
 }
 

@@ -1,0 +1,163 @@
+use super::*;
+use crate::invocation::{
+    Intervention, InvocationEffect, InvocationOutcome, InvocationRecord, InvocationResult, PURGE_TIMER, START_TIMER,
+    Status, Target, complete, fire_timer, intervene, invoke, load, timers,
+};
+use crate::{MemStore, StateView};
+use keel_protocol::EndpointManifest;
+
+const TS_MANIFEST: &[u8] = include_bytes!("../../../protocol/testdata/manifest_v4_sdk_ts.json");
+
+fn service(name: &str) -> Service {
+    EndpointManifest::parse(TS_MANIFEST).unwrap().service(name).unwrap().clone()
+}
+
+fn handler<'a>(service: &'a Service, name: &str) -> &'a Handler {
+    service.handlers.iter().find(|h| h.name == name).unwrap()
+}
+
+fn record(kind: HandlerKind, key: Option<&str>, retention_ms: u64) -> InvocationRecord {
+    InvocationRecord {
+        target: Target { service: "Signup".into(), handler: "run".into(), key: key.map(str::to_string), kind },
+        deployment_id: None,
+        created_at_ms: 5,
+        journal_len: 0,
+        status: Status::Invoked,
+        caller: None,
+        delivered: Vec::new(),
+        timers: Vec::new(),
+        retention_ms,
+    }
+}
+
+#[test]
+fn idempotent_ids_are_derived_from_the_whole_target() {
+    let id = idempotent_id("Counter", Some("c1"), "add", "k1");
+    assert_eq!(id, idempotent_id("Counter", Some("c1"), "add", "k1"));
+    // Any other part gives another id.
+    for other in [
+        idempotent_id("Counter2", Some("c1"), "add", "k1"),
+        idempotent_id("Counter", Some("c2"), "add", "k1"),
+        idempotent_id("Counter", Some("c1"), "get", "k1"),
+        idempotent_id("Counter", Some("c1"), "add", "k2"),
+        idempotent_id("Counter", None, "add", "k1"),
+        idempotent_id("Counter", Some(""), "add", "k1"),
+    ] {
+        assert_ne!(other.uuid, id.uuid);
+    }
+    // Parts cannot run into each other.
+    assert_ne!(idempotent_id("ab", None, "c", "k").uuid, idempotent_id("a", None, "bc", "k").uuid);
+    // Keyed: the object's partition; unkeyed: the idempotency key's.
+    assert_eq!(id.partition_key, crate::partition_key(b"c1"));
+    assert_eq!(idempotent_id("Greeter", None, "greet", "k1").partition_key, crate::partition_key(b"k1"));
+    // A workflow run's id is the one keel always used (pinned: stored ids must not move).
+    let run = workflow_run_id("Signup", "w1");
+    assert_eq!(run.partition_key, crate::partition_key(b"w1"));
+    assert_eq!(run.uuid, xxhash_rust::xxh3::xxh3_128(b"workflow\0Signup\0w1"));
+}
+
+#[test]
+fn retention_depends_on_the_kind_of_request() {
+    let greeter = service("Greeter");
+    let greet = handler(&greeter, "greet");
+    let none = ServiceOverrides::default();
+    assert_eq!(retention_ms(&none, &greeter, greet, false), COMPLETED_RETENTION_MS);
+    assert_eq!(retention_ms(&none, &greeter, greet, true), DEFAULT_IDEMPOTENCY_RETENTION_MS);
+    let patched = ServiceOverrides {
+        idempotency_retention_ms: Some(2_000),
+        workflow_completion_retention_ms: Some(3_000),
+        ..Default::default()
+    };
+    assert_eq!(retention_ms(&patched, &greeter, greet, true), 2_000);
+    // A handler's own setting wins over the service's.
+    let mut own = greet.clone();
+    own.options.idempotency_retention = Some(7_000);
+    assert_eq!(retention_ms(&patched, &greeter, &own, true), 7_000);
+    // A workflow run keeps its result for the workflow retention, with or
+    // without an idempotency key; its shared handlers use the idempotency one.
+    let signup = service("Signup");
+    assert_eq!(retention_ms(&none, &signup, handler(&signup, "run"), false), DEFAULT_WORKFLOW_RETENTION_MS);
+    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "run"), false), 3_000);
+    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "status"), true), 2_000);
+}
+
+#[test]
+fn a_repeated_invoke_is_deduplicated_and_purged_after_its_retention() {
+    let mut s = MemStore::default();
+    let id = idempotent_id("Greeter", None, "greet", "k1").to_bytes();
+    let first = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 1).unwrap();
+    assert_eq!(first, (InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(id)]));
+    let second = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 2).unwrap();
+    assert_eq!(second, (InvocationOutcome::Exists(Status::Invoked), Vec::new()));
+    assert_eq!(expiry(&load(&s, &id).unwrap().unwrap()), None);
+    let ok = InvocationResult::Success(b"1".to_vec());
+    complete(&mut s, &id, &ok, 10_000, 3).unwrap();
+    // Purged the retention after the stamped completion time.
+    assert_eq!(timers(&s), vec![(12_000, id, PURGE_TIMER)]);
+    assert_eq!(expiry(&load(&s, &id).unwrap().unwrap()), Some(12_000));
+    let repeat = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 4).unwrap();
+    assert_eq!(repeat, (InvocationOutcome::Exists(Status::Completed(ok)), Vec::new()));
+    fire_timer(&mut s, 12_000, &id, PURGE_TIMER, 5).unwrap();
+    assert!(s.entries.is_empty(), "left behind: {:?}", s.entries.keys().collect::<Vec<_>>());
+    // The key is free again: the same request runs anew.
+    let again = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 6).unwrap();
+    assert_eq!(again.0, InvocationOutcome::Invoked);
+}
+
+#[test]
+fn purging_a_workflow_run_removes_its_state_and_promises() {
+    let mut s = MemStore::default();
+    let run = workflow_run_id("Signup", "w1").to_bytes();
+    invoke(&mut s, &run, record(HandlerKind::Workflow, Some("w1"), 500), b"in", 1).unwrap();
+    s.put(keys::state_key("Signup", "w1", "x"), b"1".to_vec());
+    s.put(keys::promise_key("Signup", "w1", "confirm"), b"v".to_vec());
+    s.put(keys::state_key("Signup", "w2", "x"), b"other".to_vec());
+    complete(&mut s, &run, &InvocationResult::Success(Vec::new()), 1_000, 2).unwrap();
+    // Until the retention ends, shared handlers still see the instance.
+    assert!(s.get(&keys::promise_key("Signup", "w1", "confirm")).is_some());
+    fire_timer(&mut s, 1_500, &run, PURGE_TIMER, 3).unwrap();
+    let left: Vec<_> = s.entries.keys().cloned().collect();
+    assert_eq!(left, vec![keys::state_key("Signup", "w2", "x")]);
+}
+
+#[test]
+fn scheduled_invocations_start_when_their_timer_fires() {
+    let mut s = MemStore::default();
+    let id = [3u8; 24];
+    let scheduled = InvocationRecord {
+        status: Status::Scheduled { fire_at_ms: 9_000 },
+        ..record(HandlerKind::Exclusive, Some("k"), 0)
+    };
+    let (outcome, effects) = invoke(&mut s, &id, scheduled.clone(), b"in", 1).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Scheduled);
+    assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 9_000, id, completion_id: START_TIMER }]);
+    assert_eq!(load(&s, &id).unwrap().unwrap().status, Status::Scheduled { fire_at_ms: 9_000 });
+    // Stored at once: a repeat (the same idempotent send) is a duplicate.
+    assert!(matches!(invoke(&mut s, &id, scheduled, b"in", 2).unwrap().0, InvocationOutcome::Exists(_)));
+    // The key's lock is taken by another invocation meanwhile: firing queues it.
+    let other = [4u8; 24];
+    invoke(&mut s, &other, record(HandlerKind::Exclusive, Some("k"), 0), b"in", 3).unwrap();
+    let (outcome, effects) = fire_timer(&mut s, 9_000, &id, START_TIMER, 4).unwrap();
+    assert_eq!((outcome, effects), (InvocationOutcome::Inboxed, Vec::new()));
+    assert_eq!(load(&s, &id).unwrap().unwrap().timers, Vec::new());
+    // Firing twice (a leader change) changes nothing.
+    assert_eq!(fire_timer(&mut s, 9_000, &id, START_TIMER, 5).unwrap().0, InvocationOutcome::NotFound);
+    let (_, effects) = complete(&mut s, &other, &InvocationResult::Success(Vec::new()), 1, 6).unwrap();
+    assert!(effects.contains(&InvocationEffect::Invoke(id)));
+}
+
+#[test]
+fn cancelling_a_scheduled_invocation_completes_it_without_running() {
+    let mut s = MemStore::default();
+    let id = [5u8; 24];
+    let scheduled =
+        InvocationRecord { status: Status::Scheduled { fire_at_ms: 9_000 }, ..record(HandlerKind::Service, None, 100) };
+    invoke(&mut s, &id, scheduled, b"in", 1).unwrap();
+    let (outcome, effects) = intervene(&mut s, &id, Intervention::Cancel, 50, 2).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Completed);
+    let canceled = InvocationResult::Failure { code: 409, message: "canceled".into() };
+    assert_eq!(effects[0], InvocationEffect::Completed(id, canceled));
+    // Only the purge timer is left; the start timer is gone.
+    assert_eq!(timers(&s), vec![(150, id, PURGE_TIMER)]);
+    assert_eq!(fire_timer(&mut s, 9_000, &id, START_TIMER, 3).unwrap().0, InvocationOutcome::NotFound);
+}
