@@ -106,6 +106,7 @@ pub fn expiry(record: &invocation::InvocationRecord) -> Option<u64> {
 pub(crate) fn purge(txn: &mut impl StateTxn, id: &InvocationKey) -> Result<(), String> {
     let Some(record) = invocation::load(txn, id)? else { return Ok(()) };
     txn.delete(keys::invocation_key(id));
+    txn.delete(keys::running_key(id));
     for (fire_at_ms, completion_id) in &record.timers {
         txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
     }

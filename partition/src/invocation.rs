@@ -199,20 +199,22 @@ pub fn journal(view: &impl StateView, id: &InvocationKey) -> Vec<Vec<u8>> {
     view.scan_prefix(&keys::journal_prefix(id)).into_iter().map(|(_, v)| v).collect()
 }
 
-/// Ids of all invocations in `Invoked` state (a new leader resumes them).
+/// Ids of all invocations in `Invoked` state (a new leader resumes them),
+/// from the running index.
 pub fn running(view: &impl StateView) -> Vec<InvocationKey> {
-    view.scan_prefix(&[keys::KIND_INVOCATION])
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let record: InvocationRecord = decode(&v).ok()?;
-            let id: InvocationKey = k.get(1..)?.try_into().ok()?;
-            (record.status == Status::Invoked).then_some(id)
-        })
-        .collect()
+    view.scan_prefix(&[keys::KIND_RUNNING]).into_iter().filter_map(|(k, _)| k.get(1..)?.try_into().ok()).collect()
 }
 
+/// Stores `record`, keeping the running index in step with its status (the
+/// index entry is written only when that changes, not on every append).
 pub(crate) fn store(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
     txn.put(keys::invocation_key(id), encode(record));
+    let index = keys::running_key(id);
+    match (record.status == Status::Invoked, txn.get(&index).is_some()) {
+        (true, false) => txn.put(index, Vec::new()),
+        (false, true) => txn.delete(index),
+        _ => {}
+    }
 }
 
 /// Creates an invocation whose journal starts with `input` (the raw
@@ -405,9 +407,13 @@ pub fn fire_timer(
     notify(txn, id, &frame.to_bytes())
 }
 
-/// Every registered timer, in firing order: (fire time, invocation, completion id).
-pub fn timers(view: &impl StateView) -> Vec<(u64, InvocationKey, u32)> {
-    view.scan_prefix(&[keys::KIND_TIMER]).into_iter().filter_map(|(k, _)| keys::parse_timer_key(&k)).collect()
+/// The timers due in `[from_ms, to_ms)`, in firing order: (fire time,
+/// invocation, completion id). The leader loads them a time window at a time.
+pub fn timers(view: &impl StateView, from_ms: u64, to_ms: u64) -> Vec<(u64, InvocationKey, u32)> {
+    view.scan_range(&keys::timers_from(from_ms), &keys::timers_from(to_ms))
+        .into_iter()
+        .filter_map(|(k, _)| keys::parse_timer_key(&k))
+        .collect()
 }
 
 /// What an operator asked for (admin API `PATCH /invocations/{id}/…`).

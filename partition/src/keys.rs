@@ -46,6 +46,11 @@ pub const KIND_PROMISE: u8 = 0x26;
 /// `[KIND_PROMISE_WAITER][len service][service][len key][key][len name][name][invocation id][completion id: u32 BE]`.
 pub const KIND_PROMISE_WAITER: u8 = 0x27;
 
+/// An invocation in `Invoked` state: `[KIND_RUNNING][invocation id]`. A new
+/// leader resumes these without reading every invocation record (completed
+/// ones are retained for a day and would make every failover slower).
+pub const KIND_RUNNING: u8 = 0x2F;
+
 /// Raft group id of the metadata group, which holds the service catalog
 /// (deployments and services) and is replicated on every node. Partition
 /// groups use ids `0..partitions`; `u32::MAX` is reserved for node-local
@@ -115,6 +120,23 @@ pub fn invocation_key(id: &[u8; 24]) -> Vec<u8> {
     let mut out = Vec::with_capacity(25);
     out.push(KIND_INVOCATION);
     out.extend_from_slice(id);
+    out
+}
+
+/// Index entry of a running invocation.
+pub fn running_key(id: &[u8; 24]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25);
+    out.push(KIND_RUNNING);
+    out.extend_from_slice(id);
+    out
+}
+
+/// Where the timers due at `fire_at_ms` start in key order (a range scan
+/// between two of these yields the timers of a time window).
+pub fn timers_from(fire_at_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(KIND_TIMER);
+    out.extend_from_slice(&fire_at_ms.to_be_bytes());
     out
 }
 

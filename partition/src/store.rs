@@ -1,7 +1,7 @@
 //! The storage interface that [`crate::apply`] and [`crate::read`] run against.
 //!
-//! The traits are deliberately tiny: point reads, ordered prefix scans and
-//! buffered writes. The `raft` crate implements them over a RocksDB snapshot
+//! The traits are deliberately tiny: point reads, ordered prefix and range
+//! scans and buffered writes. The `raft` crate implements them over a RocksDB snapshot
 //! plus a write batch; [`MemStore`] implements them in memory for tests and
 //! for the determinism check.
 
@@ -13,6 +13,8 @@ pub trait StateView {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Returns every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Returns every entry with `from <= key < to`, in key order.
+    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
 /// Read-write access used while applying commands. Writes must be visible to
@@ -57,6 +59,13 @@ impl StateView for MemStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if from >= to {
+            return Vec::new();
+        }
+        self.entries.range(from.to_vec()..to.to_vec()).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

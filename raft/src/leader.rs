@@ -15,11 +15,11 @@
 use crate::groups::{Group, ProposeError};
 use crate::invocations::{Invoker, now_ms};
 use crate::state_machine::GroupView;
-use keel_partition::invocation::{self, InvocationEffect, InvocationKey};
+use crate::timers::Timers;
+use keel_partition::invocation::{self, InvocationEffect};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Effect, Envelope, Response};
 use openraft::ServerState;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -114,11 +114,11 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
     let mut attempts = JoinSet::new();
     let (shipper, queue) = mpsc::unbounded_channel();
     attempts.spawn(crate::outbox::ship(group.clone(), term, queue));
-    // Durable timers of this partition, in firing order; loaded once the
-    // epoch is established, extended as sleeps are journaled.
-    let mut timers: BTreeSet<(u64, InvocationKey, u32)> = BTreeSet::new();
+    // Durable timers of this partition due soon, in firing order; the first
+    // window is loaded once the epoch is established.
+    let mut timers = Timers::default();
     loop {
-        let next_fire = timers.first().map(|(at, _, _)| *at);
+        let next_fire = timers.next_wake();
         tokio::select! {
             // Cancellation-safe: a batch is only removed when this arm runs.
             batch = effects.recv() => {
@@ -128,7 +128,7 @@ async fn run_actor(node_id: u64, term: u64, group: Arc<Group>, mut effects: mpsc
                 }
             }
             // Cancellation-safe: sleeping holds no state.
-            _ = sleep_until_ms(next_fire) => fire_due_timers(&group, term, &mut timers, &mut attempts),
+            _ = sleep_until_ms(next_fire) => timers.fire_due(&group, term, &mut attempts),
         }
         // Reap finished attempts so the set does not grow without bound.
         while attempts.try_join_next().is_some() {}
@@ -139,7 +139,7 @@ fn handle_effect(
     group: &Arc<Group>,
     invoker: &Arc<Invoker>,
     attempts: &mut JoinSet<()>,
-    timers: &mut BTreeSet<(u64, InvocationKey, u32)>,
+    timers: &mut Timers,
     shipper: &mpsc::UnboundedSender<(u64, OutboxMessage)>,
     effect: Effect,
 ) {
@@ -151,7 +151,7 @@ fn handle_effect(
             for id in invocation::running(&view) {
                 attempts.spawn(invoker.clone().run(id));
             }
-            timers.extend(invocation::timers(&view));
+            timers.load(group, now_ms());
             for message in outbox::pending(&view) {
                 let _ = shipper.send(message);
             }
@@ -162,7 +162,7 @@ fn handle_effect(
         }
         Effect::Invocation(InvocationEffect::Notify(id, notification)) => invoker.deliver(&id, &notification),
         Effect::Invocation(InvocationEffect::TimerRegistered { fire_at_ms, id, completion_id }) => {
-            timers.insert((fire_at_ms, id, completion_id));
+            timers.register((fire_at_ms, id, completion_id));
         }
         Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
         Effect::Invocation(InvocationEffect::Outbox(seq, message)) => {
@@ -176,40 +176,5 @@ async fn sleep_until_ms(at: Option<u64>) {
     match at {
         Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Proposes `FireTimer` for every due timer, each in a task of its own (with
-/// the actor's other tasks), so that timers due together are proposed
-/// together and the proposer packs them into few Raft entries.
-fn fire_due_timers(
-    group: &Arc<Group>,
-    term: u64,
-    timers: &mut BTreeSet<(u64, InvocationKey, u32)>,
-    tasks: &mut JoinSet<()>,
-) {
-    let now = now_ms();
-    while let Some(&(fire_at_ms, id, completion_id)) = timers.first() {
-        if fire_at_ms > now {
-            return;
-        }
-        timers.pop_first();
-        tasks.spawn(fire_timer(group.clone(), term, Command::FireTimer { fire_at_ms, id, completion_id }));
-    }
-}
-
-/// Proposes one `FireTimer` until it is applied or this leader is deposed
-/// (the next leader reloads the timer; firing twice is a no-op).
-async fn fire_timer(group: Arc<Group>, term: u64, fire: Command) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match group.propose(Envelope::fenced(term, fire.clone())).await {
-            Ok(_) | Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => return,
-            Err(e) => {
-                tracing::warn!(partition = group.id, "firing a timer failed, retrying in {backoff:?}: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }

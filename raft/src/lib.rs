@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod placement;
 pub mod router;
 pub mod state_machine;
+pub mod timers;
 pub mod types;
 
 #[cfg(test)]

@@ -103,14 +103,32 @@ impl StateView for GroupView<'_> {
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let start = keys::state_key(self.group, prefix);
-        // The upper bound lets RocksDB stop at the end of the prefix instead
+        let end = prefix_successor(&start);
+        self.scan(start, end)
+    }
+
+    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if from >= to {
+            return Vec::new();
+        }
+        self.scan(keys::state_key(self.group, from), Some(keys::state_key(self.group, to)))
+    }
+}
+
+impl GroupView<'_> {
+    /// This group's entries from the full key `start` up to `end`
+    /// (exclusive; the group's end if `None`), without the group prefix.
+    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        // The upper bound lets RocksDB stop at the end of the range instead
         // of stepping over the tombstones of deleted keys that follow it
         // (finished invocations leave many), which made scans slow down as
         // the partition aged.
+        let end = end.or_else(|| prefix_successor(&self.group.to_be_bytes()));
         let mut options = rocksdb::ReadOptions::default();
-        if let Some(end) = prefix_successor(&start) {
+        if let Some(end) = end {
             options.set_iterate_upper_bound(end);
         }
+        let prefix = self.group.to_be_bytes();
         let iter = self.db.raw().iterator_cf_opt(
             self.db.cf(Cf::State),
             options,
@@ -119,7 +137,7 @@ impl StateView for GroupView<'_> {
         let mut out = Vec::new();
         for item in iter {
             let Some((k, v)) = self.note(item) else { break };
-            if !k.starts_with(&start) {
+            if !k.starts_with(&prefix) {
                 break;
             }
             out.push((k[4..].to_vec(), v.to_vec()));
@@ -156,15 +174,31 @@ impl StateView for Overlay<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.view.scan_prefix(prefix).into_iter().collect();
-        for (k, w) in self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
-            match w {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
-        }
-        merged.into_iter().collect()
+        let writes = self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix));
+        merge(self.view.scan_prefix(prefix), writes)
     }
+
+    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if from >= to {
+            return Vec::new();
+        }
+        merge(self.view.scan_range(from, to), self.writes.range(from.to_vec()..to.to_vec()))
+    }
+}
+
+/// Stored entries with the buffered writes over the same range applied.
+fn merge<'a>(
+    stored: Vec<(Vec<u8>, Vec<u8>)>,
+    writes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+    for (k, w) in writes {
+        match w {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    merged.into_iter().collect()
 }
 
 impl StateTxn for Overlay<'_> {

@@ -93,7 +93,7 @@ fn a_repeated_invoke_is_deduplicated_and_purged_after_its_retention() {
     let ok = InvocationResult::Success(b"1".to_vec());
     complete(&mut s, &id, &ok, 10_000, 3).unwrap();
     // Purged the retention after the stamped completion time.
-    assert_eq!(timers(&s), vec![(12_000, id, PURGE_TIMER)]);
+    assert_eq!(timers(&s, 0, u64::MAX), vec![(12_000, id, PURGE_TIMER)]);
     assert_eq!(expiry(&load(&s, &id).unwrap().unwrap()), Some(12_000));
     let repeat = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 4).unwrap();
     assert_eq!(repeat, (InvocationOutcome::Exists(Status::Completed(ok)), Vec::new()));
@@ -158,6 +158,6 @@ fn cancelling_a_scheduled_invocation_completes_it_without_running() {
     let canceled = InvocationResult::Failure { code: 409, message: "canceled".into() };
     assert_eq!(effects[0], InvocationEffect::Completed(id, canceled));
     // Only the purge timer is left; the start timer is gone.
-    assert_eq!(timers(&s), vec![(150, id, PURGE_TIMER)]);
+    assert_eq!(timers(&s, 0, u64::MAX), vec![(150, id, PURGE_TIMER)]);
     assert_eq!(fire_timer(&mut s, 9_000, &id, START_TIMER, 3).unwrap().0, InvocationOutcome::NotFound);
 }

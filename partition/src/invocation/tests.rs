@@ -38,6 +38,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(outcome, InvocationOutcome::Invoked);
     assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec()]);
+    assert_eq!(running(&s), vec![id(1)], "a running invocation is in the running index");
     assert_eq!(
         append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()], 7).unwrap().0,
         InvocationOutcome::Appended { journal_len: 3 }
@@ -49,7 +50,11 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Completed(ok()));
     // The journal is gone; the record stays until its purge timer fires.
     assert!(journal(&s, &id(1)).is_empty());
-    assert_eq!(timers(&s), vec![(99, id(1), PURGE_TIMER)]);
+    assert_eq!(timers(&s, 0, u64::MAX), vec![(99, id(1), PURGE_TIMER)]);
+    // Timers are read a time window at a time.
+    assert!(timers(&s, 0, 99).is_empty());
+    assert_eq!(timers(&s, 99, 100), vec![(99, id(1), PURGE_TIMER)]);
+    assert!(running(&s).is_empty(), "a completed invocation left the running index");
     // A completed invocation takes no more entries and does not complete twice.
     assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()], 7).unwrap().0, InvocationOutcome::NotRunning(_)));
     assert!(complete(&mut s, &id(1), &ok(), 99, 8).unwrap().1.is_empty());
@@ -194,14 +199,14 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
     let (_, effects) = append(&mut s, &id(1), &[sleep], 7).unwrap();
     assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 5_000, id: id(1), completion_id: 1 }]);
-    assert_eq!(timers(&s), vec![(5_000, id(1), 1)]);
+    assert_eq!(timers(&s, 0, u64::MAX), vec![(5_000, id(1), 1)]);
     suspend(&mut s, &id(1), &[1], 2).unwrap();
     // Firing journals the completion and resumes the suspended invocation.
     let (outcome, effects) = fire_timer(&mut s, 5_000, &id(1), 1, 9).unwrap();
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
     assert_eq!(effects, vec![InvocationEffect::Invoke(id(1))]);
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Invoked);
-    assert!(timers(&s).is_empty());
+    assert!(timers(&s, 0, u64::MAX).is_empty());
     let notification = &journal(&s, &id(1))[2];
     assert_eq!(u16::from_be_bytes([notification[0], notification[1]]), 0x800C);
     // A repeated firing (after a leader change) changes nothing.

@@ -1,0 +1,127 @@
+//! The leader's durable timers: sleeps, delayed starts and purges of
+//! finished invocations, fired by proposing `FireTimer`.
+//!
+//! Timers live in the partition's state, keyed by firing time. The leader
+//! keeps only a window of them in memory — those due within
+//! [`WINDOW_MS`] — and loads the next stretch from storage as time moves on.
+//! Holding them all would not scale: every finished invocation has a purge
+//! timer for its retention (a day by default), so a busy partition has
+//! millions, and a new leader would have to read them all before firing the
+//! first one.
+
+use crate::groups::{Group, ProposeError};
+use crate::invocations::now_ms;
+use crate::state_machine::GroupView;
+use keel_partition::invocation::{self, InvocationKey};
+use keel_partition::{Command, Envelope};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How far ahead of now timers are held in memory.
+pub const WINDOW_MS: u64 = 60_000;
+
+/// One timer: (fire time in ms since the Unix epoch, invocation, completion id).
+pub type Timer = (u64, InvocationKey, u32);
+
+/// The timers of one partition due before `loaded_until`, in firing order.
+#[derive(Default)]
+pub struct Timers {
+    due: BTreeSet<Timer>,
+    /// Every stored timer due before this is in `due` (or fired); 0 until
+    /// the leader's epoch is established and the first window is loaded.
+    loaded_until: u64,
+}
+
+impl Timers {
+    /// Loads the stored timers due up to `now + WINDOW_MS` that are not
+    /// loaded yet (at the start of an epoch: every overdue one too).
+    pub fn load(&mut self, group: &Group, now: u64) {
+        let until = now.saturating_add(WINDOW_MS);
+        if until <= self.loaded_until {
+            return;
+        }
+        let view = GroupView::new(&group.db, group.id);
+        self.due.extend(invocation::timers(&view, self.loaded_until, until));
+        self.loaded_until = until;
+    }
+
+    /// A timer just stored by an applied entry. One beyond the window stays
+    /// in storage until the window reaches it; before the first load, all
+    /// do (the load reads them).
+    pub fn register(&mut self, timer: Timer) {
+        if timer.0 < self.loaded_until {
+            self.due.insert(timer);
+        }
+    }
+
+    /// When the actor must wake up next: the first timer's time, or half a
+    /// window before the loaded stretch ends (to load the next one).
+    pub fn next_wake(&self) -> Option<u64> {
+        if self.loaded_until == 0 {
+            return None;
+        }
+        let reload = self.loaded_until - WINDOW_MS / 2;
+        Some(self.due.first().map_or(reload, |(at, _, _)| (*at).min(reload)))
+    }
+
+    /// Loads the next stretch if due and proposes `FireTimer` for every due
+    /// timer, each in a task of its own (with the actor's other tasks), so
+    /// that timers due together are proposed together and the proposer packs
+    /// them into few Raft entries.
+    pub fn fire_due(&mut self, group: &Arc<Group>, term: u64, tasks: &mut JoinSet<()>) {
+        let now = now_ms();
+        if self.loaded_until > 0 && now + WINDOW_MS / 2 >= self.loaded_until {
+            self.load(group, now);
+        }
+        while let Some(&(fire_at_ms, id, completion_id)) = self.due.first() {
+            if fire_at_ms > now {
+                return;
+            }
+            self.due.pop_first();
+            tasks.spawn(fire(group.clone(), term, Command::FireTimer { fire_at_ms, id, completion_id }));
+        }
+    }
+}
+
+/// Proposes one `FireTimer` until it is applied or this leader is deposed
+/// (the next leader reloads the timer; firing twice is a no-op).
+async fn fire(group: Arc<Group>, term: u64, fire: Command) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match group.propose(Envelope::fenced(term, fire.clone())).await {
+            Ok(_) | Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => return,
+            Err(e) => {
+                tracing::warn!(partition = group.id, "firing a timer failed, retrying in {backoff:?}: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(at: u64) -> Timer {
+        (at, [1; 24], 7)
+    }
+
+    #[test]
+    fn registers_only_inside_the_loaded_window() {
+        let mut t = Timers::default();
+        // Before the first load nothing is held: the load reads storage.
+        t.register(timer(5));
+        assert!(t.due.is_empty());
+        assert_eq!(t.next_wake(), None);
+        t.loaded_until = 1_000 + WINDOW_MS;
+        t.register(timer(1_500));
+        t.register(timer(1_000 + WINDOW_MS));
+        assert_eq!(t.due.iter().copied().collect::<Vec<_>>(), vec![timer(1_500)]);
+        assert_eq!(t.next_wake(), Some(1_500));
+        t.due.clear();
+        assert_eq!(t.next_wake(), Some(1_000 + WINDOW_MS / 2), "wakes up to load the next stretch");
+    }
+}
