@@ -101,6 +101,10 @@ pub fn apply(
             let (outcome, effects) = invocation::suspend(txn, id, awaiting, *journal_len_seen).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
+        Command::Resume { id, deployment } => {
+            let (outcome, effects) = invocation::resume(txn, id, deployment).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
         Command::Complete { id, result, purge_at_ms } => {
             let (outcome, effects) =
                 invocation::complete(txn, id, result, *purge_at_ms, meta.seq()).map_err(corrupt)?;

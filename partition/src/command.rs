@@ -142,6 +142,13 @@ pub enum Command {
         /// When a record completed by this command may be purged.
         purge_at_ms: u64,
     },
+    /// Resumes a paused, suspended or backing-off invocation (admin API).
+    Resume {
+        /// The invocation id.
+        id: InvocationKey,
+        /// Which deployment the new attempt uses.
+        deployment: crate::invocation::ResumeDeployment,
+    },
     /// Completes an invocation with its result.
     Complete {
         /// The invocation id.
@@ -171,6 +178,7 @@ impl Command {
             Command::Deliver { .. } => "deliver",
             Command::OutboxDone { .. } => "outbox_done",
             Command::Intervene { .. } => "intervene",
+            Command::Resume { .. } => "resume",
             Command::Complete { .. } => "complete",
         }
     }

@@ -13,6 +13,9 @@ use crate::store::{StateTxn, StateView};
 use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
+mod pause;
+pub use pause::{ResumeDeployment, resume};
+
 /// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
 pub type InvocationKey = [u8; 24];
 
@@ -94,6 +97,11 @@ pub enum Status {
     },
     /// Finished.
     Completed(InvocationResult),
+    /// Stopped until an operator resumes it: its retries were exhausted
+    /// under `on_max_attempts = Pause`, its SDK asked for it (`ErrorMessage`
+    /// with behavior PAUSE), or an operator paused it. Notifications that
+    /// arrive meanwhile are journaled; no attempt runs.
+    Paused,
 }
 
 /// The stored record of an invocation.
@@ -152,6 +160,10 @@ pub enum InvocationOutcome {
     NotFound,
     /// The invocation is not running, so the command does not apply.
     NotRunning(Status),
+    /// The invocation was paused.
+    Paused,
+    /// The invocation was resumed: a new attempt starts.
+    Resumed,
 }
 
 /// Side effects of invocation commands, for the leader.
@@ -176,6 +188,9 @@ pub enum InvocationEffect {
     Completed(InvocationKey, InvocationResult),
     /// A message was put in the outbox under this sequence number: ship it.
     Outbox(u64, crate::outbox::OutboxMessage),
+    /// The invocation may no longer run (killed, paused): end its attempt in
+    /// flight, if any, without waiting for its next proposal to be refused.
+    Stop(InvocationKey),
 }
 
 /// Reads an invocation record.
@@ -318,6 +333,14 @@ pub fn notify(
         // Any new notification may be what the handler waits for; if not,
         // the SDK simply suspends again.
         Status::Suspended { .. } => InvocationEffect::Invoke(*id),
+        // Kept for the attempt that follows the resume.
+        Status::Paused => {
+            txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
+            record.journal_len += 1;
+            let journal_len = record.journal_len;
+            store(txn, id, &record);
+            return Ok((InvocationOutcome::Appended { journal_len }, Vec::new()));
+        }
         _ => return Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
     };
     txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
@@ -383,6 +406,8 @@ pub enum Intervention {
     Kill,
     /// Forget a completed invocation (record and result).
     Purge,
+    /// Stop a running invocation until it is resumed ([`Status::Paused`]).
+    Pause,
 }
 
 /// Applies an [`Intervention`]. Completed invocations can only be purged;
@@ -406,6 +431,7 @@ pub fn intervene(
             Ok((InvocationOutcome::Completed, Vec::new()))
         }
         _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+        Intervention::Pause => pause::pause(txn, id, record),
         Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. }) => {
             let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
                 signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
@@ -421,7 +447,9 @@ pub fn intervene(
         Intervention::Cancel | Intervention::Kill => {
             let message = if what == Intervention::Kill { "killed" } else { "canceled" };
             let result = InvocationResult::Failure { code: 409, message: message.into() };
-            complete(txn, id, &result, purge_at_ms, seq)
+            let (outcome, mut effects) = complete(txn, id, &result, purge_at_ms, seq)?;
+            effects.push(InvocationEffect::Stop(*id));
+            Ok((outcome, effects))
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod network;
 pub mod outbox;
 pub mod placement;
+pub mod retry;
 pub mod router;
 pub mod state_machine;
 pub mod types;

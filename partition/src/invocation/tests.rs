@@ -1,11 +1,11 @@
 use super::*;
 use crate::MemStore;
 
-fn id(n: u8) -> InvocationKey {
+pub(super) fn id(n: u8) -> InvocationKey {
     [n; 24]
 }
 
-fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
+pub(super) fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
     InvocationRecord {
         target: Target { service: "Obj".into(), handler: "h".into(), key: key.map(str::to_string), kind },
         deployment_id: None,
