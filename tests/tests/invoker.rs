@@ -102,3 +102,172 @@ async fn retry_scenario() -> Result<()> {
     c.finish();
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// kill9_during_a_side_effect
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services registered. `Steps/run` runs
+/// two `ctx.run` steps that append a line to a log file on every execution;
+/// step "two" then blocks until a gate file exists.
+///
+/// 1. Once the log shows step "two" started, step "one" was acknowledged
+///    (the SDK goes past a `ctx.run` only once its result is durable).
+/// 2. keel is `SIGKILL`ed while step "two" is in flight and restarted: the
+///    invocation resumes from the journal, and step "two", whose result was
+///    never stored, runs a second time (the log shows it twice).
+/// 3. The gate opens; attach answers `["one","two"]`; the log holds exactly
+///    one execution of step "one" and exactly two of step "two".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill9_during_a_side_effect() {
+    run_test("kill9_during_a_side_effect", side_effect_crash_scenario()).await;
+}
+
+async fn side_effect_crash_scenario() -> Result<()> {
+    let mut c = Cluster::start(1, &[]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Steps"]).await?;
+    let log = c.dir().join("steps.log");
+    let gate = c.dir().join("steps.gate");
+    let input = json!({"key": "s1", "log": log, "gate": gate}).to_string();
+    let lines = |step: &str| -> Result<usize> {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(text.lines().filter(|l| *l == format!("s1 {step}")).count())
+    };
+    let wait_lines = async |step: &str, n: usize| -> Result<()> {
+        keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{n} executions of step {step}"), async || {
+            let seen = lines(step)?;
+            ensure!(seen <= n, "step {step} ran {seen} times, more than {n}");
+            if seen == n { Ok(Some(())) } else { anyhow::bail!("{seen} so far") }
+        })
+        .await
+    };
+
+    // 1. Step two runs, so step one was acknowledged.
+    let id = send(&api, "/Steps/run", &input).await?;
+    wait_lines("two", 1).await?;
+    ensure!(lines("one")? == 1, "step one ran {} times before the crash", lines("one")?);
+
+    // 2. Crash while step two is in flight; it runs again after the restart.
+    c.nodes[0].kill9().await?;
+    c.nodes[0].restart().await?;
+    wait_lines("two", 2).await?;
+
+    // 3. Open the gate: the invocation completes, every step ran as expected.
+    std::fs::write(&gate, b"open")?;
+    let reply = attach(&api, &id).await?;
+    expect_output(&reply, r#"["one","two"]"#)?;
+    ensure!(lines("one")? == 1, "the acknowledged step one ran {} times", lines("one")?);
+    ensure!(lines("two")? == 2, "step two ran {} times, expected 2", lines("two")?);
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// inactivity_timeout_suspends
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services registered.
+///
+/// 1. `PATCH /services/Waiter` with `inactivity_timeout: "1s"` answers the
+///    service with that timeout.
+/// 2. `Waiter/wait` blocks on an awakeable: within the timeout keel closes
+///    the stream and the SDK suspends (the admin view says `suspended`).
+/// 3. Resolving the awakeable resumes it with a second attempt, which
+///    answers "hi@1" (attach); the handler ran exactly twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inactivity_timeout_suspends() {
+    run_test("inactivity_timeout_suspends", inactivity_scenario()).await;
+}
+
+async fn inactivity_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Waiter"]).await?;
+
+    // 1. A one-second inactivity timeout.
+    let reply = api.patch_json("/services/Waiter", &json!({"inactivity_timeout": "1s"})).await?;
+    reply.expect_status(200)?;
+    let timeout = reply.json()?["inactivity_timeout"].clone();
+    ensure!(timeout == "1s", "inactivity_timeout after PATCH: {timeout}");
+
+    // 2. Suspended once the stream was idle for a second.
+    let id = send(&api, "/Waiter/wait", r#""i1""#).await?;
+    let awakeable = awakeable_of(&api, "i1").await?;
+    wait_status(&api, &id, "suspended").await?;
+    ensure!(attempts(&api, "Waiter", &id).await? == 1, "more than one attempt before the suspension");
+
+    // 3. The awakeable resumes it.
+    resolve(&api, &awakeable, "hi").await?;
+    expect_output(&attach(&api, &id).await?, r#""hi@1""#)?;
+    ensure!(attempts(&api, "Waiter", &id).await? == 2, "not exactly one attempt after the suspension");
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// running_invocations_stay_on_their_deployment
+// ---------------------------------------------------------------------------
+
+/// One node; revision 1 of the TypeScript invoker services registered.
+/// `Pinned/wait` suspends after one second of inactivity (its manifest says
+/// so) while it waits on an awakeable, and answers "<value>@<revision>".
+///
+/// 1. `Pinned/wait("p1")` runs on revision 1 and suspends.
+/// 2. The same services at another URI (reporting revision 2) are
+///    registered: 201; `GET /services/Pinned` shows revision 2 on the new
+///    deployment.
+/// 3. A new `Pinned/wait("p2")` runs on the new deployment.
+/// 4. Both awakeables are resolved with "v": the suspended invocation
+///    resumes on its own deployment ("v@1"), the new one answers "v@2".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_invocations_stay_on_their_deployment() {
+    run_test("running_invocations_stay_on_their_deployment", pinning_scenario()).await;
+}
+
+async fn pinning_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let old = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Pinned"]).await?;
+
+    // 1. Suspended on revision 1.
+    let first = send(&api, "/Pinned/wait", r#""p1""#).await?;
+    let first_awakeable = awakeable_of(&api, "p1").await?;
+    wait_status(&api, &first, "suspended").await?;
+
+    // 2. Revision 2 at another URI.
+    let port = free_ports(1)[0];
+    let new =
+        SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
+            .await?;
+    let reply = api.register_deployment(&new.uri(), json!({})).await?;
+    reply.expect_status(201)?;
+    let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
+    let service = api.get("/services/Pinned").await?.json()?;
+    ensure!(
+        service["revision"] == 2 && service["deployment_id"] == new_id.as_str(),
+        "Pinned after re-registration: {service}"
+    );
+
+    // 3. New invocations go to revision 2 (Waiter, which publishes the awakeables, too).
+    let second = send(&api, "/Pinned/wait", r#""p2""#).await?;
+    let second_awakeable = awakeable_of(&api, "p2").await?;
+
+    // 4. Each answers from its own deployment.
+    resolve(&api, &first_awakeable, "v").await?;
+    resolve(&api, &second_awakeable, "v").await?;
+    expect_output(&attach(&api, &first).await?, r#""v@1""#).context("the pinned invocation")?;
+    expect_output(&attach(&api, &second).await?, r#""v@2""#).context("the new invocation")?;
+
+    old.finish();
+    new.finish();
+    c.finish();
+    Ok(())
+}
