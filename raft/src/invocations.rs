@@ -60,6 +60,8 @@ struct Live {
     seen: Arc<AtomicU32>,
     /// Ends the attempt at once (the invocation was killed or paused).
     stop: Arc<Notify>,
+    /// Whether inputs reach the SDK while it runs (not in request/response mode).
+    bidi: bool,
 }
 
 /// How one attempt ended, for the retry loop.
@@ -105,6 +107,7 @@ impl Invoker {
         let Ok(mut frames) = decode_journal(&[notification.to_vec()]) else { return };
         if let Some(frame) = frames.pop()
             && attempt.inputs.try_send(AttemptInput::Notification(frame)).is_ok()
+            && attempt.bidi
         {
             attempt.seen.fetch_add(1, Ordering::SeqCst);
         }
@@ -210,13 +213,11 @@ impl Invoker {
         }
     }
 
-    async fn append(&self, id: &InvocationKey, frame: &Frame, seen: &AtomicU32) -> Result<(), Next> {
+    /// Journals one entry of a running attempt.
+    async fn append(&self, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
         let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
         match self.propose(command).await? {
-            Response::Invocation(InvocationOutcome::Appended { .. }) => {
-                seen.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
+            Response::Invocation(InvocationOutcome::Appended { .. }) => Ok(()),
             other => Err(Next::Stop(format!("journal append refused: {other:?}"))),
         }
     }
@@ -332,12 +333,14 @@ impl Invoker {
         let (inputs, inputs_rx) = mpsc::channel(64);
         let seen = Arc::new(AtomicU32::new(params.journal.len() as u32));
         let stop = Arc::new(Notify::new());
+        let bidi = params.is_bidi();
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone(), stop: stop.clone() });
-        let next =
-            self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, &stop).await;
+            .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone(), stop: stop.clone(), bidi });
+        let next = self
+            .drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, &stop, bidi)
+            .await;
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         (next, seen.load(Ordering::SeqCst))
     }
@@ -354,6 +357,7 @@ impl Invoker {
         inputs_rx: mpsc::Receiver<AttemptInput>,
         seen: &AtomicU32,
         stop: &Notify,
+        bidi: bool,
     ) -> Next {
         let client = self.client.clone();
         let address = address.clone();
@@ -384,16 +388,23 @@ impl Invoker {
                             None => InvocationResult::Success(Vec::new()),
                         });
                     }
-                    if let Err(next) = self.append(id, &frame, seen).await {
+                    if let Err(next) = self.append(id, &frame).await {
                         break next;
                     }
+                    // The SDK sent it, so it knows it.
+                    seen.fetch_add(1, Ordering::SeqCst);
                 }
                 AttemptEvent::ProposeRunCompletion { notification, .. } => {
-                    if let Err(next) = self.append(id, &notification, seen).await {
+                    if let Err(next) = self.append(id, &notification).await {
                         break next;
                     }
-                    // A closed attempt drops inputs; the next attempt replays the journal.
-                    let _ = inputs.send(AttemptInput::Notification(notification)).await;
+                    // A closed or request/response attempt drops inputs: the SDK
+                    // then suspends without knowing the result, and the suspension
+                    // sees a journal longer than the attempt knew, so the next
+                    // attempt replays it.
+                    if inputs.send(AttemptInput::Notification(notification)).await.is_ok() && bidi {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 AttemptEvent::AwaitingOn { .. } => {}
                 AttemptEvent::Suspended { .. } => {

@@ -271,3 +271,51 @@ async fn pinning_scenario() -> Result<()> {
     c.finish();
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// http11_request_response_deployments
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services served over HTTP/1.1
+/// (`http1Handler`, REQUEST_RESPONSE) and the Python ones (hypercorn),
+/// both registered with `use_http_11: true`.
+///
+/// 1. The deployments show `"http_version": "HTTP/1.1"` and
+///    `"protocol_type": "RequestResponse"`.
+/// 2. `Http1/k/add` (state, `ctx.run`, a 100 ms sleep, each one attempt
+///    ending in a suspension or a journal replay over request/response)
+///    answers "2:4" for 2, then "5:10" for 3; the same for `PyHttp1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http11_request_response_deployments() {
+    run_test("http11_request_response_deployments", http11_scenario()).await;
+}
+
+async fn http11_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let api = c.nodes[0].api.clone();
+    let ports = free_ports(2);
+    let http1 = Program::Invoker { revision: 1, http1: true };
+    let ts = SdkService::start_program(Sdk::TypeScript, c.dir(), ports[0], http1).await?;
+    let py = SdkService::start_program(Sdk::Python, c.dir(), ports[1], http1).await?;
+    for uri in [ts.uri(), py.uri()] {
+        let reply = api.register_deployment(&uri, json!({"use_http_11": true})).await?;
+        reply.expect_status(201).with_context(|| format!("registering {uri} over HTTP/1.1"))?;
+        let id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
+        let deployment = api.get(&format!("/deployments/{id}")).await?.json()?;
+        ensure!(
+            deployment["http_version"] == "HTTP/1.1" && deployment["protocol_type"] == "RequestResponse",
+            "deployment at {uri}: {deployment}"
+        );
+    }
+    wait_for_services(std::slice::from_ref(&api), &["Http1", "PyHttp1"]).await?;
+
+    for service in ["Http1", "PyHttp1"] {
+        call_expect(&api, &format!("/{service}/k/add"), "2", r#""2:4""#).await?;
+        call_expect(&api, &format!("/{service}/k/add"), "3", r#""5:10""#).await?;
+    }
+
+    ts.finish();
+    py.finish();
+    c.finish();
+    Ok(())
+}
