@@ -77,6 +77,9 @@ pub struct RaftSettings {
     pub snapshot_logs: u64,
     /// Entries kept behind the snapshot when purging.
     pub keep_logs: u64,
+    /// Invocation attempts in flight at once on this node, over all its
+    /// partitions; more wait for a slot (they never fail for it).
+    pub max_concurrent_invocations: usize,
 }
 
 /// Errors starting the groups.
@@ -120,6 +123,8 @@ pub struct Group {
     pub db: Arc<Db>,
     /// Client for SDK endpoints, shared by the group's invoker attempts.
     pub client: EndpointClient,
+    /// The node's slots for invocation attempts in flight (shared by all groups).
+    pub invocation_slots: Arc<tokio::sync::Semaphore>,
     /// Callers waiting for invocations of this partition to complete. Only
     /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
     waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
@@ -226,12 +231,14 @@ impl Registry {
             .filter(|(_, replicas)| replicas.contains(&node_id));
         let mut groups = BTreeMap::new();
         let client = EndpointClient::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_invocations));
         let router = Arc::new(OnceLock::new());
         for (id, replicas) in hosted {
             let starter = GroupStarter {
                 node_id,
                 router: &router,
                 client: &client,
+                slots: &slots,
                 peers: &peers,
                 config: &config,
                 settings,
@@ -383,6 +390,7 @@ struct GroupStarter<'a> {
     node_id: u64,
     router: &'a Arc<OnceLock<Weak<Router>>>,
     client: &'a EndpointClient,
+    slots: &'a Arc<tokio::sync::Semaphore>,
     peers: &'a Arc<Peers>,
     config: &'a Arc<openraft::Config>,
     settings: &'a RaftSettings,
@@ -428,6 +436,7 @@ impl GroupStarter<'_> {
             committed,
             db: self.db.clone(),
             client: self.client.clone(),
+            invocation_slots: self.slots.clone(),
             waiters: Mutex::new(HashMap::new()),
             router: self.router.clone(),
         });

@@ -223,6 +223,12 @@ impl Invoker {
     }
 
     async fn attempt(&self, id: &InvocationKey, attempts: &mut Attempts) -> Next {
+        // One of the node's slots for attempts in flight, held until the
+        // attempt ends. Waiting for it is not a failure; the record is read
+        // after the wait, so an invocation killed meanwhile does not start.
+        let Ok(_slot) = self.group.invocation_slots.acquire().await else {
+            return Next::Stop("the node's invocation slots are closed".into());
+        };
         let view = GroupView::new(&self.db, self.group.id);
         let (record, journal) = match invocation::load(&view, id) {
             Ok(Some(record)) => (record, invocation::journal(&view, id)),

@@ -319,3 +319,63 @@ async fn http11_scenario() -> Result<()> {
     c.finish();
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// concurrency_limit_queues_attempts
+// ---------------------------------------------------------------------------
+
+/// One node started with `--max-concurrent-invocations 2`; the TypeScript
+/// invoker services registered. `Waiter/waitFile` writes its awakeable id
+/// to a file named after its key and the most handlers waiting at once to
+/// `max-in-flight` (files, because any call would need a slot too).
+///
+/// Six invocations are sent at once; in three rounds exactly two more of
+/// them run (their files appear, no third one), the two are resolved and
+/// answer "ok@1". At no point did more than two run: `max-in-flight` is 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_limit_queues_attempts() {
+    run_test("concurrency_limit_queues_attempts", concurrency_scenario()).await;
+}
+
+async fn concurrency_scenario() -> Result<()> {
+    let c = Cluster::start(1, &["--max-concurrent-invocations", "2"]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Waiter"]).await?;
+    let dir = c.dir().join("waiters");
+    std::fs::create_dir_all(&dir)?;
+    let keys: Vec<String> = (1..=6).map(|i| format!("c{i}")).collect();
+    let mut ids = std::collections::BTreeMap::new();
+    for key in &keys {
+        let input = json!({"key": key, "dir": dir}).to_string();
+        ids.insert(key.clone(), send(&api, "/Waiter/waitFile", &input).await?);
+    }
+    // A key has started once its file holds the awakeable id.
+    let running = || -> Vec<String> {
+        keys.iter().filter(|k| std::fs::read(dir.join(k)).is_ok_and(|id| !id.is_empty())).cloned().collect()
+    };
+
+    let mut done = std::collections::BTreeSet::new();
+    for round in 1..=3 {
+        let want = 2 * round;
+        let started = keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{want} started"), async || {
+            let started = running();
+            ensure!(started.len() <= want, "round {round}: {} started at once: {started:?}", started.len() - done.len());
+            if started.len() == want { Ok(Some(started)) } else { anyhow::bail!("{started:?}") }
+        })
+        .await?;
+        let new: Vec<String> = started.into_iter().filter(|k| !done.contains(k)).collect();
+        for key in new {
+            let awakeable = std::fs::read_to_string(dir.join(&key))?;
+            resolve(&api, &awakeable, "ok").await?;
+            expect_output(&attach(&api, &ids[&key]).await?, r#""ok@1""#).with_context(|| format!("waiter {key}"))?;
+            done.insert(key);
+        }
+    }
+    let max = std::fs::read_to_string(dir.join("max-in-flight"))?;
+    ensure!(max == "2", "at most {max} handlers ran at once, expected 2");
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}

@@ -47,7 +47,7 @@ const retries = restate.service({
 
 // Awakeable ids by the key their handler was called with, published when the handler runs.
 const awakeables = new Map();
-// Invocations of Waiter.wait whose handler runs right now (attempt started, not finished).
+// Handlers of Waiter.waitFile waiting right now, and the most at once.
 let inFlight = 0;
 let maxInFlight = 0;
 
@@ -60,8 +60,20 @@ const waiter = restate.service({
       countAttempt(ctx);
       const { id, promise } = ctx.awakeable();
       awakeables.set(key, id);
+      return `${await promise}@${revision}`;
+    },
+    // {key, dir}: like `wait`, but publishes the awakeable id in the file "<dir>/<key>" and
+    // the most handlers waiting at once in "<dir>/max-in-flight", so that a test can watch
+    // without invoking anything (for the concurrency limit, which other calls would share).
+    waitFile: async (
+      /** @type {restate.Context} */ ctx,
+      /** @type {{key: string, dir: string}} */ { key, dir },
+    ) => {
+      const { id, promise } = ctx.awakeable();
+      fs.writeFileSync(`${dir}/${key}`, id);
       inFlight += 1;
       maxInFlight = Math.max(maxInFlight, inFlight);
+      fs.writeFileSync(`${dir}/max-in-flight`, String(maxInFlight));
       try {
         return `${await promise}@${revision}`;
       } finally {
