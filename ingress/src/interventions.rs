@@ -31,9 +31,9 @@ fn intervention(name: &str) -> Result<Intervention, ApiError> {
         "kill" => Ok(Intervention::Kill),
         "purge" => Ok(Intervention::Purge),
         "pause" => Ok(Intervention::Pause),
-        other => {
-            Err(ApiError::not_found(format!("no invocation action '{other}': use cancel, kill, purge, pause or resume")))
-        }
+        other => Err(ApiError::not_found(format!(
+            "no invocation action '{other}': use cancel, kill, purge, pause or resume"
+        ))),
     }
 }
 
@@ -76,7 +76,10 @@ async fn apply<C: ClusterApi>(cluster: &C, raw_id: &str, action: Action) -> Resu
         }
         // The cancel signal was delivered; the handler finishes on its own.
         // A pause stops the attempt in flight, which ends asynchronously.
-        (_, InvocationOutcome::Appended { .. } | InvocationOutcome::Paused) => Ok(StatusCode::ACCEPTED),
+        // A repeated cancel of a running invocation: the signal was delivered before.
+        (_, InvocationOutcome::Appended { .. } | InvocationOutcome::Paused | InvocationOutcome::Exists(_)) => {
+            Ok(StatusCode::ACCEPTED)
+        }
         _ => Ok(StatusCode::OK),
     }
 }
@@ -111,7 +114,9 @@ async fn resume_deployment<C: ClusterApi>(cluster: &C, choice: Option<&str>) -> 
             QueryResult::Catalog(_) => Err(ApiError::bad_request(format!(
                 "deployment '{id}' is not registered: use latest, keep or the id of a registered deployment"
             ))),
-            other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected catalog answer {other:?}"))),
+            other => {
+                Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected catalog answer {other:?}")))
+            }
         },
     }
 }

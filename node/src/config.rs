@@ -423,10 +423,8 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
     max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
     let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
-    max_invocations.check(
-        |v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v),
-        "must be at least 1 (and fit a semaphore)",
-    )?;
+    max_invocations
+        .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
 

@@ -13,8 +13,8 @@ use crate::store::{StateTxn, StateView};
 use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
-mod pause;
-pub use pause::{ResumeDeployment, resume};
+mod intervene;
+pub use intervene::{Intervention, ResumeDeployment, intervene, resume};
 
 /// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
 pub type InvocationKey = [u8; 24];
@@ -393,65 +393,6 @@ pub fn fire_timer(
 /// Every registered timer, in firing order: (fire time, invocation, completion id).
 pub fn timers(view: &impl StateView) -> Vec<(u64, InvocationKey, u32)> {
     view.scan_prefix(&[keys::KIND_TIMER]).into_iter().filter_map(|(k, _)| keys::parse_timer_key(&k)).collect()
-}
-
-/// What an operator asked for (admin API `PATCH /invocations/{id}/…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Intervention {
-    /// Graceful: a running invocation gets the CANCEL signal (its user code
-    /// sees a terminal "cancelled" error and may clean up); a queued one
-    /// completes at once with 409 "canceled".
-    Cancel,
-    /// Immediate: completes with 409 "killed" without running user code.
-    Kill,
-    /// Forget a completed invocation (record and result).
-    Purge,
-    /// Stop a running invocation until it is resumed ([`Status::Paused`]).
-    Pause,
-}
-
-/// Applies an [`Intervention`]. Completed invocations can only be purged;
-/// only completed ones can be.
-pub fn intervene(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    what: Intervention,
-    purge_at_ms: u64,
-    seq: u64,
-) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
-    let completed = matches!(record.status, Status::Completed(_));
-    match what {
-        Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
-        Intervention::Purge => {
-            txn.delete(keys::invocation_key(id));
-            for (fire_at_ms, completion_id) in &record.timers {
-                txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
-            }
-            Ok((InvocationOutcome::Completed, Vec::new()))
-        }
-        _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
-        Intervention::Pause => pause::pause(txn, id, record),
-        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. }) => {
-            let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
-                signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
-                    keel_protocol::ids::CANCEL_SIGNAL_INDEX,
-                )),
-                result: Some(keel_protocol::proto::signal_notification_message::Result::Void(
-                    keel_protocol::proto::Void {},
-                )),
-            });
-            let frame = cancel.to_frame(keel_protocol::Flags::NONE).map_err(|e| e.to_string())?;
-            notify(txn, id, &frame.to_bytes())
-        }
-        Intervention::Cancel | Intervention::Kill => {
-            let message = if what == Intervention::Kill { "killed" } else { "canceled" };
-            let result = InvocationResult::Failure { code: 409, message: message.into() };
-            let (outcome, mut effects) = complete(txn, id, &result, purge_at_ms, seq)?;
-            effects.push(InvocationEffect::Stop(*id));
-            Ok((outcome, effects))
-        }
-    }
 }
 
 /// Decodes a stored journal entry (header and payload); `None` if it does not decode.

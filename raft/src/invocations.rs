@@ -19,12 +19,12 @@ use crate::state_machine::GroupView;
 use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
+use keel_partition::catalog::ServiceOverrides;
 use keel_partition::invocation::{self, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status};
 use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response, catalog};
+use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
-use keel_partition::catalog::ServiceOverrides;
-use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::{EndpointManifest, Frame, InvocationId, Message, VersionPolicy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -344,9 +344,8 @@ impl Invoker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone(), stop: stop.clone(), bidi });
-        let next = self
-            .drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, &stop, bidi)
-            .await;
+        let next =
+            self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, &stop, bidi).await;
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         (next, seen.load(Ordering::SeqCst))
     }

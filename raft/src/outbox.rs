@@ -11,7 +11,7 @@ use crate::groups::Group;
 use crate::invocations::now_ms;
 use crate::router::Router;
 use crate::state_machine::GroupView;
-use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::invocation::{self, Intervention, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Envelope, METADATA_GROUP, catalog, partition_for_key};
 use keel_protocol::InvocationId;
@@ -62,6 +62,9 @@ fn partition_of(router: &Router, id: &[u8; 24]) -> Result<u32, String> {
     Ok(partition_for_key(pk, router.registry().partition_count()))
 }
 
+/// The dedup key of a CANCEL signal delivery.
+const CANCEL_KEY: u32 = outbox::SIGNAL_KEY | keel_protocol::ids::CANCEL_SIGNAL_INDEX;
+
 async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> {
     let router = group.router().ok_or("the router is not ready yet")?;
     match message {
@@ -95,6 +98,14 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                 timers: Vec::new(),
             };
             let command = Command::Invoke { id: *id, record, input: input.clone() };
+            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        // A CANCEL signal (a parent cancelling its child calls, `ctx.cancel`)
+        // cancels like the admin API does: a queued target completes at once.
+        OutboxMessage::Deliver { id, completion_id, .. } if *completion_id == CANCEL_KEY => {
+            let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
+            let command = Command::Intervene { id: *id, what: Intervention::Cancel, purge_at_ms };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
             Ok(())
         }

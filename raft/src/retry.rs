@@ -55,7 +55,10 @@ impl RetryPolicy {
         let d = RetryPolicy::default();
         let ms = Duration::from_millis;
         RetryPolicy {
-            initial_interval: h.retry_policy_initial_interval.or(s.retry_policy_initial_interval).map_or(d.initial_interval, ms),
+            initial_interval: h
+                .retry_policy_initial_interval
+                .or(s.retry_policy_initial_interval)
+                .map_or(d.initial_interval, ms),
             exponentiation_factor: h
                 .retry_policy_exponentiation_factor
                 .or(s.retry_policy_exponentiation_factor)
@@ -212,9 +215,16 @@ mod tests {
         .expect("manifest");
         let s = &manifest.services[0];
         let h = RetryPolicy::of(s, &s.handlers[0]);
-        assert_eq!((h.max_attempts, h.on_max_attempts, h.initial_interval), (Some(1), OnMaxAttempts::Kill, Duration::from_millis(10)));
+        assert_eq!(
+            (h.max_attempts, h.on_max_attempts, h.initial_interval),
+            (Some(1), OnMaxAttempts::Kill, Duration::from_millis(10))
+        );
         let plain = RetryPolicy::of(s, &s.handlers[1]);
-        let expected = RetryPolicy { max_attempts: Some(5), initial_interval: Duration::from_millis(10), ..RetryPolicy::default() };
+        let expected = RetryPolicy {
+            max_attempts: Some(5),
+            initial_interval: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        };
         assert_eq!(plain, expected);
     }
 }

@@ -20,7 +20,8 @@ use serde_json::json;
 /// Starts `sdk`'s invoker services (revision 1, h2c) and registers them.
 async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
     let port = free_ports(1)[0];
-    let services = SdkService::start_program(sdk, c.dir(), port, Program::Invoker { revision: 1, http1: false }).await?;
+    let services =
+        SdkService::start_program(sdk, c.dir(), port, Program::Invoker { revision: 1, http1: false }).await?;
     register(&c.nodes[0].api, &services.uri()).await?;
     Ok(services)
 }
@@ -244,9 +245,8 @@ async fn pinning_scenario() -> Result<()> {
 
     // 2. Revision 2 at another URI.
     let port = free_ports(1)[0];
-    let new =
-        SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
-            .await?;
+    let new = SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
+        .await?;
     let reply = api.register_deployment(&new.uri(), json!({})).await?;
     reply.expect_status(201)?;
     let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
@@ -360,7 +360,11 @@ async fn concurrency_scenario() -> Result<()> {
         let want = 2 * round;
         let started = keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{want} started"), async || {
             let started = running();
-            ensure!(started.len() <= want, "round {round}: {} started at once: {started:?}", started.len() - done.len());
+            ensure!(
+                started.len() <= want,
+                "round {round}: {} started at once: {started:?}",
+                started.len() - done.len()
+            );
             if started.len() == want { Ok(Some(started)) } else { anyhow::bail!("{started:?}") }
         })
         .await?;
@@ -374,6 +378,83 @@ async fn concurrency_scenario() -> Result<()> {
     }
     let max = std::fs::read_to_string(dir.join("max-in-flight"))?;
     ensure!(max == "2", "at most {max} handlers ran at once, expected 2");
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// cancellation_reaches_child_calls
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services registered.
+///
+/// 1. `Family/parent("f1")` calls `Waiter/wait("f1-child")`, which waits on
+///    an awakeable.
+/// 2. `PATCH /invocations/{parent}/cancel` → 202; cancelling again → 202
+///    (the signal is delivered once).
+/// 3. The SDK cancels the child call: attaching to the child and to the
+///    parent both answer 409 with a "cancelled" message; both are completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancellation_reaches_child_calls() {
+    run_test("cancellation_reaches_child_calls", cancellation_scenario()).await;
+}
+
+async fn cancellation_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Family", "Waiter"]).await?;
+
+    // 1. The parent waits on its child.
+    let parent = send(&api, "/Family/parent", r#""f1""#).await?;
+    awakeable_of(&api, "f1-child").await?;
+    let child = invocation_of(&api, "f1-child").await?;
+
+    // 2. Cancel the parent (twice).
+    for _ in 0..2 {
+        admin_patch(&api, &format!("/invocations/{parent}/cancel")).await?.expect_status(202)?;
+    }
+
+    // 3. Both end cancelled.
+    for (who, id) in [("child", &child), ("parent", &parent)] {
+        let message = expect_error(&attach(&api, id).await?, 409, "invocation").with_context(|| who.to_string())?;
+        ensure!(message.to_lowercase().contains("cancel"), "{who}: {message:?}");
+        wait_status(&api, id, "completed").await?;
+    }
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// named_signals_between_invocations
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services registered.
+///
+/// `Signals/receive("r1")` waits for the named signal "go";
+/// `Signals/send({target, value: "yes"})` sends it (`SendSignalCommand` with
+/// a name) and answers "sent"; the receiver then answers "got yes".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn named_signals_between_invocations() {
+    run_test("named_signals_between_invocations", signals_scenario()).await;
+}
+
+async fn signals_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Signals", "Waiter"]).await?;
+
+    let receiver = send(&api, "/Signals/receive", r#""r1""#).await?;
+    let published = invocation_of(&api, "r1").await?;
+    ensure!(published == receiver, "receiver published {published}, sent as {receiver}");
+    let input = json!({"target": receiver, "value": "yes"}).to_string();
+    call_expect(&api, "/Signals/send", &input, r#""sent""#).await?;
+    expect_output(&attach(&api, &receiver).await?, r#""got yes""#)?;
 
     ts.finish();
     c.finish();

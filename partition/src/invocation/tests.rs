@@ -268,3 +268,17 @@ fn a_completed_promise_wakes_its_waiters_and_completes_only_once() {
     assert_eq!(code(&j[6]), 0x800B);
     assert_ne!(j[6], j[2], "the second completion must be answered with a failure, not the ack");
 }
+
+#[test]
+fn a_running_invocation_is_cancelled_once() {
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
+    let (outcome, effects) = intervene(&mut s, &id(1), Intervention::Cancel, 99, 2).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 2 });
+    assert!(matches!(effects.as_slice(), [InvocationEffect::Notify(..)]));
+    // Again (an operator, or a parent's SDK cancelling its children): nothing more.
+    let (outcome, effects) = intervene(&mut s, &id(1), Intervention::Cancel, 99, 3).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Exists(Status::Invoked));
+    assert!(effects.is_empty());
+    assert_eq!(journal(&s, &id(1)).len(), 2);
+}

@@ -45,8 +45,10 @@ const retries = restate.service({
   },
 });
 
-// Awakeable ids by the key their handler was called with, published when the handler runs.
+// Awakeable ids and invocation ids by the key their handler was called with, published when
+// the handler runs.
 const awakeables = new Map();
+const invocations = new Map();
 // Handlers of Waiter.waitFile waiting right now, and the most at once.
 let inFlight = 0;
 let maxInFlight = 0;
@@ -60,6 +62,7 @@ const waiter = restate.service({
       countAttempt(ctx);
       const { id, promise } = ctx.awakeable();
       awakeables.set(key, id);
+      invocations.set(key, ctx.request().id);
       return `${await promise}@${revision}`;
     },
     // {key, dir}: like `wait`, but publishes the awakeable id in the file "<dir>/<key>" and
@@ -82,6 +85,9 @@ const waiter = restate.service({
     },
     // The awakeable id published under `key`, or "" if none yet.
     awakeable: async (/** @type {restate.Context} */ _ctx, /** @type {string} */ key) => awakeables.get(key) ?? "",
+    // The invocation id of the `wait` called with `key`, or "" if it has not run yet.
+    invocation: async (/** @type {restate.Context} */ _ctx, /** @type {string} */ key) =>
+      invocations.get(key) ?? "",
     // Keys with a published awakeable, sorted.
     published: async (/** @type {restate.Context} */ _ctx) => [...awakeables.keys()].sort(),
     // How many attempts of invocation `id` ran in this process.
@@ -150,7 +156,39 @@ const http1 = restate.object({
   },
 });
 
-const services = [retries, waiter, pinned, steps, http1];
+// Family: a parent waiting on a child call, for cancellation propagation.
+const family = restate.service({
+  name: "Family",
+  handlers: {
+    // Calls Waiter.wait("<key>-child") and returns its answer. Cancelling the parent makes the
+    // SDK cancel that child call too.
+    parent: async (/** @type {restate.Context} */ ctx, /** @type {string} */ key) =>
+      ctx.serviceClient(waiter).wait(`${key}-child`),
+  },
+});
+
+// Signals: named signals between invocations.
+const signals = restate.service({
+  name: "Signals",
+  handlers: {
+    // Publishes its invocation id under `key` (Waiter.invocation) and returns the value of
+    // the named signal "go" once it arrives.
+    receive: async (/** @type {restate.Context} */ ctx, /** @type {string} */ key) => {
+      invocations.set(key, ctx.request().id);
+      return `got ${await ctx.signal("go")}`;
+    },
+    // {target, value}: sends the named signal "go" with `value` to invocation `target`.
+    send: async (
+      /** @type {restate.Context} */ ctx,
+      /** @type {{target: string, value: string}} */ { target, value },
+    ) => {
+      ctx.invocation(restate.InvocationIdParser.fromString(target)).signal("go").resolve(value);
+      return "sent";
+    },
+  },
+});
+
+const services = [retries, waiter, pinned, steps, http1, family, signals];
 const port = Number(process.env.PORT ?? 9080);
 if (process.env.HTTP1 === "1") {
   const endpoint = restate.endpoint();

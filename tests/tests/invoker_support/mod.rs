@@ -83,3 +83,16 @@ pub(crate) async fn resolve(api: &Api, id: &str, value: &str) -> Result<()> {
 pub(crate) async fn admin_patch(api: &Api, path: &str) -> Result<Reply> {
     api.admin_request("PATCH", path).await
 }
+
+/// Polls `Waiter/invocation` until the handler called with `key` published
+/// its invocation id; returns it.
+pub(crate) async fn invocation_of(api: &Api, key: &str) -> Result<String> {
+    poll_until(LEADER_TIMEOUT, &format!("the invocation id of {key}"), async || {
+        let value = call_json(api, "/Waiter/invocation", &json!(key).to_string()).await?;
+        match value.as_str() {
+            Some("") | None => bail!("not published yet: {value}"),
+            Some(id) => Ok(Some(id.to_string())),
+        }
+    })
+    .await
+}

@@ -1,4 +1,5 @@
-//! Pausing and resuming invocations.
+//! What operators do to invocations (admin API `PATCH /invocations/{id}/…`):
+//! cancel, kill, purge, pause and resume.
 //!
 //! A paused invocation keeps its journal and its key's lock, but no attempt
 //! runs until an operator resumes it. It gets there three ways, all through
@@ -9,8 +10,12 @@
 //! replays the journal; it also starts an attempt at once for a suspended
 //! invocation, or for a running one whose leader is backing off.
 
-use super::{InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, Status, load, store};
+use super::{
+    InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, InvocationResult, Status, complete, keys,
+    load, notify, store,
+};
 use crate::store::StateTxn;
+use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
 /// Which deployment a resumed invocation runs on
@@ -29,7 +34,7 @@ pub enum ResumeDeployment {
 /// Pauses a running invocation: its attempt in flight is stopped and no
 /// new one starts. Anything else answers `NotRunning` with its status (an
 /// already paused one included, which the admin API reports as done).
-pub(super) fn pause(
+fn pause(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     mut record: InvocationRecord,
@@ -67,12 +72,79 @@ pub fn resume(
     Ok((InvocationOutcome::Resumed, vec![InvocationEffect::Invoke(*id)]))
 }
 
+/// What an operator asked for (admin API `PATCH /invocations/{id}/…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Intervention {
+    /// Graceful: a running invocation gets the CANCEL signal (its user code
+    /// sees a terminal "cancelled" error and may clean up); a queued one
+    /// completes at once with 409 "canceled".
+    Cancel,
+    /// Immediate: completes with 409 "killed" without running user code.
+    Kill,
+    /// Forget a completed invocation (record and result).
+    Purge,
+    /// Stop a running invocation until it is resumed ([`Status::Paused`]).
+    Pause,
+}
+
+/// Applies an [`Intervention`]. Completed invocations can only be purged;
+/// only completed ones can be.
+pub fn intervene(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    what: Intervention,
+    purge_at_ms: u64,
+    seq: u64,
+) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
+    let Some(record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
+    let completed = matches!(record.status, Status::Completed(_));
+    match what {
+        Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+        Intervention::Purge => {
+            txn.delete(keys::invocation_key(id));
+            for (fire_at_ms, completion_id) in &record.timers {
+                txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
+            }
+            Ok((InvocationOutcome::Completed, Vec::new()))
+        }
+        _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
+        Intervention::Pause => pause(txn, id, record),
+        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. }) => {
+            // Cancelled once only, whoever asks (operator, parent invocation) and however often.
+            let key = crate::outbox::SIGNAL_KEY | keel_protocol::ids::CANCEL_SIGNAL_INDEX;
+            if record.delivered.contains(&key) {
+                return Ok((InvocationOutcome::Exists(record.status), Vec::new()));
+            }
+            let mut record = record;
+            record.delivered.push(key);
+            store(txn, id, &record);
+            let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
+                signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
+                    keel_protocol::ids::CANCEL_SIGNAL_INDEX,
+                )),
+                result: Some(keel_protocol::proto::signal_notification_message::Result::Void(
+                    keel_protocol::proto::Void {},
+                )),
+            });
+            let frame = cancel.to_frame(keel_protocol::Flags::NONE).map_err(|e| e.to_string())?;
+            notify(txn, id, &frame.to_bytes())
+        }
+        Intervention::Cancel | Intervention::Kill => {
+            let message = if what == Intervention::Kill { "killed" } else { "canceled" };
+            let result = InvocationResult::Failure { code: 409, message: message.into() };
+            let (outcome, mut effects) = complete(txn, id, &result, purge_at_ms, seq)?;
+            effects.push(InvocationEffect::Stop(*id));
+            Ok((outcome, effects))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::MemStore;
     use crate::invocation::tests::{id, record};
-    use crate::invocation::{HandlerKind, Intervention, InvocationResult, intervene, invoke, journal, notify};
+    use crate::invocation::{HandlerKind, invoke, journal};
 
     #[test]
     fn paused_invocations_keep_notifications_and_resume_with_a_new_attempt() {
