@@ -41,7 +41,9 @@ async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
 /// 2. `failKill` (both SDKs) completes after exactly 3 attempts with the last
 ///    failure: attach answers 500 with the SDK's message; the admin view
 ///    shows `completed`, `failure`. Pause or resume of it → 409.
-/// 3. Unknown id → 404 for pause, resume and the view; a malformed id → 400;
+/// 3. `Retries/failSlow` waits a minute after its first failed attempt;
+///    `resume` answers 200 and the second attempt runs at once.
+/// 4. Unknown id → 404 for pause, resume and the view; a malformed id → 400;
 ///    an unknown action → 404; `?deployment=` naming no deployment → 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_policy_pauses_resumes_and_kills() {
@@ -63,12 +65,7 @@ async fn retry_scenario() -> Result<()> {
         ensure!(attempts(&api, service, &id).await? == 3, "{service}: not exactly 3 attempts before the pause");
         admin_patch(&api, &format!("/invocations/{id}/pause")).await?.expect_status(200)?;
         admin_patch(&api, &format!("/invocations/{id}/resume")).await?.expect_status(200)?;
-        keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, "6 attempts after the resume", async || {
-            let n = attempts(&api, service, &id).await?;
-            ensure!(n <= 6, "{service}: {n} attempts, more than 3 after the resume");
-            if n == 6 { Ok(Some(())) } else { anyhow::bail!("{n} attempts") }
-        })
-        .await?;
+        wait_attempts(&api, service, &id, 6).await?;
         wait_status(&api, &id, "paused").await?;
         ensure!(attempts(&api, service, &id).await? == 6, "{service}: attempts went on after the second pause");
 
@@ -87,7 +84,16 @@ async fn retry_scenario() -> Result<()> {
         }
     }
 
-    // 3. Bad requests.
+    // 3. A resume skips the backoff: failSlow waits a minute between attempts.
+    let id = send(&api, "/Retries/failSlow", "").await?;
+    wait_attempts(&api, "Retries", &id, 1).await?;
+    let started = std::time::Instant::now();
+    admin_patch(&api, &format!("/invocations/{id}/resume")).await?.expect_status(200)?;
+    wait_attempts(&api, "Retries", &id, 2).await?;
+    ensure!(started.elapsed().as_secs() < 30, "the second attempt waited for the backoff");
+    admin_patch(&api, &format!("/invocations/{id}/kill")).await?.expect_status(200)?;
+
+    // 4. Bad requests.
     let unknown = "inv_10JI5b4yQzpD5Z9GgFm79jzIRqMAa09IbL";
     for action in ["pause", "resume"] {
         admin_patch(&api, &format!("/invocations/{unknown}/{action}")).await?.expect_status(404)?;
@@ -206,6 +212,61 @@ async fn inactivity_scenario() -> Result<()> {
     resolve(&api, &awakeable, "hi").await?;
     expect_output(&attach(&api, &id).await?, r#""hi@1""#)?;
     ensure!(attempts(&api, "Waiter", &id).await? == 2, "not exactly one attempt after the suspension");
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// abort_timeout_ends_a_stuck_attempt
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services registered.
+///
+/// 1. `PATCH /services/Steps` with `inactivity_timeout` and `abort_timeout`
+///    of 500 ms answers them.
+/// 2. `Steps/run` blocks in its side effect "two", so the SDK cannot
+///    suspend when keel closes the stream; the abort timeout then ends the
+///    attempt and a retry runs step "two" again (a second log line), while
+///    the acknowledged step "one" is replayed from the journal.
+/// 3. The gate opens: attach answers `["one","two"]`; step one ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abort_timeout_ends_a_stuck_attempt() {
+    run_test("abort_timeout_ends_a_stuck_attempt", abort_scenario()).await;
+}
+
+async fn abort_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Steps"]).await?;
+
+    // 1. Short timeouts.
+    let patch = json!({"inactivity_timeout": "500ms", "abort_timeout": "500ms"});
+    let service = api.patch_json("/services/Steps", &patch).await?.expect_status(200)?.json()?;
+    ensure!(
+        service["inactivity_timeout"] == "500ms" && service["abort_timeout"] == "500ms",
+        "Steps after PATCH: {service}"
+    );
+
+    // 2. The stuck attempt is aborted and retried.
+    let log = c.dir().join("abort.log");
+    let gate = c.dir().join("abort.gate");
+    let lines = |step: &str| -> usize {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().filter(|l| *l == format!("a1 {step}")).count()
+    };
+    let id = send(&api, "/Steps/run", &json!({"key": "a1", "log": log, "gate": gate}).to_string()).await?;
+    keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, "step two to run again", async || {
+        if lines("two") >= 2 { Ok(Some(())) } else { anyhow::bail!("{} executions of step two", lines("two")) }
+    })
+    .await?;
+
+    // 3. It completes once the side effect can finish.
+    std::fs::write(&gate, b"open")?;
+    expect_output(&attach(&api, &id).await?, r#"["one","two"]"#)?;
+    ensure!(lines("one") == 1, "the acknowledged step one ran {} times", lines("one"));
 
     ts.finish();
     c.finish();

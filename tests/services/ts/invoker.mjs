@@ -40,6 +40,15 @@ const retries = restate.service({
       countAttempt(ctx);
       throw new Error("always fails");
     }),
+    // Throws a retryable error on every attempt and waits a minute between attempts, so
+    // that only a resume (which skips the backoff) brings the next one soon.
+    failSlow: restate.handlers.handler(
+      { retryPolicy: { initialInterval: 60_000, maxAttempts: 5, onMaxAttempts: "pause" } },
+      async (ctx) => {
+        countAttempt(ctx);
+        throw new Error("always fails");
+      },
+    ),
     // How many attempts of invocation `id` ran in this process.
     attempts: async (/** @type {restate.Context} */ _ctx, /** @type {string} */ id) => attempts.get(id) ?? 0,
   },

@@ -96,3 +96,14 @@ pub(crate) async fn invocation_of(api: &Api, key: &str) -> Result<String> {
     })
     .await
 }
+
+/// Polls `{service}/attempts` until invocation `id` had exactly `n` attempts
+/// (more is an error).
+pub(crate) async fn wait_attempts(api: &Api, service: &str, id: &str, n: u64) -> Result<()> {
+    poll_until(LEADER_TIMEOUT, &format!("{n} attempts of {id}"), async || {
+        let seen = attempts(api, service, id).await?;
+        ensure!(seen <= n, "{id}: {seen} attempts, more than {n}");
+        if seen == n { Ok(Some(())) } else { bail!("{seen} attempts") }
+    })
+    .await
+}
