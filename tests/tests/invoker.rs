@@ -34,6 +34,8 @@ async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
 /// `Retries` handlers always throw a retryable error and declare a retry
 /// policy of 3 attempts (50 ms initial interval) in the manifest.
 ///
+/// 0. `GET /services/{s}/handlers/failKill` shows the handler's
+///    `retry_policy` overrides.
 /// 1. `failPause` (both SDKs) becomes `paused` after exactly 3 attempts
 ///    (`GET /invocations/{id}` answers `{"id", "status": "paused"}`);
 ///    pausing it again answers 200; `resume` answers 200 and runs it again:
@@ -58,6 +60,12 @@ async fn retry_scenario() -> Result<()> {
     wait_for_services(std::slice::from_ref(&api), &["Retries", "PyRetries"]).await?;
 
     for service in ["Retries", "PyRetries"] {
+        // 0. The admin API shows the handler's retry policy overrides.
+        let handler = api.get(&format!("/services/{service}/handlers/failKill")).await?.json()?;
+        let want =
+            json!({"initial_interval": "50ms", "max_attempts": 3, "max_interval": "200ms", "on_max_attempts": "Kill"});
+        ensure!(handler["retry_policy"] == want, "{service}/failKill: {handler}");
+
         // 1. Paused after exactly 3 attempts; resumed, paused again after 3 more.
         let id = send(&api, &format!("/{service}/failPause"), "").await?;
         let view = wait_status(&api, &id, "paused").await?;
