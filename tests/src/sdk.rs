@@ -68,7 +68,8 @@ pub enum Program {
     /// `ts/services.mjs` / `py/services.py`: the services of [`Sdk::service_names`].
     Services,
     /// `ts/invoker.mjs` / `py/invoker_services.py`: the invoker tests' services
-    /// (`Retries`, `Waiter`, `Pinned`, `Steps`, `Http1`, Python with a `Py` prefix).
+    /// (`Retries`, `Waiter`, `Pinned`, `Steps`, `Http1`, `Family`, `Signals`;
+    /// Python has all but `Pinned`, with a `Py` prefix).
     /// `revision` is what `Pinned.wait` reports; `http1` serves the TypeScript
     /// services over HTTP/1.1 in request-response mode (hypercorn always
     /// answers HTTP/1.1 too, and the Python SDK then chooses request-response).

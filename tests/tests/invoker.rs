@@ -122,7 +122,8 @@ async fn retry_scenario() -> Result<()> {
 // kill9_during_a_side_effect
 // ---------------------------------------------------------------------------
 
-/// One node; the TypeScript invoker services registered. `Steps/run` runs
+/// One node; the TypeScript and Python invoker services registered.
+/// `Steps/run` and `PySteps/run` (keys "s1" and "p1") run
 /// two `ctx.run` steps that append a line to a log file on every execution;
 /// step "two" then blocks until a gate file exists.
 ///
@@ -131,7 +132,8 @@ async fn retry_scenario() -> Result<()> {
 /// 2. keel is `SIGKILL`ed while step "two" is in flight and restarted: the
 ///    invocation resumes from the journal, and step "two", whose result was
 ///    never stored, runs a second time (the log shows it twice).
-/// 3. The gate opens; attach answers `["one","two"]`; the log holds exactly
+/// 3. The gate opens; attach answers `["one","two"]` (Python:
+///    `["one", "two"]`); the log holds exactly
 ///    one execution of step "one" and exactly two of step "two".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_during_a_side_effect() {
@@ -141,42 +143,52 @@ async fn kill9_during_a_side_effect() {
 async fn side_effect_crash_scenario() -> Result<()> {
     let mut c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Steps"]).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Steps", "PySteps"]).await?;
     let log = c.dir().join("steps.log");
     let gate = c.dir().join("steps.gate");
-    let input = json!({"key": "s1", "log": log, "gate": gate}).to_string();
-    let lines = |step: &str| -> Result<usize> {
+    // (service, key, output: Python's JSON has spaces after commas)
+    let runs = [("Steps", "s1", r#"["one","two"]"#), ("PySteps", "p1", r#"["one", "two"]"#)];
+    let lines = |key: &str, step: &str| -> usize {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Ok(text.lines().filter(|l| *l == format!("s1 {step}")).count())
+        text.lines().filter(|l| *l == format!("{key} {step}")).count()
     };
-    let wait_lines = async |step: &str, n: usize| -> Result<()> {
-        keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{n} executions of step {step}"), async || {
-            let seen = lines(step)?;
-            ensure!(seen <= n, "step {step} ran {seen} times, more than {n}");
+    let wait_lines = async |key: &str, step: &str, n: usize| -> Result<()> {
+        keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{n} executions of {key}'s step {step}"), async || {
+            let seen = lines(key, step);
+            ensure!(seen <= n, "{key}'s step {step} ran {seen} times, more than {n}");
             if seen == n { Ok(Some(())) } else { anyhow::bail!("{seen} so far") }
         })
         .await
     };
 
     // 1. Step two runs, so step one was acknowledged.
-    let id = send(&api, "/Steps/run", &input).await?;
-    wait_lines("two", 1).await?;
-    ensure!(lines("one")? == 1, "step one ran {} times before the crash", lines("one")?);
+    let mut ids = Vec::new();
+    for (service, key, _) in runs {
+        let input = json!({"key": key, "log": log, "gate": gate}).to_string();
+        ids.push(send(&api, &format!("/{service}/run"), &input).await?);
+        wait_lines(key, "two", 1).await?;
+        ensure!(lines(key, "one") == 1, "{key}: step one ran {} times before the crash", lines(key, "one"));
+    }
 
     // 2. Crash while step two is in flight; it runs again after the restart.
     c.nodes[0].kill9().await?;
     c.nodes[0].restart().await?;
-    wait_lines("two", 2).await?;
+    for (_, key, _) in runs {
+        wait_lines(key, "two", 2).await?;
+    }
 
-    // 3. Open the gate: the invocation completes, every step ran as expected.
+    // 3. Open the gate: the invocations complete, every step ran as expected.
     std::fs::write(&gate, b"open")?;
-    let reply = attach(&api, &id).await?;
-    expect_output(&reply, r#"["one","two"]"#)?;
-    ensure!(lines("one")? == 1, "the acknowledged step one ran {} times", lines("one")?);
-    ensure!(lines("two")? == 2, "step two ran {} times, expected 2", lines("two")?);
+    for ((_, key, output), id) in runs.iter().zip(&ids) {
+        expect_output(&attach(&api, id).await?, output).with_context(|| key.to_string())?;
+        ensure!(lines(key, "one") == 1, "{key}: the acknowledged step one ran {} times", lines(key, "one"));
+        ensure!(lines(key, "two") == 2, "{key}: step two ran {} times, expected 2", lines(key, "two"));
+    }
 
     ts.finish();
+    py.finish();
     c.finish();
     Ok(())
 }
@@ -185,9 +197,10 @@ async fn side_effect_crash_scenario() -> Result<()> {
 // inactivity_timeout_suspends
 // ---------------------------------------------------------------------------
 
-/// One node; the TypeScript invoker services registered.
+/// One node; the TypeScript and Python invoker services registered; for
+/// `Waiter` and `PyWaiter`:
 ///
-/// 1. `PATCH /services/Waiter` with `inactivity_timeout: "1s"` answers the
+/// 1. `PATCH /services/{waiter}` with `inactivity_timeout: "1s"` answers the
 ///    service with that timeout.
 /// 2. `Waiter/wait` blocks on an awakeable: within the timeout keel closes
 ///    the stream and the SDK suspends (the admin view says `suspended`).
@@ -201,27 +214,31 @@ async fn inactivity_timeout_suspends() {
 async fn inactivity_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Waiter"]).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Waiter", "PyWaiter"]).await?;
 
-    // 1. A one-second inactivity timeout.
-    let reply = api.patch_json("/services/Waiter", &json!({"inactivity_timeout": "1s"})).await?;
-    reply.expect_status(200)?;
-    let timeout = reply.json()?["inactivity_timeout"].clone();
-    ensure!(timeout == "1s", "inactivity_timeout after PATCH: {timeout}");
+    for waiter in ["Waiter", "PyWaiter"] {
+        // 1. A one-second inactivity timeout.
+        let reply = api.patch_json(&format!("/services/{waiter}"), &json!({"inactivity_timeout": "1s"})).await?;
+        reply.expect_status(200)?;
+        let timeout = reply.json()?["inactivity_timeout"].clone();
+        ensure!(timeout == "1s", "{waiter}: inactivity_timeout after PATCH: {timeout}");
 
-    // 2. Suspended once the stream was idle for a second.
-    let id = send(&api, "/Waiter/wait", r#""i1""#).await?;
-    let awakeable = awakeable_of(&api, "i1").await?;
-    wait_status(&api, &id, "suspended").await?;
-    ensure!(attempts(&api, "Waiter", &id).await? == 1, "more than one attempt before the suspension");
+        // 2. Suspended once the stream was idle for a second.
+        let id = send(&api, &format!("/{waiter}/wait"), r#""i1""#).await?;
+        let awakeable = awakeable_of(&api, waiter, "i1").await?;
+        wait_status(&api, &id, "suspended").await?;
+        ensure!(attempts(&api, waiter, &id).await? == 1, "{waiter}: more than one attempt before the suspension");
 
-    // 3. The awakeable resumes it.
-    resolve(&api, &awakeable, "hi").await?;
-    expect_output(&attach(&api, &id).await?, r#""hi@1""#)?;
-    ensure!(attempts(&api, "Waiter", &id).await? == 2, "not exactly one attempt after the suspension");
+        // 3. The awakeable resumes it.
+        resolve(&api, &awakeable, "hi").await?;
+        expect_output(&attach(&api, &id).await?, r#""hi@1""#).with_context(|| waiter.to_string())?;
+        ensure!(attempts(&api, waiter, &id).await? == 2, "{waiter}: not exactly one attempt after the suspension");
+    }
 
     ts.finish();
+    py.finish();
     c.finish();
     Ok(())
 }
@@ -230,9 +247,10 @@ async fn inactivity_scenario() -> Result<()> {
 // abort_timeout_ends_a_stuck_attempt
 // ---------------------------------------------------------------------------
 
-/// One node; the TypeScript invoker services registered.
+/// One node; the TypeScript and Python invoker services registered; for
+/// `Steps` and `PySteps`:
 ///
-/// 1. `PATCH /services/Steps` with `inactivity_timeout` and `abort_timeout`
+/// 1. `PATCH /services/{steps}` with `inactivity_timeout` and `abort_timeout`
 ///    of 500 ms answers them.
 /// 2. `Steps/run` blocks in its side effect "two", so the SDK cannot
 ///    suspend when keel closes the stream; the abort timeout then ends the
@@ -247,36 +265,48 @@ async fn abort_timeout_ends_a_stuck_attempt() {
 async fn abort_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Steps"]).await?;
-
-    // 1. Short timeouts.
-    let patch = json!({"inactivity_timeout": "500ms", "abort_timeout": "500ms"});
-    let service = api.patch_json("/services/Steps", &patch).await?.expect_status(200)?.json()?;
-    ensure!(
-        service["inactivity_timeout"] == "500ms" && service["abort_timeout"] == "500ms",
-        "Steps after PATCH: {service}"
-    );
-
-    // 2. The stuck attempt is aborted and retried.
+    wait_for_services(std::slice::from_ref(&api), &["Steps", "PySteps"]).await?;
     let log = c.dir().join("abort.log");
     let gate = c.dir().join("abort.gate");
-    let lines = |step: &str| -> usize {
+    let lines = |key: &str, step: &str| -> usize {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines().filter(|l| *l == format!("a1 {step}")).count()
+        text.lines().filter(|l| *l == format!("{key} {step}")).count()
     };
-    let id = send(&api, "/Steps/run", &json!({"key": "a1", "log": log, "gate": gate}).to_string()).await?;
-    keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, "step two to run again", async || {
-        if lines("two") >= 2 { Ok(Some(())) } else { anyhow::bail!("{} executions of step two", lines("two")) }
-    })
-    .await?;
 
-    // 3. It completes once the side effect can finish.
+    // (service, key, output: Python's JSON has spaces after commas)
+    let runs = [("Steps", "a1", r#"["one","two"]"#), ("PySteps", "a2", r#"["one", "two"]"#)];
+    let mut ids = Vec::new();
+    for (service, key, _) in runs {
+        // 1. Short timeouts.
+        let patch = json!({"inactivity_timeout": "500ms", "abort_timeout": "500ms"});
+        let reply = api.patch_json(&format!("/services/{service}"), &patch).await?;
+        let metadata = reply.expect_status(200)?.json()?;
+        ensure!(
+            metadata["inactivity_timeout"] == "500ms" && metadata["abort_timeout"] == "500ms",
+            "{service} after PATCH: {metadata}"
+        );
+
+        // 2. The stuck attempt is aborted and retried.
+        let input = json!({"key": key, "log": log, "gate": gate}).to_string();
+        ids.push(send(&api, &format!("/{service}/run"), &input).await?);
+        keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, &format!("{key}'s step two to run again"), async || {
+            let n = lines(key, "two");
+            if n >= 2 { Ok(Some(())) } else { anyhow::bail!("{n} executions of step two") }
+        })
+        .await?;
+    }
+
+    // 3. They complete once the side effect can finish.
     std::fs::write(&gate, b"open")?;
-    expect_output(&attach(&api, &id).await?, r#"["one","two"]"#)?;
-    ensure!(lines("one") == 1, "the acknowledged step one ran {} times", lines("one"));
+    for ((_, key, output), id) in runs.iter().zip(&ids) {
+        expect_output(&attach(&api, id).await?, output).with_context(|| key.to_string())?;
+        ensure!(lines(key, "one") == 1, "{key}: the acknowledged step one ran {} times", lines(key, "one"));
+    }
 
     ts.finish();
+    py.finish();
     c.finish();
     Ok(())
 }
@@ -309,7 +339,7 @@ async fn pinning_scenario() -> Result<()> {
 
     // 1. Suspended on revision 1.
     let first = send(&api, "/Pinned/wait", r#""p1""#).await?;
-    let first_awakeable = awakeable_of(&api, "p1").await?;
+    let first_awakeable = awakeable_of(&api, "Waiter", "p1").await?;
     wait_status(&api, &first, "suspended").await?;
 
     // 2. Revision 2 at another URI.
@@ -327,7 +357,7 @@ async fn pinning_scenario() -> Result<()> {
 
     // 3. New invocations go to revision 2 (Waiter, which publishes the awakeables, too).
     let second = send(&api, "/Pinned/wait", r#""p2""#).await?;
-    let second_awakeable = awakeable_of(&api, "p2").await?;
+    let second_awakeable = awakeable_of(&api, "Waiter", "p2").await?;
 
     // 4. Each answers from its own deployment.
     resolve(&api, &first_awakeable, "v").await?;
@@ -457,10 +487,11 @@ async fn concurrency_scenario() -> Result<()> {
 // cancellation_reaches_child_calls
 // ---------------------------------------------------------------------------
 
-/// One node; the TypeScript invoker services registered.
+/// One node; the TypeScript and Python invoker services registered; for
+/// each SDK:
 ///
 /// 1. `Family/parent("f1")` calls `Waiter/wait("f1-child")`, which waits on
-///    an awakeable.
+///    an awakeable (`PyFamily`, `PyWaiter` for Python).
 /// 2. `PATCH /invocations/{parent}/cancel` → 202; cancelling again → 202
 ///    (the signal is delivered once).
 /// 3. The SDK cancels the child call: attaching to the child and to the
@@ -473,27 +504,32 @@ async fn cancellation_reaches_child_calls() {
 async fn cancellation_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Family", "Waiter"]).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Family", "Waiter", "PyFamily", "PyWaiter"]).await?;
 
-    // 1. The parent waits on its child.
-    let parent = send(&api, "/Family/parent", r#""f1""#).await?;
-    awakeable_of(&api, "f1-child").await?;
-    let child = invocation_of(&api, "f1-child").await?;
+    for (family, waiter) in [("Family", "Waiter"), ("PyFamily", "PyWaiter")] {
+        // 1. The parent waits on its child.
+        let parent = send(&api, &format!("/{family}/parent"), r#""f1""#).await?;
+        awakeable_of(&api, waiter, "f1-child").await?;
+        let child = invocation_of(&api, waiter, "f1-child").await?;
 
-    // 2. Cancel the parent (twice).
-    for _ in 0..2 {
-        admin_patch(&api, &format!("/invocations/{parent}/cancel")).await?.expect_status(202)?;
-    }
+        // 2. Cancel the parent (twice).
+        for _ in 0..2 {
+            admin_patch(&api, &format!("/invocations/{parent}/cancel")).await?.expect_status(202)?;
+        }
 
-    // 3. Both end cancelled.
-    for (who, id) in [("child", &child), ("parent", &parent)] {
-        let message = expect_error(&attach(&api, id).await?, 409, "invocation").with_context(|| who.to_string())?;
-        ensure!(message.to_lowercase().contains("cancel"), "{who}: {message:?}");
-        wait_status(&api, id, "completed").await?;
+        // 3. Both end cancelled.
+        for (who, id) in [("child", &child), ("parent", &parent)] {
+            let reply = attach(&api, id).await?;
+            let message = expect_error(&reply, 409, "invocation").with_context(|| format!("{family}: {who}"))?;
+            ensure!(message.to_lowercase().contains("cancel"), "{family}: {who}: {message:?}");
+            wait_status(&api, id, "completed").await?;
+        }
     }
 
     ts.finish();
+    py.finish();
     c.finish();
     Ok(())
 }
@@ -502,7 +538,8 @@ async fn cancellation_scenario() -> Result<()> {
 // named_signals_between_invocations
 // ---------------------------------------------------------------------------
 
-/// One node; the TypeScript invoker services registered.
+/// One node; the TypeScript and Python invoker services registered; for
+/// each SDK (`Signals`, `PySignals`):
 ///
 /// `Signals/receive("r1")` waits for the named signal "go";
 /// `Signals/send({target, value: "yes"})` sends it (`SendSignalCommand` with
@@ -515,17 +552,21 @@ async fn named_signals_between_invocations() {
 async fn signals_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Signals", "Waiter"]).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Signals", "Waiter", "PySignals", "PyWaiter"]).await?;
 
-    let receiver = send(&api, "/Signals/receive", r#""r1""#).await?;
-    let published = invocation_of(&api, "r1").await?;
-    ensure!(published == receiver, "receiver published {published}, sent as {receiver}");
-    let input = json!({"target": receiver, "value": "yes"}).to_string();
-    call_expect(&api, "/Signals/send", &input, r#""sent""#).await?;
-    expect_output(&attach(&api, &receiver).await?, r#""got yes""#)?;
+    for (signals, waiter) in [("Signals", "Waiter"), ("PySignals", "PyWaiter")] {
+        let receiver = send(&api, &format!("/{signals}/receive"), r#""r1""#).await?;
+        let published = invocation_of(&api, waiter, "r1").await?;
+        ensure!(published == receiver, "{signals}: receiver published {published}, sent as {receiver}");
+        let input = json!({"target": receiver, "value": "yes"}).to_string();
+        call_expect(&api, &format!("/{signals}/send"), &input, r#""sent""#).await?;
+        expect_output(&attach(&api, &receiver).await?, r#""got yes""#).with_context(|| signals.to_string())?;
+    }
 
     ts.finish();
+    py.finish();
     c.finish();
     Ok(())
 }

@@ -4,14 +4,16 @@ Serve from this directory with the venv made by ../setup.sh:
 
     .venv/bin/hypercorn --config hypercorn.toml --bind 127.0.0.1:9081 invoker_services:app
 
-The Python twins of the retry and HTTP/1.1 services of ../ts/invoker.mjs, with a `Py`
-prefix. Hypercorn answers both h2c (prior knowledge) and HTTP/1.1; registered with
+The Python twins of the services of ../ts/invoker.mjs (all but the concurrency and pinning
+helpers), with a `Py` prefix. Hypercorn answers both h2c (prior knowledge) and HTTP/1.1; registered with
 `use_http_11: true`, the SDK reports REQUEST_RESPONSE. Keep a single worker: attempts are
 counted in process memory.
 """
 
+import asyncio
+import os
 from datetime import timedelta
-from typing import Dict
+from typing import Any, Dict, List
 
 import restate
 from restate import Context, InvocationRetryPolicy, ObjectContext
@@ -77,4 +79,97 @@ async def add(ctx: ObjectContext, n: int) -> str:
     return f"{count}:{doubled}"
 
 
-app = restate.app(services=[retries, http1])
+# Awakeable ids and invocation ids by the key their handler was called with.
+awakeables: Dict[str, str] = {}
+invocations: Dict[str, str] = {}
+
+# PyWaiter: handlers that block on an awakeable.
+waiter = restate.Service("PyWaiter")
+
+
+@waiter.handler("wait")
+async def wait(ctx: Context, key: str) -> str:
+    """Publishes an awakeable under `key`; returns "<value>@1" once it is resolved."""
+    count_attempt(ctx)
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+    awakeables[key] = awakeable_id
+    invocations[key] = ctx.request().id
+    return f"{await promise}@1"
+
+
+@waiter.handler("awakeable")
+async def awakeable_of(_ctx: Context, key: str) -> str:
+    """The awakeable id published under `key`, or "" if none yet."""
+    return awakeables.get(key, "")
+
+
+@waiter.handler("invocation")
+async def invocation_of(_ctx: Context, key: str) -> str:
+    """The invocation id of the handler called with `key`, or "" if it has not run yet."""
+    return invocations.get(key, "")
+
+
+@waiter.handler("attempts")
+async def waiter_attempts(_ctx: Context, invocation_id: str) -> int:
+    """How many attempts of invocation `invocation_id` ran in this process."""
+    return attempts.get(invocation_id, 0)
+
+
+# PySteps: two ctx.run steps that record every execution in a log file.
+steps = restate.Service("PySteps")
+
+
+@steps.handler("run")
+async def run_steps(ctx: Context, req: Dict[str, Any]) -> List[str]:
+    """{key, log, gate}: step "one" appends "<key> one" to `log`; step "two" appends
+    "<key> two" and then waits until the file `gate` exists. Returns ["one", "two"]."""
+    key, log, gate = req["key"], req["log"], req["gate"]
+
+    async def one() -> str:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{key} one\n")
+        return "one"
+
+    async def two() -> str:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{key} two\n")
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        return "two"
+
+    first = await ctx.run_typed("one", one)
+    second = await ctx.run_typed("two", two)
+    return [first, second]
+
+
+# PyFamily: a parent waiting on a child call, for cancellation propagation.
+family = restate.Service("PyFamily")
+
+
+@family.handler("parent")
+async def parent(ctx: Context, key: str) -> str:
+    """Calls PyWaiter.wait("<key>-child") and returns its answer."""
+    return await ctx.service_call(wait, arg=f"{key}-child")
+
+
+# PySignals: named signals between invocations.
+signals = restate.Service("PySignals")
+
+
+@signals.handler("receive")
+async def receive(ctx: Context, key: str) -> str:
+    """Publishes its invocation id under `key` (PyWaiter.invocation); returns
+    "got <value>" once the named signal "go" arrives."""
+    invocations[key] = ctx.request().id
+    value = await ctx.signal("go", type_hint=str)
+    return f"got {value}"
+
+
+@signals.handler("send")
+async def send(ctx: Context, req: Dict[str, str]) -> str:
+    """{target, value}: sends the named signal "go" with `value` to invocation `target`."""
+    ctx.resolve_signal(req["target"], "go", req["value"])
+    return "sent"
+
+
+app = restate.app(services=[retries, http1, waiter, steps, family, signals])

@@ -58,11 +58,11 @@ pub(crate) async fn attempts(api: &Api, service: &str, id: &str) -> Result<u64> 
     value.as_u64().with_context(|| format!("attempts of {id}: {value}"))
 }
 
-/// Polls `Waiter/awakeable` until the handler waiting under `key` published
-/// its awakeable id; returns it.
-pub(crate) async fn awakeable_of(api: &Api, key: &str) -> Result<String> {
+/// Polls `{waiter}/awakeable` (`Waiter` or `PyWaiter`) until the handler
+/// waiting under `key` published its awakeable id; returns it.
+pub(crate) async fn awakeable_of(api: &Api, waiter: &str, key: &str) -> Result<String> {
     poll_until(LEADER_TIMEOUT, &format!("the awakeable of {key}"), async || {
-        let value = call_json(api, "/Waiter/awakeable", &json!(key).to_string()).await?;
+        let value = call_json(api, &format!("/{waiter}/awakeable"), &json!(key).to_string()).await?;
         match value.as_str() {
             Some("") | None => bail!("not published yet: {value}"),
             Some(id) => Ok(Some(id.to_string())),
@@ -84,11 +84,11 @@ pub(crate) async fn admin_patch(api: &Api, path: &str) -> Result<Reply> {
     api.admin_request("PATCH", path).await
 }
 
-/// Polls `Waiter/invocation` until the handler called with `key` published
-/// its invocation id; returns it.
-pub(crate) async fn invocation_of(api: &Api, key: &str) -> Result<String> {
+/// Polls `{waiter}/invocation` (`Waiter` or `PyWaiter`) until the handler
+/// called with `key` published its invocation id; returns it.
+pub(crate) async fn invocation_of(api: &Api, waiter: &str, key: &str) -> Result<String> {
     poll_until(LEADER_TIMEOUT, &format!("the invocation id of {key}"), async || {
-        let value = call_json(api, "/Waiter/invocation", &json!(key).to_string()).await?;
+        let value = call_json(api, &format!("/{waiter}/invocation"), &json!(key).to_string()).await?;
         match value.as_str() {
             Some("") | None => bail!("not published yet: {value}"),
             Some(id) => Ok(Some(id.to_string())),
