@@ -43,9 +43,11 @@ async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
 /// 2. `failKill` (both SDKs) completes after exactly 3 attempts with the last
 ///    failure: attach answers 500 with the SDK's message; the admin view
 ///    shows `completed`, `failure`. Pause or resume of it → 409.
-/// 3. `Retries/failSlow` waits a minute after its first failed attempt;
+/// 3. `Retries/pauseInRun` throws `PauseError` in a `ctx.run`: the SDK's
+///    ErrorMessage asks for a pause, so it is `paused` after exactly 1 attempt.
+/// 4. `Retries/failSlow` waits a minute after its first failed attempt;
 ///    `resume` answers 200 and the second attempt runs at once.
-/// 4. Unknown id → 404 for pause, resume and the view; a malformed id → 400;
+/// 5. Unknown id → 404 for pause, resume and the view; a malformed id → 400;
 ///    an unknown action → 404; `?deployment=` naming no deployment → 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_policy_pauses_resumes_and_kills() {
@@ -92,7 +94,12 @@ async fn retry_scenario() -> Result<()> {
         }
     }
 
-    // 3. A resume skips the backoff: failSlow waits a minute between attempts.
+    // 3. The SDK asks for a pause itself (PauseError in a ctx.run): one attempt.
+    let id = send(&api, "/Retries/pauseInRun", "").await?;
+    wait_status(&api, &id, "paused").await?;
+    ensure!(attempts(&api, "Retries", &id).await? == 1, "pauseInRun: not exactly 1 attempt before the pause");
+
+    // 4. A resume skips the backoff: failSlow waits a minute between attempts.
     let id = send(&api, "/Retries/failSlow", "").await?;
     wait_attempts(&api, "Retries", &id, 1).await?;
     let started = std::time::Instant::now();
@@ -101,7 +108,7 @@ async fn retry_scenario() -> Result<()> {
     ensure!(started.elapsed().as_secs() < 30, "the second attempt waited for the backoff");
     admin_patch(&api, &format!("/invocations/{id}/kill")).await?.expect_status(200)?;
 
-    // 4. Bad requests.
+    // 5. Bad requests.
     let unknown = "inv_10JI5b4yQzpD5Z9GgFm79jzIRqMAa09IbL";
     for action in ["pause", "resume"] {
         admin_patch(&api, &format!("/invocations/{unknown}/{action}")).await?.expect_status(404)?;

@@ -40,6 +40,14 @@ const retries = restate.service({
       countAttempt(ctx);
       throw new Error("always fails");
     }),
+    // Its ctx.run throws PauseError: the SDK asks keel to pause (ErrorMessage behavior PAUSE)
+    // after this one attempt, whatever the retry policy says.
+    pauseInRun: async (/** @type {restate.Context} */ ctx) => {
+      countAttempt(ctx);
+      await ctx.run("pause", () => {
+        throw new restate.PauseError("needs an operator");
+      });
+    },
     // Throws a retryable error on every attempt and waits a minute between attempts, so
     // that only a resume (which skips the backoff) brings the next one soon.
     failSlow: restate.handlers.handler(
