@@ -315,7 +315,7 @@ pub fn append(
 
 /// Outbox sequence number of the `i`-th entry of a command with sequence
 /// `seq` (commands carry at most 1024 entries' worth of messages each).
-fn outbox_seq(seq: u64, i: usize) -> u64 {
+pub(crate) fn outbox_seq(seq: u64, i: usize) -> u64 {
     (seq << 10) | (i as u64 & 0x3ff)
 }
 
@@ -396,7 +396,7 @@ pub fn timers(view: &impl StateView) -> Vec<(u64, InvocationKey, u32)> {
 }
 
 /// Decodes a stored journal entry (header and payload); `None` if it does not decode.
-fn decode_entry(entry: &[u8]) -> Option<Message> {
+pub(crate) fn decode_entry(entry: &[u8]) -> Option<Message> {
     use keel_protocol::{HEADER_LEN, MessageHeader};
     let header = MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?);
     Message::decode_payload(header.code, bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..])).ok()

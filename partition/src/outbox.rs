@@ -49,6 +49,12 @@ pub enum OutboxMessage {
         /// The raw `CallCompletionNotification` frame.
         notification: Vec<u8>,
     },
+    /// Kill a child call of a killed invocation (the shipper stamps the
+    /// purge time of the `Intervene` it proposes).
+    Kill {
+        /// The child invocation.
+        id: InvocationKey,
+    },
 }
 
 fn frame(message: Message) -> Result<Vec<u8>, String> {
@@ -233,6 +239,30 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
         not_before_ms,
     };
     Ok(Some(Outgoing { follow_up: Some(id_notification), message }))
+}
+
+/// The request-response calls in `journal` (of invocation `caller`) whose
+/// result has not arrived: the children a kill takes along. One-way sends
+/// are not children.
+pub fn pending_calls(caller: &InvocationKey, journal: &[Vec<u8>]) -> Vec<InvocationKey> {
+    let messages: Vec<Message> = journal.iter().filter_map(|e| crate::invocation::decode_entry(e)).collect();
+    let answered: Vec<u32> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::CallCompletionNotification(n) => Some(n.completion_id),
+            _ => None,
+        })
+        .collect();
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::CallCommand(call) if !answered.contains(&call.result_completion_id) => {
+                let key = (!call.key.is_empty()).then_some(call.key.as_str());
+                Some(callee_id(caller, call.invocation_id_notification_idx, key))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The message delivering `result` to `caller`.

@@ -30,7 +30,7 @@ pub async fn ship(group: Arc<Group>, term: u64, mut queue: mpsc::UnboundedReceiv
     while let Some((seq, message)) = queue.recv().await {
         let wait = match &message {
             OutboxMessage::Invoke { not_before_ms, .. } => not_before_ms.saturating_sub(now_ms()),
-            OutboxMessage::Deliver { .. } => 0,
+            OutboxMessage::Deliver { .. } | OutboxMessage::Kill { .. } => 0,
         };
         if wait > 0 {
             let group = group.clone();
@@ -98,6 +98,12 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                 timers: Vec::new(),
             };
             let command = Command::Invoke { id: *id, record, input: input.clone() };
+            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        OutboxMessage::Kill { id } => {
+            let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
+            let command = Command::Intervene { id: *id, what: Intervention::Kill, purge_at_ms };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
             Ok(())
         }

@@ -491,7 +491,7 @@ async fn concurrency_scenario() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// cancellation_reaches_child_calls
+// cancel_and_kill_reach_child_calls
 // ---------------------------------------------------------------------------
 
 /// One node; the TypeScript and Python invoker services registered; for
@@ -503,9 +503,11 @@ async fn concurrency_scenario() -> Result<()> {
 ///    (the signal is delivered once).
 /// 3. The SDK cancels the child call: attaching to the child and to the
 ///    parent both answer 409 with a "cancelled" message; both are completed.
+/// 4. Another parent ("f2") is killed (200): keel kills the child call it
+///    waits on too; both answer 409 "killed".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancellation_reaches_child_calls() {
-    run_test("cancellation_reaches_child_calls", cancellation_scenario()).await;
+async fn cancel_and_kill_reach_child_calls() {
+    run_test("cancel_and_kill_reach_child_calls", cancellation_scenario()).await;
 }
 
 async fn cancellation_scenario() -> Result<()> {
@@ -532,6 +534,17 @@ async fn cancellation_scenario() -> Result<()> {
             let message = expect_error(&reply, 409, "invocation").with_context(|| format!("{family}: {who}"))?;
             ensure!(message.to_lowercase().contains("cancel"), "{family}: {who}: {message:?}");
             wait_status(&api, id, "completed").await?;
+        }
+
+        // 4. Killing a parent kills the child it waits on.
+        let parent = send(&api, &format!("/{family}/parent"), r#""f2""#).await?;
+        awakeable_of(&api, waiter, "f2-child").await?;
+        let child = invocation_of(&api, waiter, "f2-child").await?;
+        admin_patch(&api, &format!("/invocations/{parent}/kill")).await?.expect_status(200)?;
+        for (who, id) in [("parent", &parent), ("child", &child)] {
+            let reply = attach(&api, id).await?;
+            let message = expect_error(&reply, 409, "invocation").with_context(|| format!("{family}: {who}"))?;
+            ensure!(message == "killed", "{family}: killed {who}: {message:?}");
         }
     }
 

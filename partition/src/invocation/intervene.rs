@@ -1,5 +1,5 @@
 //! What operators do to invocations (admin API `PATCH /invocations/{id}/…`):
-//! cancel, kill, purge, pause and resume.
+//! cancel, kill (with the child calls it waits on), purge, pause and resume.
 //!
 //! A paused invocation keeps its journal and its key's lock, but no attempt
 //! runs until an operator resumes it. It gets there three ways, all through
@@ -132,8 +132,18 @@ pub fn intervene(
         Intervention::Cancel | Intervention::Kill => {
             let message = if what == Intervention::Kill { "killed" } else { "canceled" };
             let result = InvocationResult::Failure { code: 409, message: message.into() };
+            // A kill takes the call tree along (as Restate's does): read the
+            // children before completing deletes the journal.
+            let children = match what {
+                Intervention::Kill => crate::outbox::pending_calls(id, &super::journal(txn, id)),
+                _ => Vec::new(),
+            };
             let (outcome, mut effects) = complete(txn, id, &result, purge_at_ms, seq)?;
             effects.push(InvocationEffect::Stop(*id));
+            for (i, child) in children.into_iter().enumerate() {
+                let message = crate::outbox::OutboxMessage::Kill { id: child };
+                effects.push(crate::outbox::push(txn, super::outbox_seq(seq, i + 1), message));
+            }
             Ok((outcome, effects))
         }
     }

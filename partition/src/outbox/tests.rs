@@ -130,3 +130,35 @@ fn signals_reach_their_target_once_per_signal() {
     });
     assert!(on_command(&sender, &bad).unwrap().is_none());
 }
+
+#[test]
+fn pending_calls_are_the_unanswered_request_response_calls() {
+    let caller = [3u8; 24];
+    let call = |idx: u32, result: u32, key: &str| {
+        frame(Message::CallCommand(CallCommandMessage {
+            service_name: "S".into(),
+            handler_name: "h".into(),
+            key: key.into(),
+            invocation_id_notification_idx: idx,
+            result_completion_id: result,
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let send = frame(Message::OneWayCallCommand(OneWayCallCommandMessage {
+        service_name: "S".into(),
+        handler_name: "h".into(),
+        invocation_id_notification_idx: 5,
+        ..Default::default()
+    }))
+    .unwrap();
+    let answered = frame(Message::CallCompletionNotification(CallCompletionNotificationMessage {
+        completion_id: 2,
+        result: Some(call_completion_notification_message::Result::Value(Value::default())),
+    }))
+    .unwrap();
+    let journal = vec![b"input".to_vec(), call(1, 2, ""), answered, call(3, 4, "k"), send];
+    // The answered call and the one-way send are not pending; the id is the
+    // one the call created (derived like `on_command` does).
+    assert_eq!(pending_calls(&caller, &journal), vec![callee_id(&caller, 3, Some("k"))]);
+}
