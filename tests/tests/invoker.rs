@@ -1,9 +1,9 @@
 //! End-to-end tests of the leader-side invoker with the real SDK services of
 //! `tests/services/ts/invoker.mjs` and `tests/services/py/invoker_services.py`:
-//! retry policies (pause, resume, kill), suspension by the inactivity
-//! timeout, a `kill -9` while a `ctx.run` runs, deployment pinning across a
-//! re-registration, HTTP/1.1 request-response deployments and the per-node
-//! limit of attempts in flight.
+//! retry policies (pause, resume, kill), a `kill -9` while a `ctx.run` runs,
+//! suspension by the inactivity timeout, the abort timeout and the per-node
+//! limit of attempts in flight. (`invoker_deployments.rs` and
+//! `invoker_signals.rs` hold the rest.)
 //!
 //! Needs the `keel` binary (`cargo build -p keel`) and the SDK runtimes
 //! (`bash tests/services/setup.sh`). Every wait is a bounded poll.
@@ -14,17 +14,8 @@ mod invoker_support;
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
 use invoker_support::*;
-use keel_e2e::{Cluster, Program, Sdk, SdkService, free_ports, run_test};
+use keel_e2e::{Cluster, Sdk, run_test};
 use serde_json::json;
-
-/// Starts `sdk`'s invoker services (revision 1, h2c) and registers them.
-async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
-    let port = free_ports(1)[0];
-    let services =
-        SdkService::start_program(sdk, c.dir(), port, Program::Invoker { revision: 1, http1: false }).await?;
-    register(&c.nodes[0].api, &services.uri()).await?;
-    Ok(services)
-}
 
 // ---------------------------------------------------------------------------
 // retry_policy_pauses_resumes_and_kills
@@ -319,114 +310,6 @@ async fn abort_scenario() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// running_invocations_stay_on_their_deployment
-// ---------------------------------------------------------------------------
-
-/// One node; revision 1 of the TypeScript invoker services registered.
-/// `Pinned/wait` suspends after one second of inactivity (its manifest says
-/// so) while it waits on an awakeable, and answers "<value>@<revision>".
-///
-/// 1. `Pinned/wait("p1")` runs on revision 1 and suspends.
-/// 2. The same services at another URI (reporting revision 2) are
-///    registered: 201; `GET /services/Pinned` shows revision 2 on the new
-///    deployment.
-/// 3. A new `Pinned/wait("p2")` runs on the new deployment.
-/// 4. Both awakeables are resolved with "v": the suspended invocation
-///    resumes on its own deployment ("v@1"), the new one answers "v@2".
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn running_invocations_stay_on_their_deployment() {
-    run_test("running_invocations_stay_on_their_deployment", pinning_scenario()).await;
-}
-
-async fn pinning_scenario() -> Result<()> {
-    let c = Cluster::start(1, &[]).await?;
-    let old = invoker_services(&c, Sdk::TypeScript).await?;
-    let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Pinned"]).await?;
-
-    // 1. Suspended on revision 1.
-    let first = send(&api, "/Pinned/wait", r#""p1""#).await?;
-    let first_awakeable = awakeable_of(&api, "Waiter", "p1").await?;
-    wait_status(&api, &first, "suspended").await?;
-
-    // 2. Revision 2 at another URI.
-    let port = free_ports(1)[0];
-    let new = SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
-        .await?;
-    let reply = api.register_deployment(&new.uri(), json!({})).await?;
-    reply.expect_status(201)?;
-    let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
-    let service = api.get("/services/Pinned").await?.json()?;
-    ensure!(
-        service["revision"] == 2 && service["deployment_id"] == new_id.as_str(),
-        "Pinned after re-registration: {service}"
-    );
-
-    // 3. New invocations go to revision 2 (Waiter, which publishes the awakeables, too).
-    let second = send(&api, "/Pinned/wait", r#""p2""#).await?;
-    let second_awakeable = awakeable_of(&api, "Waiter", "p2").await?;
-
-    // 4. Each answers from its own deployment.
-    resolve(&api, &first_awakeable, "v").await?;
-    resolve(&api, &second_awakeable, "v").await?;
-    expect_output(&attach(&api, &first).await?, r#""v@1""#).context("the pinned invocation")?;
-    expect_output(&attach(&api, &second).await?, r#""v@2""#).context("the new invocation")?;
-
-    old.finish();
-    new.finish();
-    c.finish();
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// http11_request_response_deployments
-// ---------------------------------------------------------------------------
-
-/// One node; the TypeScript invoker services served over HTTP/1.1
-/// (`http1Handler`, REQUEST_RESPONSE) and the Python ones (hypercorn),
-/// both registered with `use_http_11: true`.
-///
-/// 1. The deployments show `"http_version": "HTTP/1.1"` and
-///    `"protocol_type": "RequestResponse"`.
-/// 2. `Http1/k/add` (state, `ctx.run`, a 100 ms sleep, each one attempt
-///    ending in a suspension or a journal replay over request/response)
-///    answers "2:4" for 2, then "5:10" for 3; the same for `PyHttp1`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn http11_request_response_deployments() {
-    run_test("http11_request_response_deployments", http11_scenario()).await;
-}
-
-async fn http11_scenario() -> Result<()> {
-    let c = Cluster::start(1, &[]).await?;
-    let api = c.nodes[0].api.clone();
-    let ports = free_ports(2);
-    let http1 = Program::Invoker { revision: 1, http1: true };
-    let ts = SdkService::start_program(Sdk::TypeScript, c.dir(), ports[0], http1).await?;
-    let py = SdkService::start_program(Sdk::Python, c.dir(), ports[1], http1).await?;
-    for uri in [ts.uri(), py.uri()] {
-        let reply = api.register_deployment(&uri, json!({"use_http_11": true})).await?;
-        reply.expect_status(201).with_context(|| format!("registering {uri} over HTTP/1.1"))?;
-        let id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
-        let deployment = api.get(&format!("/deployments/{id}")).await?.json()?;
-        ensure!(
-            deployment["http_version"] == "HTTP/1.1" && deployment["protocol_type"] == "RequestResponse",
-            "deployment at {uri}: {deployment}"
-        );
-    }
-    wait_for_services(std::slice::from_ref(&api), &["Http1", "PyHttp1"]).await?;
-
-    for service in ["Http1", "PyHttp1"] {
-        call_expect(&api, &format!("/{service}/k/add"), "2", r#""2:4""#).await?;
-        call_expect(&api, &format!("/{service}/k/add"), "3", r#""5:10""#).await?;
-    }
-
-    ts.finish();
-    py.finish();
-    c.finish();
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
 // concurrency_limit_queues_attempts
 // ---------------------------------------------------------------------------
 
@@ -486,107 +369,6 @@ async fn concurrency_scenario() -> Result<()> {
     ensure!(max == "2", "at most {max} handlers ran at once, expected 2");
 
     ts.finish();
-    c.finish();
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// cancel_and_kill_reach_child_calls
-// ---------------------------------------------------------------------------
-
-/// One node; the TypeScript and Python invoker services registered; for
-/// each SDK:
-///
-/// 1. `Family/parent("f1")` calls `Waiter/wait("f1-child")`, which waits on
-///    an awakeable (`PyFamily`, `PyWaiter` for Python).
-/// 2. `PATCH /invocations/{parent}/cancel` → 202; cancelling again → 202
-///    (the signal is delivered once).
-/// 3. The SDK cancels the child call: attaching to the child and to the
-///    parent both answer 409 with a "cancelled" message; both are completed.
-/// 4. Another parent ("f2") is killed (200): keel kills the child call it
-///    waits on too; both answer 409 "killed".
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancel_and_kill_reach_child_calls() {
-    run_test("cancel_and_kill_reach_child_calls", cancellation_scenario()).await;
-}
-
-async fn cancellation_scenario() -> Result<()> {
-    let c = Cluster::start(1, &[]).await?;
-    let ts = invoker_services(&c, Sdk::TypeScript).await?;
-    let py = invoker_services(&c, Sdk::Python).await?;
-    let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Family", "Waiter", "PyFamily", "PyWaiter"]).await?;
-
-    for (family, waiter) in [("Family", "Waiter"), ("PyFamily", "PyWaiter")] {
-        // 1. The parent waits on its child.
-        let parent = send(&api, &format!("/{family}/parent"), r#""f1""#).await?;
-        awakeable_of(&api, waiter, "f1-child").await?;
-        let child = invocation_of(&api, waiter, "f1-child").await?;
-
-        // 2. Cancel the parent (twice).
-        for _ in 0..2 {
-            admin_patch(&api, &format!("/invocations/{parent}/cancel")).await?.expect_status(202)?;
-        }
-
-        // 3. Both end cancelled.
-        for (who, id) in [("child", &child), ("parent", &parent)] {
-            let reply = attach(&api, id).await?;
-            let message = expect_error(&reply, 409, "invocation").with_context(|| format!("{family}: {who}"))?;
-            ensure!(message.to_lowercase().contains("cancel"), "{family}: {who}: {message:?}");
-            wait_status(&api, id, "completed").await?;
-        }
-
-        // 4. Killing a parent kills the child it waits on.
-        let parent = send(&api, &format!("/{family}/parent"), r#""f2""#).await?;
-        awakeable_of(&api, waiter, "f2-child").await?;
-        let child = invocation_of(&api, waiter, "f2-child").await?;
-        admin_patch(&api, &format!("/invocations/{parent}/kill")).await?.expect_status(200)?;
-        for (who, id) in [("parent", &parent), ("child", &child)] {
-            let reply = attach(&api, id).await?;
-            let message = expect_error(&reply, 409, "invocation").with_context(|| format!("{family}: {who}"))?;
-            ensure!(message == "killed", "{family}: killed {who}: {message:?}");
-        }
-    }
-
-    ts.finish();
-    py.finish();
-    c.finish();
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// named_signals_between_invocations
-// ---------------------------------------------------------------------------
-
-/// One node; the TypeScript and Python invoker services registered; for
-/// each SDK (`Signals`, `PySignals`):
-///
-/// `Signals/receive("r1")` waits for the named signal "go";
-/// `Signals/send({target, value: "yes"})` sends it (`SendSignalCommand` with
-/// a name) and answers "sent"; the receiver then answers "got yes".
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn named_signals_between_invocations() {
-    run_test("named_signals_between_invocations", signals_scenario()).await;
-}
-
-async fn signals_scenario() -> Result<()> {
-    let c = Cluster::start(1, &[]).await?;
-    let ts = invoker_services(&c, Sdk::TypeScript).await?;
-    let py = invoker_services(&c, Sdk::Python).await?;
-    let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Signals", "Waiter", "PySignals", "PyWaiter"]).await?;
-
-    for (signals, waiter) in [("Signals", "Waiter"), ("PySignals", "PyWaiter")] {
-        let receiver = send(&api, &format!("/{signals}/receive"), r#""r1""#).await?;
-        let published = invocation_of(&api, waiter, "r1").await?;
-        ensure!(published == receiver, "{signals}: receiver published {published}, sent as {receiver}");
-        let input = json!({"target": receiver, "value": "yes"}).to_string();
-        call_expect(&api, &format!("/{signals}/send"), &input, r#""sent""#).await?;
-        expect_output(&attach(&api, &receiver).await?, r#""got yes""#).with_context(|| signals.to_string())?;
-    }
-
-    ts.finish();
-    py.finish();
     c.finish();
     Ok(())
 }

@@ -1,11 +1,21 @@
-//! Helpers of the invoker end-to-end tests (`invoker.rs`): sends, attach,
+//! Helpers of the invoker end-to-end tests (`invoker*.rs`): sends, attach,
 //! the admin view of an invocation, and the services of `invoker.mjs`.
+#![allow(dead_code)]
 
 use anyhow::{Context, Result, bail, ensure};
-use keel_e2e::{Api, LEADER_TIMEOUT, Reply, poll_until};
+use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Program, Reply, Sdk, SdkService, free_ports, poll_until};
 use serde_json::{Value, json};
 
-use crate::invocation_support::{describe, is_invocation_id, is_unavailable};
+use crate::invocation_support::{describe, is_invocation_id, is_unavailable, register};
+
+/// Starts `sdk`'s invoker services (revision 1, h2c) and registers them.
+pub(crate) async fn invoker_services(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
+    let port = free_ports(1)[0];
+    let services =
+        SdkService::start_program(sdk, c.dir(), port, Program::Invoker { revision: 1, http1: false }).await?;
+    register(&c.nodes[0].api, &services.uri()).await?;
+    Ok(services)
+}
 
 /// `POST {path}/send` with `body`: 202 with a well-formed `invocationId`, returned.
 pub(crate) async fn send(api: &Api, path: &str, body: &str) -> Result<String> {

@@ -1,0 +1,124 @@
+//! End-to-end tests of deployments as the invoker uses them, with the real
+//! SDK services of `tests/services/ts/invoker.mjs` and
+//! `tests/services/py/invoker_services.py`: pinning across a re-registration
+//! and HTTP/1.1 request-response deployments.
+//!
+//! Needs the `keel` binary (`cargo build -p keel`) and the SDK runtimes
+//! (`bash tests/services/setup.sh`). Every wait is a bounded poll.
+
+mod invocation_support;
+mod invoker_support;
+
+use anyhow::{Context, Result, ensure};
+use invocation_support::*;
+use invoker_support::*;
+use keel_e2e::{Cluster, Program, Sdk, SdkService, free_ports, run_test};
+use serde_json::json;
+
+// ---------------------------------------------------------------------------
+// running_invocations_stay_on_their_deployment
+// ---------------------------------------------------------------------------
+
+/// One node; revision 1 of the TypeScript invoker services registered.
+/// `Pinned/wait` suspends after one second of inactivity (its manifest says
+/// so) while it waits on an awakeable, and answers "<value>@<revision>".
+///
+/// 1. `Pinned/wait("p1")` runs on revision 1 and suspends.
+/// 2. The same services at another URI (reporting revision 2) are
+///    registered: 201; `GET /services/Pinned` shows revision 2 on the new
+///    deployment.
+/// 3. A new `Pinned/wait("p2")` runs on the new deployment.
+/// 4. Both awakeables are resolved with "v": the suspended invocation
+///    resumes on its own deployment ("v@1"), the new one answers "v@2".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_invocations_stay_on_their_deployment() {
+    run_test("running_invocations_stay_on_their_deployment", pinning_scenario()).await;
+}
+
+async fn pinning_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let old = invoker_services(&c, Sdk::TypeScript).await?;
+    let api = c.nodes[0].api.clone();
+    wait_for_services(std::slice::from_ref(&api), &["Pinned"]).await?;
+
+    // 1. Suspended on revision 1.
+    let first = send(&api, "/Pinned/wait", r#""p1""#).await?;
+    let first_awakeable = awakeable_of(&api, "Waiter", "p1").await?;
+    wait_status(&api, &first, "suspended").await?;
+
+    // 2. Revision 2 at another URI.
+    let port = free_ports(1)[0];
+    let new = SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
+        .await?;
+    let reply = api.register_deployment(&new.uri(), json!({})).await?;
+    reply.expect_status(201)?;
+    let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
+    let service = api.get("/services/Pinned").await?.json()?;
+    ensure!(
+        service["revision"] == 2 && service["deployment_id"] == new_id.as_str(),
+        "Pinned after re-registration: {service}"
+    );
+
+    // 3. New invocations go to revision 2 (Waiter, which publishes the awakeables, too).
+    let second = send(&api, "/Pinned/wait", r#""p2""#).await?;
+    let second_awakeable = awakeable_of(&api, "Waiter", "p2").await?;
+
+    // 4. Each answers from its own deployment.
+    resolve(&api, &first_awakeable, "v").await?;
+    resolve(&api, &second_awakeable, "v").await?;
+    expect_output(&attach(&api, &first).await?, r#""v@1""#).context("the pinned invocation")?;
+    expect_output(&attach(&api, &second).await?, r#""v@2""#).context("the new invocation")?;
+
+    old.finish();
+    new.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// http11_request_response_deployments
+// ---------------------------------------------------------------------------
+
+/// One node; the TypeScript invoker services served over HTTP/1.1
+/// (`http1Handler`, REQUEST_RESPONSE) and the Python ones (hypercorn),
+/// both registered with `use_http_11: true`.
+///
+/// 1. The deployments show `"http_version": "HTTP/1.1"` and
+///    `"protocol_type": "RequestResponse"`.
+/// 2. `Http1/k/add` (state, `ctx.run`, a 100 ms sleep, each one attempt
+///    ending in a suspension or a journal replay over request/response)
+///    answers "2:4" for 2, then "5:10" for 3; the same for `PyHttp1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http11_request_response_deployments() {
+    run_test("http11_request_response_deployments", http11_scenario()).await;
+}
+
+async fn http11_scenario() -> Result<()> {
+    let c = Cluster::start(1, &[]).await?;
+    let api = c.nodes[0].api.clone();
+    let ports = free_ports(2);
+    let http1 = Program::Invoker { revision: 1, http1: true };
+    let ts = SdkService::start_program(Sdk::TypeScript, c.dir(), ports[0], http1).await?;
+    let py = SdkService::start_program(Sdk::Python, c.dir(), ports[1], http1).await?;
+    for uri in [ts.uri(), py.uri()] {
+        let reply = api.register_deployment(&uri, json!({"use_http_11": true})).await?;
+        reply.expect_status(201).with_context(|| format!("registering {uri} over HTTP/1.1"))?;
+        let id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
+        let deployment = api.get(&format!("/deployments/{id}")).await?.json()?;
+        ensure!(
+            deployment["http_version"] == "HTTP/1.1" && deployment["protocol_type"] == "RequestResponse",
+            "deployment at {uri}: {deployment}"
+        );
+    }
+    wait_for_services(std::slice::from_ref(&api), &["Http1", "PyHttp1"]).await?;
+
+    for service in ["Http1", "PyHttp1"] {
+        call_expect(&api, &format!("/{service}/k/add"), "2", r#""2:4""#).await?;
+        call_expect(&api, &format!("/{service}/k/add"), "3", r#""5:10""#).await?;
+    }
+
+    ts.finish();
+    py.finish();
+    c.finish();
+    Ok(())
+}
