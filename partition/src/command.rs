@@ -108,6 +108,9 @@ pub enum Command {
         awaiting: Vec<u32>,
         /// Journal length the suspending attempt knew.
         journal_len_seen: u32,
+        /// Journal length when the suspending attempt started: later
+        /// entries may be unknown to the SDK.
+        attempt_start: u32,
     },
     /// Fires a durable sleep timer (proposed by the leader's timer actor).
     FireTimer {

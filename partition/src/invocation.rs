@@ -14,7 +14,9 @@ use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
 mod intervene;
+mod suspend;
 pub use intervene::{Intervention, ResumeDeployment, intervene, resume};
+pub use suspend::{awaited_key, suspend};
 
 /// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
 pub type InvocationKey = [u8; 24];
@@ -435,28 +437,6 @@ pub fn pin_deployment(
         store(txn, id, &record);
     }
     Ok(InvocationOutcome::Invoked)
-}
-
-/// Suspends a running invocation until one of `awaiting` completes.
-/// `journal_len_seen` is how much of the journal the suspending attempt
-/// knew: if notifications were journaled after that, suspending would sleep
-/// through them, so the invocation is invoked again instead.
-pub fn suspend(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    awaiting: &[u32],
-    journal_len_seen: u32,
-) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
-    if record.status != Status::Invoked {
-        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
-    }
-    if record.journal_len > journal_len_seen {
-        return Ok((InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(*id)]));
-    }
-    record.status = Status::Suspended { awaiting: awaiting.to_vec() };
-    store(txn, id, &record);
-    Ok((InvocationOutcome::Suspended, Vec::new()))
 }
 
 /// Completes an invocation: records the result, releases its key's lock

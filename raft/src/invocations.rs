@@ -366,6 +366,7 @@ impl Invoker {
     ) -> Next {
         let client = self.client.clone();
         let address = address.clone();
+        let attempt_start = params.journal.len() as u32;
         let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
         let mut output = None;
         let next = loop {
@@ -412,9 +413,10 @@ impl Invoker {
                     }
                 }
                 AttemptEvent::AwaitingOn { .. } => {}
-                AttemptEvent::Suspended { .. } => {
+                AttemptEvent::Suspended { frame } => {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
-                    let suspend = Command::Suspend { id: *id, awaiting: Vec::new(), journal_len_seen };
+                    let awaiting = awaited(&frame);
+                    let suspend = Command::Suspend { id: *id, awaiting, journal_len_seen, attempt_start };
                     break match self.propose(suspend).await {
                         Ok(_) => Next::Done,
                         Err(next) => next,
@@ -465,6 +467,32 @@ fn effective_timeouts(overrides: Option<&ServiceOverrides>, service: &Service, h
         ),
         abort: pick(h.abort_timeout, overrides.and_then(|o| o.abort_timeout_ms), s.abort_timeout, default.abort),
     }
+}
+
+/// What a `SuspensionMessage` waits for, as [`invocation::awaited_key`]s:
+/// every leaf of the V7 future tree, or the V6 lists (empty if it does not
+/// decode, which makes `Suspend` fall back to the journal length).
+fn awaited(frame: &Frame) -> Vec<u32> {
+    use keel_protocol::message::NotificationId;
+    use keel_protocol::proto::Future;
+    fn leaves(completions: &[u32], signals: &[u32], names: &[String], nested: &[Future], keys: &mut Vec<u32>) {
+        keys.extend(completions.iter().map(|c| invocation::awaited_key(&NotificationId::Completion(*c))));
+        keys.extend(signals.iter().map(|s| invocation::awaited_key(&NotificationId::Signal(*s))));
+        keys.extend(names.iter().map(|n| invocation::awaited_key(&NotificationId::SignalName(n.clone()))));
+        for f in nested {
+            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, keys);
+        }
+    }
+    let mut keys = Vec::new();
+    if let Ok(Message::Suspension(s)) = frame.decode_message() {
+        leaves(&s.waiting_completions, &s.waiting_signals, &s.waiting_named_signals, &[], &mut keys);
+        if let Some(f) = &s.awaiting_on {
+            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, &mut keys);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
