@@ -31,6 +31,8 @@ use serde_json::json;
 ///    (`GET /invocations/{id}` answers `{"id", "status": "paused"}`);
 ///    pausing it again answers 200; `resume` answers 200 and runs it again:
 ///    paused once more after exactly 6 attempts.
+///    keel is then `SIGKILL`ed and restarted: both are still `paused` with
+///    6 attempts, and resume once more to 9 attempts and `paused`.
 /// 2. `failKill` (both SDKs) completes after exactly 3 attempts with the last
 ///    failure: attach answers 500 with the SDK's message; the admin view
 ///    shows `completed`, `failure`. Pause or resume of it → 409.
@@ -46,12 +48,13 @@ async fn retry_policy_pauses_resumes_and_kills() {
 }
 
 async fn retry_scenario() -> Result<()> {
-    let c = Cluster::start(1, &[]).await?;
+    let mut c = Cluster::start(1, &[]).await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
     let py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
     wait_for_services(std::slice::from_ref(&api), &["Retries", "PyRetries"]).await?;
 
+    let mut paused = Vec::new();
     for service in ["Retries", "PyRetries"] {
         // 0. The admin API shows the handler's retry policy overrides.
         let handler = api.get(&format!("/services/{service}/handlers/failKill")).await?.json()?;
@@ -69,6 +72,7 @@ async fn retry_scenario() -> Result<()> {
         wait_attempts(&api, service, &id, 6).await?;
         wait_status(&api, &id, "paused").await?;
         ensure!(attempts(&api, service, &id).await? == 6, "{service}: attempts went on after the second pause");
+        paused.push((service, id));
 
         // 2. Killed after exactly 3 attempts with the last failure.
         let id = send(&api, &format!("/{service}/failKill"), "").await?;
@@ -83,6 +87,17 @@ async fn retry_scenario() -> Result<()> {
         for action in ["pause", "resume"] {
             admin_patch(&api, &format!("/invocations/{id}/{action}")).await?.expect_status(409)?;
         }
+    }
+
+    // 1b. Paused is durable: still paused after a kill -9, and resumable.
+    c.nodes[0].kill9().await?;
+    c.nodes[0].restart().await?;
+    for (service, id) in &paused {
+        wait_status(&api, id, "paused").await?;
+        ensure!(attempts(&api, service, id).await? == 6, "{service}: attempts after the restart");
+        admin_patch(&api, &format!("/invocations/{id}/resume")).await?.expect_status(200)?;
+        wait_attempts(&api, service, id, 9).await?;
+        wait_status(&api, id, "paused").await?;
     }
 
     // 3. The SDK asks for a pause itself (PauseError in a ctx.run): one attempt.
