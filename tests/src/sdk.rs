@@ -69,7 +69,7 @@ pub enum Program {
     Services,
     /// `ts/invoker.mjs` / `py/invoker_services.py`: the invoker tests' services
     /// (`Retries`, `Waiter`, `Pinned`, `Steps`, `Http1`, `Family`, `Signals`;
-    /// Python has all but `Pinned`, with a `Py` prefix).
+    /// Python the same with a `Py` prefix, less a few TypeScript-only handlers).
     /// `revision` is what `Pinned.wait` reports; `http1` serves the TypeScript
     /// services over HTTP/1.1 in request-response mode (hypercorn always
     /// answers HTTP/1.1 too, and the Python SDK then chooses request-response).

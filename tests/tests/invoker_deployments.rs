@@ -19,9 +19,10 @@ use serde_json::json;
 // running_invocations_stay_on_their_deployment
 // ---------------------------------------------------------------------------
 
-/// One node; revision 1 of the TypeScript invoker services registered.
-/// `Pinned/wait` suspends after one second of inactivity (its manifest says
-/// so) while it waits on an awakeable, and answers "<value>@<revision>".
+/// One node; revision 1 of the TypeScript and Python invoker services
+/// registered. `Pinned/wait` (and `PyPinned/wait`) suspends after one
+/// second of inactivity (its manifest says so) while it waits on an
+/// awakeable, and answers "<value>@<revision>". For both SDKs:
 ///
 /// 1. `Pinned/wait("p1")` runs on revision 1 and suspends.
 /// 2. The same services at another URI (reporting revision 2) are
@@ -37,40 +38,55 @@ async fn running_invocations_stay_on_their_deployment() {
 
 async fn pinning_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let old = invoker_services(&c, Sdk::TypeScript).await?;
+    let old_ts = invoker_services(&c, Sdk::TypeScript).await?;
+    let old_py = invoker_services(&c, Sdk::Python).await?;
     let api = c.nodes[0].api.clone();
-    wait_for_services(std::slice::from_ref(&api), &["Pinned"]).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Pinned", "PyPinned"]).await?;
+    let sdks = [(Sdk::TypeScript, "Pinned", "Waiter"), (Sdk::Python, "PyPinned", "PyWaiter")];
 
     // 1. Suspended on revision 1.
-    let first = send(&api, "/Pinned/wait", r#""p1""#).await?;
-    let first_awakeable = awakeable_of(&api, "Waiter", "p1").await?;
-    wait_status(&api, &first, "suspended").await?;
+    let mut first = Vec::new();
+    for (_, pinned, waiter) in sdks {
+        let id = send(&api, &format!("/{pinned}/wait"), r#""p1""#).await?;
+        let awakeable = awakeable_of(&api, waiter, "p1").await?;
+        wait_status(&api, &id, "suspended").await?;
+        first.push((id, awakeable));
+    }
 
-    // 2. Revision 2 at another URI.
-    let port = free_ports(1)[0];
-    let new = SdkService::start_program(Sdk::TypeScript, c.dir(), port, Program::Invoker { revision: 2, http1: false })
-        .await?;
-    let reply = api.register_deployment(&new.uri(), json!({})).await?;
-    reply.expect_status(201)?;
-    let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
-    let service = api.get("/services/Pinned").await?.json()?;
-    ensure!(
-        service["revision"] == 2 && service["deployment_id"] == new_id.as_str(),
-        "Pinned after re-registration: {service}"
-    );
+    // 2. Revision 2 at other URIs.
+    let mut new = Vec::new();
+    for (sdk, pinned, _) in sdks {
+        let port = free_ports(1)[0];
+        let services =
+            SdkService::start_program(sdk, c.dir(), port, Program::Invoker { revision: 2, http1: false }).await?;
+        let reply = api.register_deployment(&services.uri(), json!({})).await?;
+        reply.expect_status(201)?;
+        let new_id = reply.json()?["id"].as_str().context("deployment id")?.to_string();
+        let service = api.get(&format!("/services/{pinned}")).await?.json()?;
+        ensure!(
+            service["revision"] == 2 && service["deployment_id"] == new_id.as_str(),
+            "{pinned} after re-registration: {service}"
+        );
+        new.push(services);
+    }
 
-    // 3. New invocations go to revision 2 (Waiter, which publishes the awakeables, too).
-    let second = send(&api, "/Pinned/wait", r#""p2""#).await?;
-    let second_awakeable = awakeable_of(&api, "Waiter", "p2").await?;
+    for ((_, pinned, waiter), (first, first_awakeable)) in sdks.iter().zip(&first) {
+        // 3. New invocations go to revision 2 (the waiter, which publishes the awakeables, too).
+        let second = send(&api, &format!("/{pinned}/wait"), r#""p2""#).await?;
+        let second_awakeable = awakeable_of(&api, waiter, "p2").await?;
 
-    // 4. Each answers from its own deployment.
-    resolve(&api, &first_awakeable, "v").await?;
-    resolve(&api, &second_awakeable, "v").await?;
-    expect_output(&attach(&api, &first).await?, r#""v@1""#).context("the pinned invocation")?;
-    expect_output(&attach(&api, &second).await?, r#""v@2""#).context("the new invocation")?;
+        // 4. Each answers from its own deployment.
+        resolve(&api, first_awakeable, "v").await?;
+        resolve(&api, &second_awakeable, "v").await?;
+        expect_output(&attach(&api, first).await?, r#""v@1""#).with_context(|| format!("pinned {pinned}"))?;
+        expect_output(&attach(&api, &second).await?, r#""v@2""#).with_context(|| format!("new {pinned}"))?;
+    }
 
-    old.finish();
-    new.finish();
+    old_ts.finish();
+    old_py.finish();
+    for services in new {
+        services.finish();
+    }
     c.finish();
     Ok(())
 }

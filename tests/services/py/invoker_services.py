@@ -4,8 +4,8 @@ Serve from this directory with the venv made by ../setup.sh:
 
     .venv/bin/hypercorn --config hypercorn.toml --bind 127.0.0.1:9081 invoker_services:app
 
-The Python twins of the services of ../ts/invoker.mjs (all but the concurrency and pinning
-helpers), with a `Py` prefix. Hypercorn answers both h2c (prior knowledge) and HTTP/1.1; registered with
+The Python twins of the services of ../ts/invoker.mjs (all but the concurrency helper),
+with a `Py` prefix. REVISION (default 1) is what PyPinned.wait reports. Hypercorn answers both h2c (prior knowledge) and HTTP/1.1; registered with
 `use_http_11: true`, the SDK reports REQUEST_RESPONSE. Keep a single worker: attempts are
 counted in process memory.
 """
@@ -17,6 +17,8 @@ from typing import Any, Dict, List
 
 import restate
 from restate import Context, InvocationRetryPolicy, ObjectContext
+
+REVISION = int(os.environ.get("REVISION", "1"))
 
 # Attempts per invocation id (each attempt runs the handler from the start).
 attempts: Dict[str, int] = {}
@@ -94,7 +96,7 @@ async def wait(ctx: Context, key: str) -> str:
     awakeable_id, promise = ctx.awakeable(type_hint=str)
     awakeables[key] = awakeable_id
     invocations[key] = ctx.request().id
-    return f"{await promise}@1"
+    return f"{await promise}@{REVISION}"
 
 
 @waiter.handler("awakeable")
@@ -113,6 +115,19 @@ async def invocation_of(_ctx: Context, key: str) -> str:
 async def waiter_attempts(_ctx: Context, invocation_id: str) -> int:
     """How many attempts of invocation `invocation_id` ran in this process."""
     return attempts.get(invocation_id, 0)
+
+
+# PyPinned: like PyWaiter.wait, but suspends after one second without traffic.
+pinned = restate.Service("PyPinned", inactivity_timeout=timedelta(seconds=1))
+
+
+@pinned.handler("wait")
+async def pinned_wait(ctx: Context, key: str) -> str:
+    """Publishes an awakeable under `key` (in PyWaiter.awakeable); returns
+    "<value>@<REVISION>" once it is resolved."""
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+    awakeables[key] = awakeable_id
+    return f"{await promise}@{REVISION}"
 
 
 # PySteps: two ctx.run steps that record every execution in a log file.
@@ -172,4 +187,4 @@ async def send(ctx: Context, req: Dict[str, str]) -> str:
     return "sent"
 
 
-app = restate.app(services=[retries, http1, waiter, steps, family, signals])
+app = restate.app(services=[retries, http1, waiter, pinned, steps, family, signals])
