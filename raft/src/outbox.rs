@@ -62,6 +62,15 @@ fn partition_of(router: &Router, id: &[u8; 24]) -> Result<u32, String> {
     Ok(partition_for_key(pk, router.registry().partition_count()))
 }
 
+/// Proposes `what` for invocation `id` to its partition, stamped with the
+/// purge time of the record it may complete (as the admin API does).
+async fn intervene(router: &Router, id: &[u8; 24], what: Intervention) -> Result<(), String> {
+    let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
+    let command = Command::Intervene { id: *id, what, purge_at_ms };
+    router.propose(partition_of(router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The dedup key of a CANCEL signal delivery.
 const CANCEL_KEY: u32 = outbox::SIGNAL_KEY | keel_protocol::ids::CANCEL_SIGNAL_INDEX;
 
@@ -101,19 +110,11 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
             Ok(())
         }
-        OutboxMessage::Kill { id } => {
-            let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
-            let command = Command::Intervene { id: *id, what: Intervention::Kill, purge_at_ms };
-            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
-            Ok(())
-        }
+        OutboxMessage::Kill { id } => intervene(&router, id, Intervention::Kill).await,
         // A CANCEL signal (a parent cancelling its child calls, `ctx.cancel`)
         // cancels like the admin API does: a queued target completes at once.
         OutboxMessage::Deliver { id, completion_id, .. } if *completion_id == CANCEL_KEY => {
-            let purge_at_ms = now_ms() + invocation::COMPLETED_RETENTION_MS;
-            let command = Command::Intervene { id: *id, what: Intervention::Cancel, purge_at_ms };
-            router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
-            Ok(())
+            intervene(&router, id, Intervention::Cancel).await
         }
         OutboxMessage::Deliver { id, completion_id, notification } => {
             let command =
