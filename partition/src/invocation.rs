@@ -331,26 +331,22 @@ pub fn notify(
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     let effect = match record.status {
-        Status::Invoked => InvocationEffect::Notify(*id, notification.to_vec()),
+        Status::Invoked => Some(InvocationEffect::Notify(*id, notification.to_vec())),
         // Any new notification may be what the handler waits for; if not,
         // the SDK simply suspends again.
-        Status::Suspended { .. } => InvocationEffect::Invoke(*id),
-        // Kept for the attempt that follows the resume.
-        Status::Paused => {
-            txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
-            record.journal_len += 1;
-            let journal_len = record.journal_len;
-            store(txn, id, &record);
-            return Ok((InvocationOutcome::Appended { journal_len }, Vec::new()));
-        }
+        Status::Suspended { .. } => Some(InvocationEffect::Invoke(*id)),
+        // Journaled for the attempt that follows the resume; wakes nothing.
+        Status::Paused => None,
         _ => return Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
     };
     txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
     record.journal_len += 1;
-    record.status = Status::Invoked;
+    if effect.is_some() {
+        record.status = Status::Invoked;
+    }
     let journal_len = record.journal_len;
     store(txn, id, &record);
-    Ok((InvocationOutcome::Appended { journal_len }, vec![effect]))
+    Ok((InvocationOutcome::Appended { journal_len }, effect.into_iter().collect()))
 }
 
 /// The completion id of a timer that purges a completed invocation's record
