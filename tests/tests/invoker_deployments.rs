@@ -28,9 +28,12 @@ use serde_json::json;
 /// 2. The same services at another URI (reporting revision 2) are
 ///    registered: 201; `GET /services/Pinned` shows revision 2 on the new
 ///    deployment.
-/// 3. A new `Pinned/wait("p2")` runs on the new deployment.
-/// 4. Both awakeables are resolved with "v": the suspended invocation
-///    resumes on its own deployment ("v@1"), the new one answers "v@2".
+/// 3. A new `Pinned/wait("p2")` runs on the new deployment; a suspended
+///    `Pinned/wait("p3")` is moved there by
+///    `PATCH /invocations/{id}/resume?deployment=latest` (200), where it
+///    publishes the same awakeable again.
+/// 4. The awakeables are resolved with "v": the suspended "p1" resumes on
+///    its own deployment ("v@1"); "p2" and "p3" answer "v@2".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn running_invocations_stay_on_their_deployment() {
     run_test("running_invocations_stay_on_their_deployment", pinning_scenario()).await;
@@ -44,13 +47,17 @@ async fn pinning_scenario() -> Result<()> {
     wait_for_services(std::slice::from_ref(&api), &["Pinned", "PyPinned"]).await?;
     let sdks = [(Sdk::TypeScript, "Pinned", "Waiter"), (Sdk::Python, "PyPinned", "PyWaiter")];
 
-    // 1. Suspended on revision 1.
+    // 1. Suspended on revision 1 ("p1" stays there, "p3" will move).
     let mut first = Vec::new();
     for (_, pinned, waiter) in sdks {
-        let id = send(&api, &format!("/{pinned}/wait"), r#""p1""#).await?;
-        let awakeable = awakeable_of(&api, waiter, "p1").await?;
-        wait_status(&api, &id, "suspended").await?;
-        first.push((id, awakeable));
+        let mut ids = Vec::new();
+        for key in ["p1", "p3"] {
+            let id = send(&api, &format!("/{pinned}/wait"), &json!(key).to_string()).await?;
+            let awakeable = awakeable_of(&api, waiter, key).await?;
+            wait_status(&api, &id, "suspended").await?;
+            ids.push((id, awakeable));
+        }
+        first.push(ids);
     }
 
     // 2. Revision 2 at other URIs.
@@ -70,16 +77,24 @@ async fn pinning_scenario() -> Result<()> {
         new.push(services);
     }
 
-    for ((_, pinned, waiter), (first, first_awakeable)) in sdks.iter().zip(&first) {
-        // 3. New invocations go to revision 2 (the waiter, which publishes the awakeables, too).
+    for ((_, pinned, waiter), ids) in sdks.iter().zip(&first) {
+        let [(first, first_awakeable), (moved, moved_awakeable)] = ids.as_slice() else {
+            anyhow::bail!("{pinned}: expected two invocations on revision 1")
+        };
+        // 3. New invocations go to revision 2 (the waiter, which publishes the awakeables, too);
+        //    a resume with `deployment=latest` moves "p3" there as well.
         let second = send(&api, &format!("/{pinned}/wait"), r#""p2""#).await?;
         let second_awakeable = awakeable_of(&api, waiter, "p2").await?;
+        admin_patch(&api, &format!("/invocations/{moved}/resume?deployment=latest")).await?.expect_status(200)?;
+        ensure!(awakeable_of(&api, waiter, "p3").await? == *moved_awakeable, "{pinned}: p3's awakeable changed");
 
-        // 4. Each answers from its own deployment.
-        resolve(&api, first_awakeable, "v").await?;
-        resolve(&api, &second_awakeable, "v").await?;
+        // 4. Each answers from its deployment.
+        for awakeable in [first_awakeable, &second_awakeable, moved_awakeable] {
+            resolve(&api, awakeable, "v").await?;
+        }
         expect_output(&attach(&api, first).await?, r#""v@1""#).with_context(|| format!("pinned {pinned}"))?;
         expect_output(&attach(&api, &second).await?, r#""v@2""#).with_context(|| format!("new {pinned}"))?;
+        expect_output(&attach(&api, moved).await?, r#""v@2""#).with_context(|| format!("moved {pinned}"))?;
     }
 
     old_ts.finish();
