@@ -179,6 +179,7 @@ impl Invoker {
             let delay = match decision {
                 Decision::RetryAfter(delay) => delay,
                 Decision::Pause => {
+                    // A pause completes nothing, so no purge time applies.
                     let pause = Command::Intervene { id, what: Intervention::Pause, purge_at_ms: 0 };
                     match self.propose(pause).await {
                         Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
