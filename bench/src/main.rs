@@ -176,8 +176,13 @@ impl BenchCluster {
             addrs.insert(id, l.local_addr()?.to_string());
             listeners.push(l);
         }
-        let settings =
-            RaftSettings { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_logs: 50_000, keep_logs: 10_000 };
+        let settings = RaftSettings {
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_logs: 50_000,
+            keep_logs: 10_000,
+            max_concurrent_invocations: 1000,
+        };
         let mut routers = Vec::new();
         let mut registries = Vec::new();
         let mut dirs = Vec::new();

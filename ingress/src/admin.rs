@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{any, delete, get, patch, post};
+use axum::routing::{any, get, patch, post};
 use axum::{Json, Router};
 use keel_endpoint::EndpointClient;
 use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap, partition_for_key, partition_key};
@@ -51,7 +51,7 @@ pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Ro
             .route("/services/{service}", get(deployments::show_service::<C>).patch(deployments::patch_service::<C>))
             .route("/services/{service}/handlers", get(deployments::handlers::<C>))
             .route("/services/{service}/handlers/{handler}", get(deployments::handler::<C>))
-            .route("/invocations/{id}", delete(interventions::delete::<C>))
+            .route("/invocations/{id}", get(interventions::show::<C>).delete(interventions::delete::<C>))
             .route("/invocations/{id}/{action}", patch(interventions::patch::<C>))
             .route("/services/{service}/state", post(set_state::<C>))
             .route("/services/{service}/state/{key}", get(get_state::<C>))

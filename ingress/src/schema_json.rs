@@ -76,6 +76,17 @@ fn handler_overrides(m: &mut Map<String, Value>, o: &InvocationOptions) {
     insert_opt(m, "inactivity_timeout", dur(o.inactivity_timeout));
     insert_opt(m, "abort_timeout", dur(o.abort_timeout));
     insert_opt(m, "enable_lazy_state", o.enable_lazy_state.map(|v| json!(v)));
+    // Only the fields the handler overrides; the service's policy fills the rest.
+    let p = &o.retry_policy;
+    let mut policy = Map::new();
+    insert_opt(&mut policy, "initial_interval", dur(p.retry_policy_initial_interval));
+    insert_opt(&mut policy, "exponentiation_factor", p.retry_policy_exponentiation_factor.map(|v| json!(v)));
+    insert_opt(&mut policy, "max_attempts", p.retry_policy_max_attempts.map(|v| json!(v)));
+    insert_opt(&mut policy, "max_interval", dur(p.retry_policy_max_interval));
+    insert_opt(&mut policy, "on_max_attempts", p.retry_policy_on_max_attempts.map(|v| json!(enum_name(v))));
+    if !policy.is_empty() {
+        m.insert("retry_policy".into(), Value::Object(policy));
+    }
 }
 
 /// HandlerMetadata of one handler of `service`.

@@ -95,6 +95,15 @@ pub struct AttemptParams {
     pub timeouts: AttemptTimeouts,
 }
 
+impl AttemptParams {
+    /// Whether the attempt streams both ways, so that inputs reach the SDK while it runs.
+    /// In request/response mode every input is dropped: whatever the SDK waits for ends the
+    /// attempt with a suspension, and the next attempt replays it from the journal.
+    pub fn is_bidi(&self) -> bool {
+        request::is_bidi(self)
+    }
+}
+
 /// The two timers that keep an attempt from hanging forever (doc §3.2). Restate's names
 /// and defaults, so manifests and admin overrides mean the same thing in keel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

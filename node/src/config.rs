@@ -50,6 +50,7 @@ const KEYS: &[&str] = &[
     "heartbeat_ms",
     "election_timeout_ms",
     "max_body_bytes",
+    "max_concurrent_invocations",
     "log",
 ];
 
@@ -87,6 +88,8 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// Largest accepted HTTP request body in bytes.
     pub max_body_bytes: usize,
+    /// Invocation attempts in flight at once on this node (≥1); more wait.
+    pub max_concurrent_invocations: usize,
     /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
     pub log: String,
     /// The TOML file that was loaded, if any (for diagnostics).
@@ -192,6 +195,10 @@ struct Cli {
     /// Max HTTP request body in bytes [env: KEEL_MAX_BODY_BYTES] [default: 10485760]
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<String>,
+    /// Invocation attempts in flight at once on this node; more wait
+    /// [env: KEEL_MAX_CONCURRENT_INVOCATIONS] [default: 1000]
+    #[arg(long, value_name = "N")]
+    max_concurrent_invocations: Option<String>,
     /// tracing EnvFilter directives [env: KEEL_LOG] [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -215,6 +222,7 @@ impl Cli {
             ("heartbeat_ms", &self.heartbeat_ms),
             ("election_timeout_ms", &self.election_timeout_ms),
             ("max_body_bytes", &self.max_body_bytes),
+            ("max_concurrent_invocations", &self.max_concurrent_invocations),
             ("log", &self.log),
         ];
         all.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))).collect()
@@ -414,6 +422,9 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     )?;
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
     max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
+    let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
+    max_invocations
+        .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
 
@@ -433,6 +444,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         heartbeat_ms: heartbeat_ms.value,
         election_timeout_ms: election.value,
         max_body_bytes: max_body_bytes.value,
+        max_concurrent_invocations: max_invocations.value,
         log: log.value,
         config_file: cli.config,
     })

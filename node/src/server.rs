@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> Result<()> {
         election_timeout_ms: config.election_timeout_ms,
         snapshot_logs: config.snapshot_logs,
         keep_logs: config.keep_logs,
+        max_concurrent_invocations: config.max_concurrent_invocations,
     };
     let registry = Registry::start(
         config.node_id,

@@ -98,8 +98,13 @@ pub fn apply(
         Command::PinDeployment { id, deployment_id } => {
             Ok((Response::Invocation(invocation::pin_deployment(txn, id, deployment_id).map_err(corrupt)?), Vec::new()))
         }
-        Command::Suspend { id, awaiting, journal_len_seen } => {
-            let (outcome, effects) = invocation::suspend(txn, id, awaiting, *journal_len_seen).map_err(corrupt)?;
+        Command::Suspend { id, awaiting, journal_len_seen, attempt_start } => {
+            let (outcome, effects) =
+                invocation::suspend(txn, id, awaiting, *journal_len_seen, *attempt_start).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::Resume { id, deployment } => {
+            let (outcome, effects) = invocation::resume(txn, id, deployment).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::Complete { id, result, completed_at_ms } => {

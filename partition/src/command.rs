@@ -110,6 +110,9 @@ pub enum Command {
         awaiting: Vec<u32>,
         /// Journal length the suspending attempt knew.
         journal_len_seen: u32,
+        /// Journal length when the suspending attempt started: later
+        /// entries may be unknown to the SDK.
+        attempt_start: u32,
     },
     /// Fires a durable timer (a sleep's, a delayed invocation's start, a
     /// completed record's purge), proposed by the leader's timer actor.
@@ -146,6 +149,13 @@ pub enum Command {
         /// completed by this command is purged its retention later.
         completed_at_ms: u64,
     },
+    /// Resumes a paused, suspended or backing-off invocation (admin API).
+    Resume {
+        /// The invocation id.
+        id: InvocationKey,
+        /// Which deployment the new attempt uses.
+        deployment: crate::invocation::ResumeDeployment,
+    },
     /// Completes an invocation with its result.
     Complete {
         /// The invocation id.
@@ -175,6 +185,7 @@ impl Command {
             Command::Deliver { .. } => "deliver",
             Command::OutboxDone { .. } => "outbox_done",
             Command::Intervene { .. } => "intervene",
+            Command::Resume { .. } => "resume",
             Command::Complete { .. } => "complete",
         }
     }

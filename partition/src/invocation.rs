@@ -13,6 +13,11 @@ use crate::store::{StateTxn, StateView};
 use keel_protocol::Message;
 use serde::{Deserialize, Serialize};
 
+mod intervene;
+mod suspend;
+pub use intervene::{Intervention, ResumeDeployment, intervene, resume};
+pub use suspend::{awaited_key, suspend};
+
 /// Raw invocation id (the 24 bytes of `inv_…`: partition key and uuid).
 pub type InvocationKey = [u8; 24];
 
@@ -99,6 +104,11 @@ pub enum Status {
     },
     /// Finished.
     Completed(InvocationResult),
+    /// Stopped until an operator resumes it: its retries were exhausted
+    /// under `on_max_attempts = Pause`, its SDK asked for it (`ErrorMessage`
+    /// with behavior PAUSE), or an operator paused it. Notifications that
+    /// arrive meanwhile are journaled; no attempt runs.
+    Paused,
 }
 
 /// The stored record of an invocation.
@@ -163,6 +173,10 @@ pub enum InvocationOutcome {
     NotFound,
     /// The invocation is not running, so the command does not apply.
     NotRunning(Status),
+    /// The invocation was paused.
+    Paused,
+    /// The invocation was resumed: a new attempt starts.
+    Resumed,
 }
 
 /// Side effects of invocation commands, for the leader.
@@ -187,6 +201,9 @@ pub enum InvocationEffect {
     Completed(InvocationKey, InvocationResult),
     /// A message was put in the outbox under this sequence number: ship it.
     Outbox(u64, crate::outbox::OutboxMessage),
+    /// The invocation may no longer run (killed, paused): end its attempt in
+    /// flight, if any, without waiting for its next proposal to be refused.
+    Stop(InvocationKey),
 }
 
 /// Reads an invocation record.
@@ -333,7 +350,7 @@ pub fn append(
 
 /// Outbox sequence number of the `i`-th entry of a command with sequence
 /// `seq` (commands carry at most 1024 entries' worth of messages each).
-fn outbox_seq(seq: u64, i: usize) -> u64 {
+pub(crate) fn outbox_seq(seq: u64, i: usize) -> u64 {
     (seq << 10) | (i as u64 & 0x3ff)
 }
 
@@ -347,18 +364,22 @@ pub fn notify(
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
     let effect = match record.status {
-        Status::Invoked => InvocationEffect::Notify(*id, notification.to_vec()),
+        Status::Invoked => Some(InvocationEffect::Notify(*id, notification.to_vec())),
         // Any new notification may be what the handler waits for; if not,
         // the SDK simply suspends again.
-        Status::Suspended { .. } => InvocationEffect::Invoke(*id),
+        Status::Suspended { .. } => Some(InvocationEffect::Invoke(*id)),
+        // Journaled for the attempt that follows the resume; wakes nothing.
+        Status::Paused => None,
         _ => return Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
     };
     txn.put(keys::journal_key(id, record.journal_len), notification.to_vec());
     record.journal_len += 1;
-    record.status = Status::Invoked;
+    if effect.is_some() {
+        record.status = Status::Invoked;
+    }
     let journal_len = record.journal_len;
     store(txn, id, &record);
-    Ok((InvocationOutcome::Appended { journal_len }, vec![effect]))
+    Ok((InvocationOutcome::Appended { journal_len }, effect.into_iter().collect()))
 }
 
 /// The completion id of a timer that purges a completed invocation's record
@@ -416,59 +437,8 @@ pub fn timers(view: &impl StateView, from_ms: u64, to_ms: u64) -> Vec<(u64, Invo
         .collect()
 }
 
-/// What an operator asked for (admin API `PATCH /invocations/{id}/…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Intervention {
-    /// Graceful: a running invocation gets the CANCEL signal (its user code
-    /// sees a terminal "cancelled" error and may clean up); a queued one
-    /// completes at once with 409 "canceled".
-    Cancel,
-    /// Immediate: completes with 409 "killed" without running user code.
-    Kill,
-    /// Forget a completed invocation (record and result).
-    Purge,
-}
-
-/// Applies an [`Intervention`]. Completed invocations can only be purged;
-/// only completed ones can be.
-pub fn intervene(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    what: Intervention,
-    completed_at_ms: u64,
-    seq: u64,
-) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
-    let completed = matches!(record.status, Status::Completed(_));
-    match what {
-        Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
-        Intervention::Purge => {
-            crate::idempotency::purge(txn, id)?;
-            Ok((InvocationOutcome::Completed, Vec::new()))
-        }
-        _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
-        Intervention::Cancel if !matches!(record.status, Status::Inboxed { .. } | Status::Scheduled { .. }) => {
-            let cancel = Message::SignalNotification(keel_protocol::proto::SignalNotificationMessage {
-                signal_id: Some(keel_protocol::proto::signal_notification_message::SignalId::Idx(
-                    keel_protocol::ids::CANCEL_SIGNAL_INDEX,
-                )),
-                result: Some(keel_protocol::proto::signal_notification_message::Result::Void(
-                    keel_protocol::proto::Void {},
-                )),
-            });
-            let frame = cancel.to_frame(keel_protocol::Flags::NONE).map_err(|e| e.to_string())?;
-            notify(txn, id, &frame.to_bytes())
-        }
-        Intervention::Cancel | Intervention::Kill => {
-            let message = if what == Intervention::Kill { "killed" } else { "canceled" };
-            let result = InvocationResult::Failure { code: 409, message: message.into() };
-            complete(txn, id, &result, completed_at_ms, seq)
-        }
-    }
-}
-
 /// Decodes a stored journal entry (header and payload); `None` if it does not decode.
-fn decode_entry(entry: &[u8]) -> Option<Message> {
+pub(crate) fn decode_entry(entry: &[u8]) -> Option<Message> {
     use keel_protocol::{HEADER_LEN, MessageHeader};
     let header = MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?);
     Message::decode_payload(header.code, bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..])).ok()
@@ -507,28 +477,6 @@ pub fn pin_deployment(
         store(txn, id, &record);
     }
     Ok(InvocationOutcome::Invoked)
-}
-
-/// Suspends a running invocation until one of `awaiting` completes.
-/// `journal_len_seen` is how much of the journal the suspending attempt
-/// knew: if notifications were journaled after that, suspending would sleep
-/// through them, so the invocation is invoked again instead.
-pub fn suspend(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    awaiting: &[u32],
-    journal_len_seen: u32,
-) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
-    if record.status != Status::Invoked {
-        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
-    }
-    if record.journal_len > journal_len_seen {
-        return Ok((InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(*id)]));
-    }
-    record.status = Status::Suspended { awaiting: awaiting.to_vec() };
-    store(txn, id, &record);
-    Ok((InvocationOutcome::Suspended, Vec::new()))
 }
 
 /// Completes an invocation: records the result, releases its key's lock

@@ -11,8 +11,9 @@ use crate::keys;
 use crate::store::{StateTxn, StateView};
 use keel_protocol::proto::{
     CallCommandMessage, CallCompletionNotificationMessage, CallInvocationIdCompletionNotificationMessage, Failure,
-    InputCommandMessage, OneWayCallCommandMessage, SignalNotificationMessage, Value, Void,
-    call_completion_notification_message, complete_awakeable_command_message, signal_notification_message,
+    InputCommandMessage, OneWayCallCommandMessage, SendSignalCommandMessage, SignalNotificationMessage, Value, Void,
+    call_completion_notification_message, complete_awakeable_command_message, send_signal_command_message,
+    signal_notification_message,
 };
 use keel_protocol::{AwakeableId, Flags, InvocationId, Message};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,12 @@ pub enum OutboxMessage {
         completion_id: u32,
         /// The raw `CallCompletionNotification` frame.
         notification: Vec<u8>,
+    },
+    /// Kill a child call of a killed invocation (the shipper stamps the
+    /// purge time of the `Intervene` it proposes).
+    Kill {
+        /// The child invocation.
+        id: InvocationKey,
     },
 }
 
@@ -107,6 +114,41 @@ pub fn signal(
     Ok(OutboxMessage::Deliver { id: *target, completion_id: SIGNAL_KEY | signal_index, notification })
 }
 
+/// Dedup keys of named signals carry these bits and 30 bits of a hash of
+/// the sender, the name and the result: a re-shipped signal is journaled
+/// once (an identical signal from the same sender counts as the same one).
+pub const NAMED_SIGNAL_KEY: u32 = 0xC000_0000;
+
+/// The message of a `SendSignalCommand` (V5+): a numbered signal (1 is
+/// CANCEL, which is how `ctx.cancel(id)` and the SDKs' cancellation of
+/// child calls are expressed) or a named signal (`ctx.signal(name)` on the
+/// receiving side). `None` for a malformed target id, which signals nothing.
+fn send_signal(sender: &InvocationKey, command: &SendSignalCommandMessage) -> Result<Option<OutboxMessage>, String> {
+    let Ok(target) = command.target_invocation_id.parse::<InvocationId>() else { return Ok(None) };
+    let target = target.to_bytes();
+    let result = match &command.result {
+        Some(send_signal_command_message::Result::Value(v)) => signal_notification_message::Result::Value(v.clone()),
+        Some(send_signal_command_message::Result::Failure(f)) => {
+            signal_notification_message::Result::Failure(f.clone())
+        }
+        Some(send_signal_command_message::Result::Void(_)) | None => signal_notification_message::Result::Void(Void {}),
+    };
+    match &command.signal_id {
+        Some(send_signal_command_message::SignalId::Idx(idx)) => signal(&target, *idx, result).map(Some),
+        Some(send_signal_command_message::SignalId::Name(name)) => {
+            let notification = frame(Message::SignalNotification(SignalNotificationMessage {
+                signal_id: Some(signal_notification_message::SignalId::Name(name.clone())),
+                result: Some(result),
+            }))?;
+            let mut seed = sender.to_vec();
+            seed.extend_from_slice(&notification);
+            let completion_id = NAMED_SIGNAL_KEY | (xxhash_rust::xxh3::xxh3_64(&seed) as u32 & 0x3fff_ffff);
+            Ok(Some(OutboxMessage::Deliver { id: target, completion_id, notification }))
+        }
+        None => Ok(None),
+    }
+}
+
 /// What a journaled command sends to another invocation: the notification to
 /// journal right after the command, if any (calls and sends: the new
 /// invocation's id), and the outbox message.
@@ -120,6 +162,9 @@ pub struct Outgoing {
 /// The [`Outgoing`] of a journaled command; `None` for commands that reach
 /// no other invocation.
 pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Outgoing>, String> {
+    if let Message::SendSignalCommand(send) = command {
+        return Ok(send_signal(caller, send)?.map(|message| Outgoing { follow_up: None, message }));
+    }
     if let Message::CompleteAwakeableCommand(complete) = command {
         let Ok(awakeable) = complete.awakeable_id.parse::<AwakeableId>() else {
             // The SDK hands out only ids it made; an unparsable one resolves nothing.
@@ -194,6 +239,30 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
         not_before_ms,
     };
     Ok(Some(Outgoing { follow_up: Some(id_notification), message }))
+}
+
+/// The request-response calls in `journal` (of invocation `caller`) whose
+/// result has not arrived: the children a kill takes along. One-way sends
+/// are not children.
+pub fn pending_calls(caller: &InvocationKey, journal: &[Vec<u8>]) -> Vec<InvocationKey> {
+    let messages: Vec<Message> = journal.iter().filter_map(|e| crate::invocation::decode_entry(e)).collect();
+    let answered: Vec<u32> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::CallCompletionNotification(n) => Some(n.completion_id),
+            _ => None,
+        })
+        .collect();
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::CallCommand(call) if !answered.contains(&call.result_completion_id) => {
+                let key = (!call.key.is_empty()).then_some(call.key.as_str());
+                Some(callee_id(caller, call.invocation_id_notification_idx, key))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The message delivering `result` to `caller`.

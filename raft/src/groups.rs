@@ -78,6 +78,9 @@ pub struct RaftSettings {
     pub snapshot_logs: u64,
     /// Entries kept behind the snapshot when purging.
     pub keep_logs: u64,
+    /// Invocation attempts in flight at once on this node, over all its
+    /// partitions; more wait for a slot (they never fail for it).
+    pub max_concurrent_invocations: usize,
 }
 
 /// Errors starting the groups.
@@ -123,6 +126,8 @@ pub struct Group {
     pub client: EndpointClient,
     /// The node's parsed service catalog.
     pub catalog: Arc<CatalogCache>,
+    /// The node's slots for invocation attempts in flight (shared by all groups).
+    pub invocation_slots: Arc<tokio::sync::Semaphore>,
     /// Callers waiting for invocations of this partition to complete. Only
     /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
     waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
@@ -242,6 +247,7 @@ impl Registry {
         let mut groups = BTreeMap::new();
         let client = EndpointClient::new();
         let catalog = Arc::new(CatalogCache::new(db.clone()));
+        let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_invocations));
         let router = Arc::new(OnceLock::new());
         for (id, replicas) in hosted {
             let starter = GroupStarter {
@@ -249,6 +255,7 @@ impl Registry {
                 router: &router,
                 client: &client,
                 catalog: &catalog,
+                slots: &slots,
                 peers: &peers,
                 config: &config,
                 settings,
@@ -401,6 +408,7 @@ struct GroupStarter<'a> {
     router: &'a Arc<OnceLock<Weak<Router>>>,
     client: &'a EndpointClient,
     catalog: &'a Arc<CatalogCache>,
+    slots: &'a Arc<tokio::sync::Semaphore>,
     peers: &'a Arc<Peers>,
     config: &'a Arc<openraft::Config>,
     settings: &'a RaftSettings,
@@ -450,6 +458,7 @@ impl GroupStarter<'_> {
             db: self.db.clone(),
             client: self.client.clone(),
             catalog: self.catalog.clone(),
+            invocation_slots: self.slots.clone(),
             waiters: Mutex::new(HashMap::new()),
             router: self.router.clone(),
         });

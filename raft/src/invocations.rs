@@ -7,27 +7,33 @@
 //! the attempt waits for all queued ones to be applied before it tells the
 //! SDK anything: a `ctx.run` result is stored before it is handed back to
 //! the SDK; the end of the attempt becomes `Complete` or `Suspend`. Every proposal is fenced with the leader's term, so a deposed
-//! leader's late proposals are no-ops. An attempt that fails is retried
-//! with exponential backoff; the next attempt replays the stored journal.
+//! leader's late proposals are no-ops. An attempt that fails is retried per
+//! the handler's retry policy ([`crate::retry`]); the next attempt replays
+//! the stored journal. Attempts use the handler's inactivity and abort
+//! timeouts (handler manifest value, else the service's admin override, else
+//! the service's manifest value, else Restate's defaults).
 
 use crate::db::Db;
 use crate::groups::{Group, ProposeError};
+use crate::retry::{self, Decision, Failure, RetryPolicy};
 use crate::state_machine::GroupView;
 use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
-use keel_partition::invocation::{self, InvocationKey, InvocationOutcome, InvocationResult, Status};
+use keel_partition::catalog::ServiceOverrides;
+use keel_partition::invocation::{self, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status};
 use keel_partition::{Command, Envelope, Query, QueryResult, Response};
+use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
 
 /// The invoker of one leader term.
 pub struct Invoker {
@@ -36,9 +42,18 @@ pub struct Invoker {
     db: Arc<Db>,
     client: EndpointClient,
     /// Invocations with a run loop on this leader (at most one each).
-    running: Mutex<HashSet<InvocationKey>>,
+    loops: Mutex<HashMap<InvocationKey, RunLoop>>,
     /// Attempts in flight, to deliver journaled notifications live.
     live: Mutex<HashMap<InvocationKey, Live>>,
+}
+
+/// The control of one invocation's run loop.
+struct RunLoop {
+    /// Ends a retry backoff early (resume, kill, pause).
+    wake: Arc<Notify>,
+    /// Set when the loop was asked to run while running: it checks the
+    /// invocation once more before it ends, so no request is lost.
+    again: bool,
 }
 
 /// The input side of an attempt in flight.
@@ -46,23 +61,40 @@ struct Live {
     inputs: mpsc::Sender<AttemptInput>,
     /// Journal entries the attempt knows (loaded, appended, delivered).
     seen: Arc<AtomicU32>,
+    /// Ends the attempt at once (the invocation was killed or paused).
+    stop: Arc<Notify>,
+    /// Whether inputs reach the SDK while it runs (not in request/response mode).
+    bidi: bool,
 }
 
 /// How one attempt ended, for the retry loop.
 enum Next {
     /// Nothing more to do (completed, suspended, gone).
     Done,
-    /// Try again after a backoff.
-    Retry(String),
-    /// This leader can no longer act (deposed, shutting down).
+    /// The attempt failed; the retry policy decides what follows.
+    Retry(Failure),
+    /// This leader can no longer act (deposed, shutting down), or the
+    /// invocation may no longer run.
     Stop(String),
+}
+
+/// What the retry loop knows across the attempts of one invocation.
+struct Attempts {
+    /// Failed attempts so far.
+    failures: u32,
+    /// Failed attempts since one stored a journal entry, and when that was
+    /// (the SDK's `ctx.run` retry policy counts with these).
+    failures_since_stored: u32,
+    last_stored: Instant,
+    /// The handler's retry policy, as the last attempt found it.
+    policy: RetryPolicy,
 }
 
 impl Invoker {
     /// The invoker of `group` for the leader term `term`.
     pub fn new(group: Arc<Group>, term: u64) -> Self {
         let (db, client) = (group.db.clone(), group.client.clone());
-        Invoker { group, term, db, client, running: Mutex::default(), live: Mutex::default() }
+        Invoker { group, term, db, client, loops: Mutex::default(), live: Mutex::default() }
     }
 
     /// The term this invoker works for.
@@ -78,39 +110,103 @@ impl Invoker {
         let Ok(mut frames) = decode_journal(&[notification.to_vec()]) else { return };
         if let Some(frame) = frames.pop()
             && attempt.inputs.try_send(AttemptInput::Notification(frame)).is_ok()
+            && attempt.bidi
         {
             attempt.seen.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    /// Runs the invocation until it completes or suspends, retrying failed
-    /// attempts with exponential backoff (100 ms doubling up to 10 s). A
-    /// second call for an invocation that is already running returns at once.
-    pub async fn run(self: Arc<Self>, id: InvocationKey) {
-        if !self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
-            return;
+    /// Ends the invocation's attempt in flight and its retry backoff, if
+    /// any: it was killed or paused.
+    pub fn stop(&self, id: &InvocationKey) {
+        if let Some(attempt) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            attempt.stop.notify_one();
         }
-        self.run_attempts(&id).await;
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if let Some(run) = self.loops.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            run.wake.notify_one();
+        }
     }
 
-    async fn run_attempts(&self, id: &InvocationKey) {
-        let id = *id;
-        let mut backoff = Duration::from_millis(100);
+    /// Runs the invocation until it completes, suspends or pauses, retrying
+    /// failed attempts per its retry policy. A call for an invocation that
+    /// already has a run loop ends that loop's backoff and makes it check
+    /// the invocation again before it ends (a resume, or a suspension that
+    /// raced with a notification), then returns.
+    pub async fn run(self: Arc<Self>, id: InvocationKey) {
+        let wake = {
+            let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(running) = loops.get_mut(&id) {
+                running.again = true;
+                running.wake.notify_one();
+                return;
+            }
+            let wake = Arc::new(Notify::new());
+            loops.insert(id, RunLoop { wake: wake.clone(), again: false });
+            wake
+        };
         loop {
-            match self.attempt(&id).await {
+            self.run_attempts(&id, &wake).await;
+            let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+            match loops.get_mut(&id) {
+                Some(running) if running.again => running.again = false,
+                _ => {
+                    loops.remove(&id);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_attempts(&self, id: &InvocationKey, wake: &Notify) {
+        let id = *id;
+        let mut attempts = Attempts {
+            failures: 0,
+            failures_since_stored: 0,
+            last_stored: Instant::now(),
+            policy: RetryPolicy::default(),
+        };
+        loop {
+            let failure = match self.attempt(&id, &mut attempts).await {
                 Next::Done => return,
                 Next::Stop(reason) => {
                     tracing::debug!(partition = self.group.id, "invoker stops: {reason}");
                     return;
                 }
-                Next::Retry(reason) => {
-                    tracing::warn!(partition = self.group.id, invocation = %id_string(&id), "attempt failed, retrying in {backoff:?}: {reason}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                Next::Retry(failure) => failure,
+            };
+            attempts.failures += 1;
+            attempts.failures_since_stored += 1;
+            let n = attempts.failures;
+            let decision = retry::decide(&attempts.policy, n, &failure);
+            tracing::warn!(partition = self.group.id, invocation = %id_string(&id), "attempt {n} failed ({decision:?}): {}", failure.message);
+            let delay = match decision {
+                Decision::RetryAfter(delay) => delay,
+                Decision::Pause => {
+                    // A pause completes nothing, so no purge time applies.
+                    let pause = Command::Intervene { id, what: Intervention::Pause, completed_at_ms: 0 };
+                    match self.propose(pause).await {
+                        Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
+                        Err(Next::Retry(_)) => attempts.policy.delay(n),
+                    }
                 }
+                Decision::Fail(result) => {
+                    match self.propose(Command::Complete { id, result, completed_at_ms: now_ms() }).await {
+                        Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
+                        Err(Next::Retry(_)) => attempts.policy.delay(n),
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                // A resume, kill or pause ends the backoff; the next attempt
+                // starts only if the invocation is still running.
+                _ = wake.notified() => {}
             }
         }
+    }
+
+    async fn propose(&self, command: Command) -> Result<Response, Next> {
+        checked(self.group.propose(Envelope::fenced(self.term, command)).await)
     }
 
     /// Queues `command` behind the attempt's earlier proposals without
@@ -126,19 +222,10 @@ impl Invoker {
         }
     }
 
-    /// Queues a journal entry the SDK sent (or keel created for it); the
-    /// attempt knows it from now on.
-    async fn append(
-        &self,
-        pending: &mut Pending,
-        id: &InvocationKey,
-        frame: &Frame,
-        seen: &AtomicU32,
-    ) -> Result<(), Next> {
+    /// Queues one journal entry of a running attempt.
+    async fn append(&self, pending: &mut Pending, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
         let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
-        self.queue(pending, command).await?;
-        seen.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        self.queue(pending, command).await
     }
 
     /// Waits until every queued proposal is applied, in order. The first
@@ -160,7 +247,13 @@ impl Invoker {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn attempt(&self, id: &InvocationKey) -> Next {
+    async fn attempt(&self, id: &InvocationKey, attempts: &mut Attempts) -> Next {
+        // One of the node's slots for attempts in flight, held until the
+        // attempt ends. Waiting for it is not a failure; the record is read
+        // after the wait, so an invocation killed meanwhile does not start.
+        let Ok(_slot) = self.group.invocation_slots.acquire().await else {
+            return Next::Stop("the node's invocation slots are closed".into());
+        };
         let view = GroupView::new(&self.db, self.group.id);
         let (record, journal) = match invocation::load(&view, id) {
             Ok(Some(record)) => (record, invocation::journal(&view, id)),
@@ -172,31 +265,42 @@ impl Invoker {
         }
         let catalog = match self.group.catalog.get() {
             Ok(c) => c,
-            Err(e) => return Next::Retry(format!("catalog unreadable: {e}")),
+            Err(e) => return Next::Retry(Failure::transient(format!("catalog unreadable: {e}"))),
         };
         let service = &record.target.service;
         let deployment_id = match &record.deployment_id {
             Some(d) => d.clone(),
             None => match catalog.services.get(service) {
                 Some(s) => s.deployment_id.clone(),
-                None => return Next::Retry(format!("service {service} is not registered")),
+                None => return Next::Retry(Failure::transient(format!("service {service} is not registered"))),
             },
         };
         let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
-            return Next::Retry(format!("deployment {deployment_id} of service {service} is gone"));
+            return Next::Retry(Failure::transient(format!("deployment {deployment_id} of service {service} is gone")));
         };
-        // Queued with the attempt's first entries (see `drive_events`).
+        // Queued with the attempt's first entries (see `drive`).
         let pin = record
             .deployment_id
             .is_none()
             .then(|| Command::PinDeployment { id: *id, deployment_id: deployment_id.clone() });
+        let handler = manifest
+            .service(service)
+            .and_then(|s| Some((s, s.handlers.iter().find(|h| h.name == record.target.handler)?)));
+        let timeouts = match handler {
+            Some((schema, handler)) => {
+                attempts.policy = RetryPolicy::of(schema, handler);
+                let overrides = catalog.services.get(service).map(|s| &s.overrides);
+                effective_timeouts(overrides, schema, handler)
+            }
+            None => AttemptTimeouts::default(),
+        };
         let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
             Ok(v) => v,
-            Err(e) => return Next::Retry(format!("deployment {deployment_id}: {e}")),
+            Err(e) => return Next::Retry(Failure::transient(format!("deployment {deployment_id}: {e}"))),
         };
         let mut address = match deployment.uri.parse() {
             Ok(uri) => EndpointAddress::new(uri),
-            Err(e) => return Next::Retry(format!("deployment uri {}: {e}", deployment.uri)),
+            Err(e) => return Next::Retry(Failure::transient(format!("deployment uri {}: {e}", deployment.uri))),
         };
         address.use_http_11 = deployment.use_http_11;
         for (name, value) in &deployment.additional_headers {
@@ -232,31 +336,40 @@ impl Invoker {
             journal: frames,
             partial_state: eager_state.is_none(),
             eager_state,
-            retry_count_since_last_stored_entry: 0,
-            duration_since_last_stored_entry: Duration::ZERO,
+            retry_count_since_last_stored_entry: attempts.failures_since_stored,
+            duration_since_last_stored_entry: attempts.last_stored.elapsed(),
             random_seed: xxhash_rust::xxh3::xxh3_64(id),
             headers: Vec::new(),
-            timeouts: AttemptTimeouts::default(),
+            timeouts,
         };
         drop(view);
         tracing::debug!(partition = self.group.id, invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
-        self.drive(id, &address, params, pin).await
+        let known = params.journal.len() as u32;
+        let (next, seen) = self.drive(id, &address, params, pin).await;
+        if seen > known {
+            attempts.failures_since_stored = 0;
+            attempts.last_stored = Instant::now();
+        }
+        next
     }
 
+    /// Runs one attempt; returns how it ended and the journal length it knew.
     async fn drive(
         &self,
         id: &InvocationKey,
         address: &EndpointAddress,
         params: AttemptParams,
         pin: Option<Command>,
-    ) -> Next {
+    ) -> (Next, u32) {
         let (events_tx, mut events) = mpsc::channel(64);
         let (inputs, inputs_rx) = mpsc::channel(64);
         let seen = Arc::new(AtomicU32::new(params.journal.len() as u32));
+        let stop = Arc::new(Notify::new());
+        let bidi = params.is_bidi();
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone() });
+            .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone(), stop: stop.clone(), bidi });
         let mut pending = Pending::new();
         let next = match pin {
             Some(pin) => self.queue(&mut pending, pin).await.err(),
@@ -265,11 +378,12 @@ impl Invoker {
         let next = match next {
             Some(next) => next,
             None => {
-                self.drive_events(id, address, params, &mut events, events_tx, inputs, inputs_rx, &seen, pending).await
+                let channels = (&mut events, events_tx, inputs, inputs_rx);
+                self.drive_events(id, address, params, channels, &seen, &stop, bidi, pending).await
             }
         };
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-        next
+        (next, seen.load(Ordering::SeqCst))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -278,15 +392,15 @@ impl Invoker {
         id: &InvocationKey,
         address: &EndpointAddress,
         params: AttemptParams,
-        events: &mut mpsc::Receiver<AttemptEvent>,
-        events_tx: mpsc::Sender<AttemptEvent>,
-        inputs: mpsc::Sender<AttemptInput>,
-        inputs_rx: mpsc::Receiver<AttemptInput>,
+        (events, events_tx, inputs, inputs_rx): Channels<'_>,
         seen: &AtomicU32,
+        stop: &Notify,
+        bidi: bool,
         mut pending: Pending,
     ) -> Next {
         let client = self.client.clone();
         let address = address.clone();
+        let attempt_start = params.journal.len() as u32;
         let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
         let mut output = None;
         // Journal entries the SDK expects no answer to are pipelined: they
@@ -294,7 +408,16 @@ impl Invoker {
         // anything (a run's ack) or ends the attempt. Each such wait thus
         // covers a whole group of entries in one commit.
         let next = loop {
-            let Some(event) = events.recv().await else { break Next::Retry("attempt ended without a result".into()) };
+            let event = tokio::select! {
+                // Cancellation-safe: `recv` removes a message only when it returns it.
+                event = events.recv() => event,
+                // Killed or paused: nothing the SDK does now may take effect.
+                _ = stop.notified() => {
+                    attempt.abort();
+                    break Next::Stop("the invocation was stopped".into());
+                }
+            };
+            let Some(event) = event else { break Next::Retry(Failure::transient("attempt ended without a result")) };
             match event {
                 AttemptEvent::Command { frame, .. } => {
                     if let Ok(Message::OutputCommand(out)) = frame.decode_message() {
@@ -309,42 +432,53 @@ impl Invoker {
                             None => InvocationResult::Success(Vec::new()),
                         });
                     }
-                    if let Err(next) = self.append(&mut pending, id, &frame, seen).await {
+                    if let Err(next) = self.append(&mut pending, id, &frame).await {
                         break next;
                     }
+                    // The SDK sent it, so it knows it.
+                    seen.fetch_add(1, Ordering::SeqCst);
                 }
                 AttemptEvent::ProposeRunCompletion { notification, .. } => {
-                    if let Err(next) = self.append(&mut pending, id, &notification, seen).await {
+                    if let Err(next) = self.append(&mut pending, id, &notification).await {
                         break next;
                     }
                     // The result must be durable before the SDK learns it.
                     if let Err(next) = self.settle(&mut pending).await {
                         break next;
                     }
-                    // A closed attempt drops inputs; the next attempt replays the journal.
-                    let _ = inputs.send(AttemptInput::Notification(notification)).await;
+                    // A closed or request/response attempt drops inputs: the SDK
+                    // then suspends without knowing the result, and the suspension
+                    // sees a journal longer than the attempt knew, so the next
+                    // attempt replays it.
+                    if inputs.send(AttemptInput::Notification(notification)).await.is_ok() && bidi {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 AttemptEvent::AwaitingOn { .. } => {}
-                AttemptEvent::Suspended { .. } => {
+                AttemptEvent::Suspended { frame } => {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
-                    let suspend = Command::Suspend { id: *id, awaiting: Vec::new(), journal_len_seen };
+                    let awaiting = awaited(&frame);
+                    let suspend = Command::Suspend { id: *id, awaiting, journal_len_seen, attempt_start };
                     break match self.queue(&mut pending, suspend).await {
                         Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
                     };
                 }
                 AttemptEvent::Error { frame } => {
-                    break Next::Retry(format!("the handler failed: {:?}", frame.decode_message()));
+                    break Next::Retry(match frame.decode_message() {
+                        Ok(Message::Error(error)) => Failure::from_sdk(&error),
+                        other => Failure::transient(format!("the handler failed: {other:?}")),
+                    });
                 }
-                AttemptEvent::Failed(e) => break Next::Retry(e.to_string()),
+                AttemptEvent::Failed(e) => break Next::Retry(Failure::transient(e.to_string())),
                 AttemptEvent::Ended => {
                     let result = output.take().unwrap_or_else(|| InvocationResult::Failure {
                         code: 500,
                         message: "the handler ended without an output".into(),
                     });
                     tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
-                    let completed_at_ms = now_ms();
-                    break match self.queue(&mut pending, Command::Complete { id: *id, result, completed_at_ms }).await {
+                    let complete = Command::Complete { id: *id, result, completed_at_ms: now_ms() };
+                    break match self.queue(&mut pending, complete).await {
                         Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
                     };
@@ -359,6 +493,14 @@ impl Invoker {
         next
     }
 }
+
+/// The event stream of an attempt and its input stream, both ends.
+type Channels<'a> = (
+    &'a mut mpsc::Receiver<AttemptEvent>,
+    mpsc::Sender<AttemptEvent>,
+    mpsc::Sender<AttemptInput>,
+    mpsc::Receiver<AttemptInput>,
+);
 
 /// Proposals of an attempt queued but not yet known to be applied, in log
 /// order, each marked whether it is a journal append.
@@ -377,8 +519,54 @@ fn checked(outcome: Result<Response, ProposeError>) -> Result<Response, Next> {
 fn refused(e: ProposeError) -> Next {
     match e {
         ProposeError::NotLeader { .. } | ProposeError::NoSuchGroup(_) => Next::Stop("no longer the leader".into()),
-        ProposeError::Unavailable(e) => Next::Retry(e),
+        ProposeError::Unavailable(e) => Next::Retry(Failure::transient(e)),
     }
+}
+
+/// The timeouts of an attempt of `handler`: the handler's manifest value,
+/// else the service's admin override, else the service's manifest value,
+/// else Restate's defaults.
+fn effective_timeouts(overrides: Option<&ServiceOverrides>, service: &Service, handler: &Handler) -> AttemptTimeouts {
+    let default = AttemptTimeouts::default();
+    let pick = |handler: Option<u64>, overridden: Option<u64>, service: Option<u64>, default: Duration| {
+        handler.or(overridden).or(service).map_or(default, Duration::from_millis)
+    };
+    let (h, s) = (&handler.options, &service.options);
+    AttemptTimeouts {
+        inactivity: pick(
+            h.inactivity_timeout,
+            overrides.and_then(|o| o.inactivity_timeout_ms),
+            s.inactivity_timeout,
+            default.inactivity,
+        ),
+        abort: pick(h.abort_timeout, overrides.and_then(|o| o.abort_timeout_ms), s.abort_timeout, default.abort),
+    }
+}
+
+/// What a `SuspensionMessage` waits for, as [`invocation::awaited_key`]s:
+/// every leaf of the V7 future tree, or the V6 lists (empty if it does not
+/// decode, which makes `Suspend` fall back to the journal length).
+fn awaited(frame: &Frame) -> Vec<u32> {
+    use keel_protocol::message::NotificationId;
+    use keel_protocol::proto::Future;
+    fn leaves(completions: &[u32], signals: &[u32], names: &[String], nested: &[Future], keys: &mut Vec<u32>) {
+        keys.extend(completions.iter().map(|c| invocation::awaited_key(&NotificationId::Completion(*c))));
+        keys.extend(signals.iter().map(|s| invocation::awaited_key(&NotificationId::Signal(*s))));
+        keys.extend(names.iter().map(|n| invocation::awaited_key(&NotificationId::SignalName(n.clone()))));
+        for f in nested {
+            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, keys);
+        }
+    }
+    let mut keys = Vec::new();
+    if let Ok(Message::Suspension(s)) = frame.decode_message() {
+        leaves(&s.waiting_completions, &s.waiting_signals, &s.waiting_named_signals, &[], &mut keys);
+        if let Some(f) = &s.awaiting_on {
+            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, &mut keys);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {

@@ -168,6 +168,7 @@ fn handle_effect(
         Effect::Invocation(InvocationEffect::Outbox(seq, message)) => {
             let _ = shipper.send((seq, message));
         }
+        Effect::Invocation(InvocationEffect::Stop(id)) => invoker.stop(&id),
     }
 }
 

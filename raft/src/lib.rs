@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod network;
 pub mod outbox;
 pub mod placement;
+pub mod retry;
 pub mod router;
 pub mod state_machine;
 pub mod timers;

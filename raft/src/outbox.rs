@@ -14,7 +14,7 @@
 use crate::groups::Group;
 use crate::invocations::now_ms;
 use crate::router::Router;
-use keel_partition::invocation::{self, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::invocation::{self, Intervention, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Envelope, idempotency, partition_for_key};
 use keel_protocol::InvocationId;
@@ -47,6 +47,18 @@ fn partition_of(router: &Router, id: &[u8; 24]) -> Result<u32, String> {
     let pk = InvocationId::from_bytes(id).map_err(|e| e.to_string())?.partition_key;
     Ok(partition_for_key(pk, router.registry().partition_count()))
 }
+
+/// Proposes `what` for invocation `id` to its partition, stamped with the
+/// time (the retention of a record it completes counts from it), as the
+/// admin API does.
+async fn intervene(router: &Router, id: &[u8; 24], what: Intervention) -> Result<(), String> {
+    let command = Command::Intervene { id: *id, what, completed_at_ms: now_ms() };
+    router.propose(partition_of(router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The dedup key of a CANCEL signal delivery.
+const CANCEL_KEY: u32 = outbox::SIGNAL_KEY | keel_protocol::ids::CANCEL_SIGNAL_INDEX;
 
 async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> {
     let router = group.router().ok_or("the router is not ready yet")?;
@@ -87,6 +99,12 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
             let command = Command::Invoke { id: *id, record, input: input.clone() };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;
             Ok(())
+        }
+        OutboxMessage::Kill { id } => intervene(&router, id, Intervention::Kill).await,
+        // A CANCEL signal (a parent cancelling its child calls, `ctx.cancel`)
+        // cancels like the admin API does: a queued target completes at once.
+        OutboxMessage::Deliver { id, completion_id, .. } if *completion_id == CANCEL_KEY => {
+            intervene(&router, id, Intervention::Cancel).await
         }
         OutboxMessage::Deliver { id, completion_id, notification } => {
             let command =

@@ -79,5 +79,5 @@ pub use model::{
 pub use node::KeelNode;
 pub use poll::{poll_until, run_test, test_deadline};
 pub use reply::{Reply, version_of};
-pub use sdk::{Sdk, SdkService, services_dir};
+pub use sdk::{Program, Sdk, SdkService, services_dir};
 pub use views::{ClusterView, PartitionView, StateView};

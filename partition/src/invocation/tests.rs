@@ -1,11 +1,11 @@
 use super::*;
 use crate::MemStore;
 
-fn id(n: u8) -> InvocationKey {
+pub(super) fn id(n: u8) -> InvocationKey {
     [n; 24]
 }
 
-fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
+pub(super) fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
     InvocationRecord {
         target: Target { service: "Obj".into(), handler: "h".into(), key: key.map(str::to_string), kind },
         deployment_id: None,
@@ -123,14 +123,13 @@ fn suspend_only_applies_to_running_invocations_and_pinning_sticks() {
     pin_deployment(&mut s, &id(1), "dp_a").unwrap();
     pin_deployment(&mut s, &id(1), "dp_b").unwrap();
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().deployment_id.as_deref(), Some("dp_a"));
-    // An attempt that missed a journaled notification is invoked again instead.
-    assert_eq!(suspend(&mut s, &id(1), &[1, 2], 0).unwrap().1, vec![InvocationEffect::Invoke(id(1))]);
-    assert_eq!(suspend(&mut s, &id(1), &[1, 2], 1).unwrap().0, InvocationOutcome::Suspended);
+    // (Invoking again when a notification was missed: see `suspend::tests`.)
+    assert_eq!(suspend(&mut s, &id(1), &[1, 2], 1, 1).unwrap().0, InvocationOutcome::Suspended);
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Suspended { awaiting: vec![1, 2] });
-    assert!(matches!(suspend(&mut s, &id(1), &[3], 1).unwrap().0, InvocationOutcome::NotRunning(_)));
+    assert!(matches!(suspend(&mut s, &id(1), &[3], 1, 1).unwrap().0, InvocationOutcome::NotRunning(_)));
     // A suspended invocation's journal still grows (completions arrive).
     assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()], 7).unwrap().0, InvocationOutcome::Appended { journal_len: 2 });
-    assert_eq!(suspend(&mut s, &id(9), &[1], 0).unwrap().0, InvocationOutcome::NotFound);
+    assert_eq!(suspend(&mut s, &id(9), &[1], 0, 0).unwrap().0, InvocationOutcome::NotFound);
 }
 
 #[test]
@@ -200,7 +199,7 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     let (_, effects) = append(&mut s, &id(1), &[sleep], 7).unwrap();
     assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 5_000, id: id(1), completion_id: 1 }]);
     assert_eq!(timers(&s, 0, u64::MAX), vec![(5_000, id(1), 1)]);
-    suspend(&mut s, &id(1), &[1], 2).unwrap();
+    suspend(&mut s, &id(1), &[1], 2, 2).unwrap();
     // Firing journals the completion and resumes the suspended invocation.
     let (outcome, effects) = fire_timer(&mut s, 5_000, &id(1), 1, 9).unwrap();
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
@@ -273,4 +272,18 @@ fn a_completed_promise_wakes_its_waiters_and_completes_only_once() {
     assert_eq!(code(&j[4]), 0x800A);
     assert_eq!(code(&j[6]), 0x800B);
     assert_ne!(j[6], j[2], "the second completion must be answered with a failure, not the ack");
+}
+
+#[test]
+fn a_running_invocation_is_cancelled_once() {
+    let mut s = MemStore::default();
+    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
+    let (outcome, effects) = intervene(&mut s, &id(1), Intervention::Cancel, 99, 2).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 2 });
+    assert!(matches!(effects.as_slice(), [InvocationEffect::Notify(..)]));
+    // Again (an operator, or a parent's SDK cancelling its children): nothing more.
+    let (outcome, effects) = intervene(&mut s, &id(1), Intervention::Cancel, 99, 3).unwrap();
+    assert_eq!(outcome, InvocationOutcome::Exists(Status::Invoked));
+    assert!(effects.is_empty());
+    assert_eq!(journal(&s, &id(1)).len(), 2);
 }

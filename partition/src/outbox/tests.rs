@@ -89,3 +89,77 @@ fn a_finished_callee_answers_its_caller_once() {
     assert_eq!(load(&s, &caller).unwrap().unwrap().delivered, vec![2]);
     assert!(s.get(&crate::keys::invocation_key(&callee)).is_some());
 }
+
+#[test]
+fn signals_reach_their_target_once_per_signal() {
+    let sender = [3u8; 24];
+    let target_id = InvocationId::new(7, 9);
+    let command = |signal_id| {
+        Message::SendSignalCommand(SendSignalCommandMessage {
+            target_invocation_id: target_id.to_string(),
+            signal_id: Some(signal_id),
+            result: Some(send_signal_command_message::Result::Value(Value { content: b"1".to_vec().into() })),
+            entry_name: String::new(),
+        })
+    };
+    let deliver = |command: &Message| match on_command(&sender, command).unwrap().map(|o| o.message) {
+        Some(OutboxMessage::Deliver { id, completion_id, notification }) => (id, completion_id, notification),
+        other => panic!("a signal is a delivery, not {other:?}"),
+    };
+    // A numbered signal (1 = CANCEL) keeps its index as the dedup key.
+    let (id, key, _) = deliver(&command(send_signal_command_message::SignalId::Idx(1)));
+    assert_eq!((id, key), (target_id.to_bytes(), SIGNAL_KEY | 1));
+    // A named one is delivered as a named SignalNotification, under a key
+    // that is the same when re-shipped and differs with the name.
+    let go = command(send_signal_command_message::SignalId::Name("go".into()));
+    let (id, key, notification) = deliver(&go);
+    assert_eq!(id, target_id.to_bytes());
+    assert_eq!(key & NAMED_SIGNAL_KEY, NAMED_SIGNAL_KEY);
+    assert_eq!(deliver(&go).1, key);
+    assert_ne!(deliver(&command(send_signal_command_message::SignalId::Name("stop".into()))).1, key);
+    let expected = frame(Message::SignalNotification(SignalNotificationMessage {
+        signal_id: Some(signal_notification_message::SignalId::Name("go".into())),
+        result: Some(signal_notification_message::Result::Value(Value { content: b"1".to_vec().into() })),
+    }))
+    .unwrap();
+    assert_eq!(notification, expected);
+    // A malformed target signals nothing.
+    let bad = Message::SendSignalCommand(SendSignalCommandMessage {
+        target_invocation_id: "inv_nonsense".into(),
+        signal_id: Some(send_signal_command_message::SignalId::Idx(1)),
+        ..Default::default()
+    });
+    assert!(on_command(&sender, &bad).unwrap().is_none());
+}
+
+#[test]
+fn pending_calls_are_the_unanswered_request_response_calls() {
+    let caller = [3u8; 24];
+    let call = |idx: u32, result: u32, key: &str| {
+        frame(Message::CallCommand(CallCommandMessage {
+            service_name: "S".into(),
+            handler_name: "h".into(),
+            key: key.into(),
+            invocation_id_notification_idx: idx,
+            result_completion_id: result,
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let send = frame(Message::OneWayCallCommand(OneWayCallCommandMessage {
+        service_name: "S".into(),
+        handler_name: "h".into(),
+        invocation_id_notification_idx: 5,
+        ..Default::default()
+    }))
+    .unwrap();
+    let answered = frame(Message::CallCompletionNotification(CallCompletionNotificationMessage {
+        completion_id: 2,
+        result: Some(call_completion_notification_message::Result::Value(Value::default())),
+    }))
+    .unwrap();
+    let journal = vec![b"input".to_vec(), call(1, 2, ""), answered, call(3, 4, "k"), send];
+    // The answered call and the one-way send are not pending; the id is the
+    // one the call created (derived like `on_command` does).
+    assert_eq!(pending_calls(&caller, &journal), vec![callee_id(&caller, 3, Some("k"))]);
+}
