@@ -1,7 +1,7 @@
 //! What the HTTP layer needs from the cluster.
 
 use keel_partition::catalog::Catalog;
-use keel_partition::invocation::InvocationResult;
+use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::future::Future;
 use std::sync::Arc;
@@ -35,18 +35,21 @@ pub trait ClusterApi: Send + Sync + 'static {
     /// A linearizable read from a partition's leader.
     fn read(&self, partition: u32, query: Query) -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
     /// Creates an invocation (an `Invoke` command) on a partition's leader
-    /// and waits for its result.
+    /// and waits for its result as `policy` allows.
     fn call(
         &self,
         partition: u32,
         envelope: Envelope,
-    ) -> impl Future<Output = Result<InvocationResult, ClusterError>> + Send;
-    /// Waits for the result of an existing invocation (`None`: unknown).
+        policy: WaitPolicy,
+    ) -> impl Future<Output = Result<Waited, ClusterError>> + Send;
+    /// Waits for the result of an existing invocation as `policy` allows
+    /// (`None`: unknown).
     fn attach(
         &self,
         partition: u32,
         id: [u8; 24],
-    ) -> impl Future<Output = Result<Option<InvocationResult>, ClusterError>> + Send;
+        policy: WaitPolicy,
+    ) -> impl Future<Output = Result<Option<Waited>, ClusterError>> + Send;
     /// The service catalog from this node's replica (fast: parsed once per
     /// change, shared; may lag the leader briefly).
     fn local_catalog(&self) -> Result<Arc<Catalog>, ClusterError>;

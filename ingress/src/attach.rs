@@ -15,7 +15,8 @@
 use crate::api::ClusterApi;
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::ingress::{ingress_error, result_of};
+use crate::handoff::AttachWait;
+use crate::ingress::{IngressState, ingress_error, result_of};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -30,7 +31,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// The routes of this module (state: the cluster).
-pub(crate) fn routes<C: ClusterApi>() -> Router<Arc<C>> {
+pub(crate) fn routes<C: ClusterApi>() -> Router<IngressState<C>> {
     Router::new()
         .route("/restate/invocation/{service}/{handler}/{idempotency_key}/{action}", get(by_idempotency_key::<C>))
         .route(
@@ -38,37 +39,45 @@ pub(crate) fn routes<C: ClusterApi>() -> Router<Arc<C>> {
             get(by_keyed_idempotency_key::<C>),
         )
         .route("/restate/workflow/{workflow}/{key}/{action}", get(by_workflow::<C>))
-        .route("/restate/attach/{id}", get(|s, Path(id)| by_id::<C>(s, id, "attach")))
-        .route("/restate/output/{id}", get(|s, Path(id)| by_id::<C>(s, id, "output")))
-        .route("/restate/attach", post(|s, h, b| by_target::<C>(s, h, b, "attach")))
-        .route("/restate/output", post(|s, h, b| by_target::<C>(s, h, b, "output")))
-        .route("/restate/lookup", post(|s, h, b| by_target::<C>(s, h, b, "lookup")))
+        .route("/restate/attach/{id}", get(|s, w, Path(id)| by_id::<C>(s, w, id, "attach")))
+        .route("/restate/output/{id}", get(|s, w, Path(id)| by_id::<C>(s, w, id, "output")))
+        .route("/restate/attach", post(|s, w, h, b| by_target::<C>(s, w, h, b, "attach")))
+        .route("/restate/output", post(|s, w, h, b| by_target::<C>(s, w, h, b, "output")))
+        .route("/restate/lookup", post(|s, w, h, b| by_target::<C>(s, w, h, b, "lookup")))
 }
 
 async fn by_idempotency_key<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
+    wait: AttachWait,
     Path((service, handler, key, action)): Path<(String, String, String, String)>,
 ) -> Response {
-    result_of(&*cluster, idempotent_id(&service, None, &handler, &key), &action).await
+    result_of(&*cluster, idempotent_id(&service, None, &handler, &key), &action, &wait).await
 }
 
 async fn by_keyed_idempotency_key<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
+    wait: AttachWait,
     Path((service, key, handler, ikey, action)): Path<(String, String, String, String, String)>,
 ) -> Response {
-    result_of(&*cluster, idempotent_id(&service, Some(&key), &handler, &ikey), &action).await
+    result_of(&*cluster, idempotent_id(&service, Some(&key), &handler, &ikey), &action, &wait).await
 }
 
 async fn by_workflow<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
+    wait: AttachWait,
     Path((workflow, key, action)): Path<(String, String, String)>,
 ) -> Response {
-    result_of(&*cluster, workflow_run_id(&workflow, &key), &action).await
+    result_of(&*cluster, workflow_run_id(&workflow, &key), &action, &wait).await
 }
 
-async fn by_id<C: ClusterApi>(State(cluster): State<Arc<C>>, raw_id: String, action: &str) -> Response {
+async fn by_id<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    wait: AttachWait,
+    raw_id: String,
+    action: &str,
+) -> Response {
     match raw_id.parse::<InvocationId>() {
-        Ok(id) => result_of(&*cluster, id, action).await,
+        Ok(id) => result_of(&*cluster, id, action, &wait).await,
         Err(_) => ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'"))),
     }
 }
@@ -97,6 +106,7 @@ enum Target {
 
 async fn by_target<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
+    wait: AttachWait,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     action: &str,
@@ -119,7 +129,7 @@ async fn by_target<C: ClusterApi>(
         Target::Workflow { workflow_name, workflow_key, scope: None } => workflow_run_id(&workflow_name, &workflow_key),
     };
     if action != "lookup" {
-        return result_of(&*cluster, id, action).await;
+        return result_of(&*cluster, id, action, &wait).await;
     }
     let partition = partition_for_key(id.partition_key, cluster.partition_count());
     match cluster.read(partition, Query::Invocation(id.to_bytes())).await {

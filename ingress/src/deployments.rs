@@ -14,7 +14,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use keel_endpoint::{EndpointAddress, EndpointClient};
-use keel_partition::catalog::{self, Catalog, CatalogData, CatalogOutcome, DeploymentRecord, ServiceOverrides};
+use keel_partition::catalog::{
+    self, AsyncResponse, Catalog, CatalogData, CatalogOutcome, DeploymentRecord, ServiceOverrides,
+};
 use keel_partition::{Command, Envelope, METADATA_GROUP, QueryResult, Response};
 use keel_protocol::manifest::ServiceType;
 use serde::Deserialize;
@@ -283,6 +285,26 @@ struct PatchServiceRequest {
     journal_retention: Option<String>,
     inactivity_timeout: Option<String>,
     abort_timeout: Option<String>,
+    /// keel's extension: per handler, the answer of a call handed off to
+    /// async (`null` removes it).
+    #[serde(default)]
+    async_responses: BTreeMap<String, Option<AsyncResponseRequest>>,
+}
+
+/// A custom async answer as the admin API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsyncResponseRequest {
+    #[serde(default = "accepted")]
+    status: u16,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: String,
+}
+
+fn accepted() -> u16 {
+    202
 }
 
 fn duration_ms(field: &str, value: &Option<String>) -> Result<Option<u64>, ApiError> {
@@ -312,9 +334,22 @@ pub async fn patch_service<C: ClusterApi>(
         journal_retention_ms: duration_ms("journal_retention", &req.journal_retention)?,
         inactivity_timeout_ms: duration_ms("inactivity_timeout", &req.inactivity_timeout)?,
         abort_timeout_ms: duration_ms("abort_timeout", &req.abort_timeout)?,
+        async_responses: req
+            .async_responses
+            .into_iter()
+            .map(|(h, r)| (h, r.map(|r| AsyncResponse { status: r.status, headers: r.headers, body: r.body })))
+            .collect(),
     };
     let view = load_catalog(&*ctx.cluster).await?;
     let (_, service) = find_service(&view, &name)?;
+    for (handler, response) in &patch.async_responses {
+        if !service.handlers.iter().any(|h| &h.name == handler) {
+            return Err(ApiError::bad_request(format!("async_responses: '{name}' has no handler '{handler}'")));
+        }
+        if let Some(r) = response {
+            crate::handoff::check(handler, r)?;
+        }
+    }
     if patch.workflow_completion_retention_ms.is_some() && service.ty != ServiceType::Workflow {
         return Err(ApiError::bad_request(format!(
             "workflow_completion_retention applies to workflows only; '{name}' is a {:?}",

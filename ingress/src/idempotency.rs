@@ -45,6 +45,11 @@ pub(crate) fn request_options(
             "idempotency keys are not supported on a workflow's run handler: the workflow id deduplicates runs",
         ));
     }
+    // Limit keys partition concurrency within a scope (Restate's
+    // experimental vqueues); without scopes they mean nothing.
+    if headers.contains_key("x-restate-limit-key") || query_param(uri, "limit-key")?.is_some() {
+        return Err(ApiError::bad_request("a limit key needs a scope, and keel does not support scopes"));
+    }
     let delay = match query_param(uri, "delay")? {
         None => None,
         Some(_) if !send => {
@@ -58,7 +63,7 @@ pub(crate) fn request_options(
 }
 
 /// The decoded value of query parameter `name` (`+` is a space, as in forms).
-fn query_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
     let Some(query) = uri.query() else { return Ok(None) };
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -8,24 +8,61 @@
 
 use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
-use crate::{attach, idempotency};
+use crate::handoff::{self, AttachWait};
+use crate::{attach, idempotency, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keel_partition::catalog::{Catalog, ServiceOverrides, is_public};
 use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key};
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{Flags, InvocationId, Message};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Settings of the ingress.
+#[derive(Debug, Clone)]
+pub struct IngressOptions {
+    /// Largest accepted request body (413 above it).
+    pub max_body_bytes: usize,
+    /// Requests served at once; more are refused with 429.
+    pub max_inflight_requests: usize,
+    /// How long an attach blocks before answering 202 with the same
+    /// `Location` (`None`: until the result is there).
+    pub attach_timeout: Option<Duration>,
+}
+
+/// What the ingress handlers share: the cluster and the settings.
+pub(crate) struct IngressState<C> {
+    cluster: Arc<C>,
+    pub(crate) attach_timeout: Option<Duration>,
+}
+
+impl<C> Clone for IngressState<C> {
+    fn clone(&self) -> Self {
+        IngressState { cluster: self.cluster.clone(), attach_timeout: self.attach_timeout }
+    }
+}
+
+impl<C> FromRef<IngressState<C>> for Arc<C> {
+    fn from_ref(state: &IngressState<C>) -> Arc<C> {
+        state.cluster.clone()
+    }
+}
 
 /// The ingress router.
-pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
+pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, options: IngressOptions) -> Router {
+    let state = IngressState { cluster, attach_timeout: options.attach_timeout };
+    let inflight = Arc::new(Semaphore::new(options.max_inflight_requests));
     Router::new()
         .route("/restate/health", get(health::<C>))
         .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
@@ -36,8 +73,24 @@ pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> 
         .method_not_allowed_fallback(|| async {
             ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint"))
         })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(cluster)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn(move |request, next| admit(inflight.clone(), request, next)))
+        .with_state(state)
+}
+
+/// Serves a request only while fewer than the configured number are in
+/// flight; beyond that the node is overloaded: 429 with `Retry-After`, so
+/// clients back off (or a load balancer tries another node).
+async fn admit(inflight: Arc<Semaphore>, request: axum::extract::Request, next: Next) -> Response {
+    let Ok(_permit) = inflight.try_acquire_owned() else {
+        let mut r = ingress_error(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the ingress is overloaded: too many requests in flight, retry later",
+        ));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return r;
+    };
+    next.run(request).await
 }
 
 async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
@@ -134,12 +187,16 @@ async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Respons
     Ok(Request { service, overrides, handler, kind, key, send })
 }
 
-/// Request headers forwarded to the handler (Restate drops these few).
-fn forwarded_headers(headers: &HeaderMap) -> Vec<Header> {
+/// Request headers forwarded to the handler (Restate drops these few),
+/// plus Restate's pseudo-header `x-restate-ingress-path` with the request's
+/// path and query.
+fn forwarded_headers(headers: &HeaderMap, uri: &Uri) -> Vec<Header> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     headers
         .iter()
         .filter(|(n, _)| !matches!(n.as_str(), "connection" | "host" | "idempotency-key" | "idempotency-expires"))
         .filter_map(|(n, v)| v.to_str().ok().map(|v| Header { key: n.as_str().to_string(), value: v.to_string() }))
+        .chain(std::iter::once(Header { key: "x-restate-ingress-path".into(), value: path.to_string() }))
         .collect()
 }
 
@@ -165,6 +222,26 @@ async fn invoke<C: ClusterApi>(
         Ok(o) => o,
         Err(e) => return ingress_error(e),
     };
+    // A send answers at once anyway: a handoff applies to calls only.
+    let handoff = match handoff::requested(&headers, &uri) {
+        Ok(h) => h.filter(|_| !req.send),
+        Err(e) => return ingress_error(e),
+    };
+    let Some(handler) = req.service.handlers.iter().find(|h| h.name == req.handler) else {
+        return ingress_error(ApiError::not_found(format!("handler '{}' not found", req.handler)));
+    };
+    if let Err(e) = validate::input(handler, &headers, &body) {
+        return ingress_error(e);
+    }
+    let policy = handoff.map_or(WaitPolicy::UNBOUNDED, |h| WaitPolicy {
+        timeout_ms: Some(h.wait.as_millis() as u64),
+        until_parked: true,
+    });
+    let custom = req.overrides.async_responses.get(&req.handler).and_then(Option::as_ref);
+    let handed_off = |id: &InvocationId| match &handoff {
+        Some(h) => handoff::response(id, h, custom),
+        None => ingress_error(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "a wait without a bound ended early")),
+    };
     // A workflow's run handler runs once per workflow id, an idempotent
     // request once per key: their ids are derived, so a repeat is a duplicate.
     let workflow_run = req.kind == HandlerKind::Workflow;
@@ -177,7 +254,7 @@ async fn invoke<C: ClusterApi>(
         options.idempotency_key.as_deref(),
     );
     let input = InputCommandMessage {
-        headers: forwarded_headers(&headers),
+        headers: forwarded_headers(&headers, &uri),
         value: Some(Value { content: body }),
         name: String::new(),
     };
@@ -220,11 +297,12 @@ async fn invoke<C: ClusterApi>(
                 r.headers_mut().insert("x-restate-id", id_header);
                 return r;
             }
-            return match cluster.attach(partition, id.to_bytes()).await {
-                Ok(Some(result)) => {
+            return match cluster.attach(partition, id.to_bytes(), policy).await {
+                Ok(Some(Waited::Done(result))) => {
                     let r = result_response(result, id_header, Some("application/json".into()), false);
                     attach::with_expiry(&*cluster, partition, &id, r).await
                 }
+                Ok(Some(Waited::Pending)) => handed_off(&id),
                 Ok(None) => ingress_error(ApiError::not_found(format!("invocation {id} not found"))),
                 Err(e) => e.into(),
             };
@@ -238,16 +316,16 @@ async fn invoke<C: ClusterApi>(
         r.headers_mut().insert("x-restate-id", id_header);
         return r;
     }
-    let handler = req.service.handlers.iter().find(|h| h.name == req.handler);
-    let rules = handler.map(|h| h.effective_output());
-    let content_type = rules.as_ref().and_then(|o| o.content_type.clone());
-    let set_if_empty = rules.as_ref().and_then(|o| o.set_content_type_if_empty).unwrap_or(false);
-    match cluster.call(partition, envelope).await {
-        Ok(result) if idempotent => {
+    let rules = handler.effective_output();
+    let content_type = rules.content_type.clone();
+    let set_if_empty = rules.set_content_type_if_empty.unwrap_or(false);
+    match cluster.call(partition, envelope, policy).await {
+        Ok(Waited::Done(result)) if idempotent => {
             let r = result_response(result, id_header, content_type, set_if_empty);
             attach::with_expiry(&*cluster, partition, &id, r).await
         }
-        Ok(result) => result_response(result, id_header, content_type, set_if_empty),
+        Ok(Waited::Done(result)) => result_response(result, id_header, content_type, set_if_empty),
+        Ok(Waited::Pending) => handed_off(&id),
         Err(e) => e.into(),
     }
 }
@@ -329,25 +407,33 @@ async fn complete_awakeable<C: ClusterApi>(
 /// `GET /restate/invocation/{id}/attach|output`: see [`result_of`].
 async fn invocation_result<C: ClusterApi>(
     State(cluster): State<Arc<C>>,
+    wait: AttachWait,
     Path((raw_id, action)): Path<(String, String)>,
 ) -> Response {
     let Ok(id) = raw_id.parse::<InvocationId>() else {
         return ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'")));
     };
-    result_of(&*cluster, id, &action).await
+    result_of(&*cluster, id, &action, &wait).await
 }
 
-/// `attach` waits for the invocation's result; `output` answers at once:
-/// the result, 470 "not ready" while it runs, 404 "not found" if unknown
-/// (never created, or its retention expired).
-pub(crate) async fn result_of<C: ClusterApi>(cluster: &C, id: InvocationId, action: &str) -> Response {
+/// `attach` waits for the invocation's result as `wait` allows (then 202
+/// with `Location` the same URL); `output` answers at once: the result,
+/// 470 "not ready" while it runs, 404 "not found" if unknown (never
+/// created, or its retention expired).
+pub(crate) async fn result_of<C: ClusterApi>(
+    cluster: &C,
+    id: InvocationId,
+    action: &str,
+    wait: &AttachWait,
+) -> Response {
     let partition = partition_for_key(id.partition_key, cluster.partition_count());
     let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
     let not_found = || ingress_error(ApiError::not_found("not found"));
     let json = Some("application/json".to_string());
     match action {
-        "attach" => match cluster.attach(partition, id.to_bytes()).await {
-            Ok(Some(result)) => result_response(result, id_header, json, false),
+        "attach" => match cluster.attach(partition, id.to_bytes(), wait.policy).await {
+            Ok(Some(Waited::Done(result))) => result_response(result, id_header, json, false),
+            Ok(Some(Waited::Pending)) => handoff::accepted(&id, &wait.location),
             Ok(None) => not_found(),
             Err(e) => e.into(),
         },

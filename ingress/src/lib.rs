@@ -13,12 +13,15 @@ mod body;
 mod deployments;
 mod duration;
 mod error;
+mod handoff;
 mod idempotency;
 mod ingress;
 mod interventions;
 mod schema_json;
+mod validate;
 
 pub use admin::admin_router;
 pub use api::{ClusterApi, ClusterError};
+pub use duration::parse_duration;
 pub use error::ApiError;
-pub use ingress::ingress_router;
+pub use ingress::{IngressOptions, ingress_router};

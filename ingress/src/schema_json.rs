@@ -66,6 +66,17 @@ pub fn service_metadata(record: &ServiceRecord, service: &Service) -> Value {
     m.insert("abort_timeout".into(), json!(format_ms(abort)));
     m.insert("enable_lazy_state".into(), json!(o.enable_lazy_state.unwrap_or(false)));
     m.insert("retry_policy".into(), retry_policy(&o.retry_policy));
+    if !ov.async_responses.is_empty() {
+        let answers: Map<String, Value> = ov
+            .async_responses
+            .iter()
+            .filter_map(|(h, r)| {
+                let r = r.as_ref()?;
+                Some((h.clone(), json!({ "status": r.status, "headers": r.headers, "body": r.body })))
+            })
+            .collect();
+        m.insert("async_responses".into(), Value::Object(answers));
+    }
     Value::Object(m)
 }
 

@@ -2,7 +2,7 @@
 
 use keel_ingress::{ClusterApi, ClusterError};
 use keel_partition::catalog::Catalog;
-use keel_partition::invocation::InvocationResult;
+use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use keel_raft::router::{RouteError, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -34,12 +34,12 @@ impl ClusterApi for NodeCluster {
         self.router.propose(partition, envelope).await.map_err(map_route_error)
     }
 
-    async fn call(&self, partition: u32, envelope: Envelope) -> Result<InvocationResult, ClusterError> {
-        self.router.call(partition, envelope).await.map_err(map_route_error)
+    async fn call(&self, partition: u32, envelope: Envelope, policy: WaitPolicy) -> Result<Waited, ClusterError> {
+        self.router.call(partition, envelope, policy).await.map_err(map_route_error)
     }
 
-    async fn attach(&self, partition: u32, id: [u8; 24]) -> Result<Option<InvocationResult>, ClusterError> {
-        self.router.attach(partition, id).await.map_err(map_route_error)
+    async fn attach(&self, partition: u32, id: [u8; 24], policy: WaitPolicy) -> Result<Option<Waited>, ClusterError> {
+        self.router.attach(partition, id, policy).await.map_err(map_route_error)
     }
 
     fn local_catalog(&self) -> Result<Arc<Catalog>, ClusterError> {

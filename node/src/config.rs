@@ -25,6 +25,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::de::DeserializeOwned;
@@ -51,6 +52,8 @@ const KEYS: &[&str] = &[
     "election_timeout_ms",
     "max_body_bytes",
     "max_concurrent_invocations",
+    "max_inflight_requests",
+    "attach_timeout",
     "log",
 ];
 
@@ -90,6 +93,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Invocation attempts in flight at once on this node (≥1); more wait.
     pub max_concurrent_invocations: usize,
+    /// Ingress requests served at once on this node (≥1); more get 429.
+    pub max_inflight_requests: usize,
+    /// How long an attach request blocks before answering 202 with the
+    /// same `Location` (`None`: until the result is there).
+    pub attach_timeout: Option<Duration>,
     /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
     pub log: String,
     /// The TOML file that was loaded, if any (for diagnostics).
@@ -199,6 +207,14 @@ struct Cli {
     /// [env: KEEL_MAX_CONCURRENT_INVOCATIONS] [default: 1000]
     #[arg(long, value_name = "N")]
     max_concurrent_invocations: Option<String>,
+    /// Ingress requests served at once on this node; more are refused with
+    /// 429 [env: KEEL_MAX_INFLIGHT_REQUESTS] [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_inflight_requests: Option<String>,
+    /// How long `…/attach` blocks before answering 202 with the same
+    /// Location (e.g. 5m, PT30S; 0 = no bound) [env: KEEL_ATTACH_TIMEOUT] [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    attach_timeout: Option<String>,
     /// tracing EnvFilter directives [env: KEEL_LOG] [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -223,6 +239,8 @@ impl Cli {
             ("election_timeout_ms", &self.election_timeout_ms),
             ("max_body_bytes", &self.max_body_bytes),
             ("max_concurrent_invocations", &self.max_concurrent_invocations),
+            ("max_inflight_requests", &self.max_inflight_requests),
+            ("attach_timeout", &self.attach_timeout),
             ("log", &self.log),
         ];
         all.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))).collect()
@@ -425,6 +443,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
     max_invocations
         .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
+    let max_inflight = src.value("max_inflight_requests", num::<usize>, 10_000)?;
+    max_inflight
+        .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
+    let attach_timeout = src.value("attach_timeout", keel_ingress::parse_duration, Duration::from_secs(300))?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
 
@@ -445,6 +467,8 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         election_timeout_ms: election.value,
         max_body_bytes: max_body_bytes.value,
         max_concurrent_invocations: max_invocations.value,
+        max_inflight_requests: max_inflight.value,
+        attach_timeout: Some(attach_timeout.value).filter(|d| !d.is_zero()),
         log: log.value,
         config_file: cli.config,
     })

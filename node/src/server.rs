@@ -61,7 +61,12 @@ pub async fn run(config: Config) -> Result<()> {
     let admin = keel_ingress::admin_router(cluster.clone(), config.max_body_bytes);
     let admin_server =
         tokio::spawn(axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
-    let ingress = keel_ingress::ingress_router(cluster.clone(), config.max_body_bytes);
+    let options = keel_ingress::IngressOptions {
+        max_body_bytes: config.max_body_bytes,
+        max_inflight_requests: config.max_inflight_requests,
+        attach_timeout: config.attach_timeout,
+    };
+    let ingress = keel_ingress::ingress_router(cluster.clone(), options);
     let ingress_server = tokio::spawn(
         axum::serve(ingress_listener, ingress).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
     );

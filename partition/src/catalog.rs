@@ -56,6 +56,24 @@ pub struct ServiceOverrides {
     pub inactivity_timeout_ms: Option<u64>,
     /// Abort timeout in ms.
     pub abort_timeout_ms: Option<u64>,
+    /// Per-handler answer of a call handed off to async (`Prefer: wait`).
+    /// In a patch, `None` removes a handler's entry; stored overrides hold
+    /// only `Some`.
+    pub async_responses: BTreeMap<String, Option<AsyncResponse>>,
+}
+
+/// What the ingress answers, instead of its default 202 with a `Location`,
+/// when a call of this handler outlives the caller's `Prefer: wait`. In
+/// `headers` values and `body`, `{{invocation_id}}` and `{{attach_url}}`
+/// are replaced by the invocation's id and attach path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncResponse {
+    /// HTTP status (200–599).
+    pub status: u16,
+    /// Response headers.
+    pub headers: BTreeMap<String, String>,
+    /// Response body template.
+    pub body: String,
 }
 
 impl ServiceOverrides {
@@ -68,6 +86,7 @@ impl ServiceOverrides {
             journal_retention_ms,
             inactivity_timeout_ms,
             abort_timeout_ms,
+            async_responses,
         } = patch;
         self.public = public.or(self.public);
         self.idempotency_retention_ms = idempotency_retention_ms.or(self.idempotency_retention_ms);
@@ -76,6 +95,12 @@ impl ServiceOverrides {
         self.journal_retention_ms = journal_retention_ms.or(self.journal_retention_ms);
         self.inactivity_timeout_ms = inactivity_timeout_ms.or(self.inactivity_timeout_ms);
         self.abort_timeout_ms = abort_timeout_ms.or(self.abort_timeout_ms);
+        for (handler, response) in async_responses {
+            match response {
+                Some(r) => self.async_responses.insert(handler.clone(), Some(r.clone())),
+                None => self.async_responses.remove(handler),
+            };
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod promise;
 mod read;
 mod store;
+pub mod wait;
 
 pub use apply::{ApplyError, apply, leader_epoch, state_version};
 pub use command::{Command, Effect, Envelope, Response, StateMap};

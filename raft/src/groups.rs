@@ -12,16 +12,17 @@ use crate::placement::replica_sets;
 use crate::router::Router;
 use crate::state_machine::{GroupView, StateMachine};
 use crate::types::{Batch, typ};
+use crate::waiters::Waiters;
 use keel_endpoint::EndpointClient;
-use keel_partition::invocation::{InvocationKey, InvocationOutcome, InvocationResult, Status};
+use keel_partition::invocation::{InvocationKey, InvocationOutcome, Status};
+use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::{OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,9 +129,10 @@ pub struct Group {
     pub catalog: Arc<CatalogCache>,
     /// The node's slots for invocation attempts in flight (shared by all groups).
     pub invocation_slots: Arc<tokio::sync::Semaphore>,
-    /// Callers waiting for invocations of this partition to complete. Only
-    /// meaningful on the leader; cleared (so callers retry) when leadership is lost.
-    waiters: Mutex<HashMap<InvocationKey, Vec<oneshot::Sender<InvocationResult>>>>,
+    /// Callers waiting for invocations of this partition, and which of them
+    /// parked. Only meaningful on the leader; cleared (so callers retry) when
+    /// leadership is lost.
+    pub waiters: Waiters,
     /// The node's router (set once it exists), for the outbox shipper.
     router: Arc<OnceLock<Weak<Router>>>,
 }
@@ -139,37 +141,6 @@ impl Group {
     /// The node's router, once [`Registry::set_router`] was called.
     pub fn router(&self) -> Option<Arc<Router>> {
         self.router.get().and_then(Weak::upgrade)
-    }
-
-    /// Registers interest in the result of invocation `id`.
-    pub fn wait_for(&self, id: InvocationKey) -> oneshot::Receiver<InvocationResult> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).entry(id).or_default().push(tx);
-        rx
-    }
-
-    /// Answers everyone waiting for `id`.
-    pub fn resolve(&self, id: &InvocationKey, result: &InvocationResult) {
-        let waiting = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-        for tx in waiting.into_iter().flatten() {
-            let _ = tx.send(result.clone());
-        }
-    }
-
-    /// Drops the waiters of `id` that no completion will answer.
-    pub fn abandon(&self, id: &InvocationKey) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = waiters.get_mut(id) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                waiters.remove(id);
-            }
-        }
-    }
-
-    /// Drops every waiter: their callers see the leader go and retry elsewhere.
-    pub fn abandon_waiters(&self) {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Proposes through this replica (which must be the leader); resolves once
@@ -313,46 +284,47 @@ impl Registry {
     }
 
     /// Creates an invocation on the local replica (which must lead the
-    /// group) and waits for its result. A repeated call for the same id
-    /// attaches to the running invocation or returns its stored result.
-    pub async fn call_local(&self, group: u32, envelope: Envelope) -> Result<InvocationResult, ProposeError> {
+    /// group) and waits for its result as `policy` allows. A repeated call
+    /// for the same id attaches to the running invocation or returns its
+    /// stored result.
+    pub async fn call_local(&self, group: u32, envelope: Envelope, policy: WaitPolicy) -> Result<Waited, ProposeError> {
         let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
         let Command::Invoke { id, .. } = &envelope.command else {
             return Err(ProposeError::Unavailable("a call must carry an Invoke command".into()));
         };
-        let result = g.wait_for(*id);
-        match g.propose(envelope).await? {
-            Response::Invocation(InvocationOutcome::Exists(Status::Completed(result))) => return Ok(result),
-            Response::Invocation(_) => {}
+        let id = *id;
+        let rx = g.waiters.register(id, policy.until_parked);
+        let status = match g.propose(envelope).await? {
+            Response::Invocation(InvocationOutcome::Exists(status)) => Some(status),
+            Response::Invocation(_) => None,
             other => return Err(ProposeError::Unavailable(format!("unexpected answer to invoke: {other:?}"))),
-        }
-        result.await.map_err(|_| ProposeError::NotLeader { leader: None })
+        };
+        settle_wait(g, id, status, rx, policy).await
     }
 
     /// Waits for the result of invocation `id` on the local replica (which
-    /// must lead the group): at once if it completed, `None` if unknown.
-    pub async fn attach_local(&self, group: u32, id: InvocationKey) -> Result<Option<InvocationResult>, ProposeError> {
+    /// must lead the group) as `policy` allows: at once if it completed,
+    /// `None` if unknown.
+    pub async fn attach_local(
+        &self,
+        group: u32,
+        id: InvocationKey,
+        policy: WaitPolicy,
+    ) -> Result<Option<Waited>, ProposeError> {
         let g = self.groups.get(&group).ok_or(ProposeError::NoSuchGroup(group))?;
         // Registered before the read, so a completion right after it is not missed.
-        let result = g.wait_for(id);
+        let rx = g.waiters.register(id, policy.until_parked);
         let status = match self.read_local(group, &Query::Invocation(id)).await {
             Ok(QueryResult::Invocation(status)) => status,
             Ok(other) => return Err(ProposeError::Unavailable(format!("unexpected answer {other:?}"))),
             Err(e) => return Err(e),
         };
-        match status {
-            None => {
-                drop(result);
-                g.abandon(&id);
-                Ok(None)
-            }
-            Some(Status::Completed(r)) => {
-                drop(result);
-                g.abandon(&id);
-                Ok(Some(r))
-            }
-            Some(_) => result.await.map(Some).map_err(|_| ProposeError::NotLeader { leader: None }),
+        if status.is_none() {
+            drop(rx);
+            g.waiters.abandon(&id);
+            return Ok(None);
         }
+        settle_wait(g, id, status, rx, policy).await.map(Some)
     }
 
     /// Serves a linearizable read on the local replica, which must lead the group.
@@ -459,12 +431,43 @@ impl GroupStarter<'_> {
             client: self.client.clone(),
             catalog: self.catalog.clone(),
             invocation_slots: self.slots.clone(),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Waiters::default(),
             router: self.router.clone(),
         });
         tokio::spawn(leader::supervise(node_id, group.clone(), effects_rx));
         Ok(group)
     }
+}
+
+/// Ends a wait registered as `rx` for invocation `id`, whose status (if
+/// already known) is `status`: a completed invocation answers at once; one
+/// parked (suspended, paused, scheduled, or parked by the invoker) answers
+/// `Pending` at once if the caller only waits until it parks; otherwise
+/// the wait goes on as `policy` allows.
+async fn settle_wait(
+    g: &Group,
+    id: InvocationKey,
+    status: Option<Status>,
+    rx: oneshot::Receiver<Waited>,
+    policy: WaitPolicy,
+) -> Result<Waited, ProposeError> {
+    let parked_now = matches!(status, Some(Status::Suspended { .. } | Status::Paused | Status::Scheduled { .. }))
+        || g.waiters.is_parked(&id);
+    let early = match status {
+        Some(Status::Completed(result)) => Some(Waited::Done(result)),
+        _ if policy.until_parked && parked_now => Some(Waited::Pending),
+        _ => None,
+    };
+    let outcome = match early {
+        Some(w) => {
+            drop(rx);
+            Ok(w)
+        }
+        None => crate::waiters::wait(rx, policy).await,
+    };
+    // Whatever ended the wait, a waiter left behind is now unreachable.
+    g.waiters.abandon(&id);
+    outcome
 }
 
 /// Initializes a pristine group after `delay`, unless a peer's vote or log

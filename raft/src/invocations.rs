@@ -24,16 +24,18 @@ use keel_partition::catalog::ServiceOverrides;
 use keel_partition::invocation::{self, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status};
 use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::manifest::{Handler, Service};
-use keel_protocol::message::Decoder;
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
+
+mod frames;
+use frames::{awaited, decode_journal, parks};
 
 /// The invoker of one leader term.
 pub struct Invoker {
@@ -180,12 +182,19 @@ impl Invoker {
             let decision = retry::decide(&attempts.policy, n, &failure);
             tracing::warn!(partition = self.group.id, invocation = %id_string(&id), "attempt {n} failed ({decision:?}): {}", failure.message);
             let delay = match decision {
-                Decision::RetryAfter(delay) => delay,
+                Decision::RetryAfter(delay) => {
+                    // Backing off is parking: a caller waiting for a handoff stops here.
+                    self.group.waiters.park(&id);
+                    delay
+                }
                 Decision::Pause => {
                     // A pause completes nothing, so no purge time applies.
                     let pause = Command::Intervene { id, what: Intervention::Pause, completed_at_ms: 0 };
                     match self.propose(pause).await {
-                        Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
+                        Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => {
+                            self.group.waiters.park(&id);
+                            return;
+                        }
                         Err(Next::Retry(_)) => attempts.policy.delay(n),
                     }
                 }
@@ -345,6 +354,7 @@ impl Invoker {
         drop(view);
         tracing::debug!(partition = self.group.id, invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
         let known = params.journal.len() as u32;
+        self.group.waiters.unpark(id);
         let (next, seen) = self.drive(id, &address, params, pin).await;
         if seen > known {
             attempts.failures_since_stored = 0;
@@ -403,6 +413,9 @@ impl Invoker {
         let attempt_start = params.journal.len() as u32;
         let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
         let mut output = None;
+        // Completion ids of the runs this attempt proposed: awaiting one of
+        // them is waiting on keel's own ack, not parking.
+        let mut runs = HashSet::new();
         // Journal entries the SDK expects no answer to are pipelined: they
         // are queued in log order and awaited only before keel tells the SDK
         // anything (a run's ack) or ends the attempt. Each such wait thus
@@ -438,7 +451,8 @@ impl Invoker {
                     // The SDK sent it, so it knows it.
                     seen.fetch_add(1, Ordering::SeqCst);
                 }
-                AttemptEvent::ProposeRunCompletion { notification, .. } => {
+                AttemptEvent::ProposeRunCompletion { notification, completion_id, .. } => {
+                    runs.insert(completion_id);
                     if let Err(next) = self.append(&mut pending, id, &notification).await {
                         break next;
                     }
@@ -454,13 +468,23 @@ impl Invoker {
                         seen.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-                AttemptEvent::AwaitingOn { .. } => {}
+                AttemptEvent::AwaitingOn { frame } => {
+                    if parks(&frame, &runs) {
+                        self.group.waiters.park(id);
+                    }
+                }
                 AttemptEvent::Suspended { frame } => {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
                     let awaiting = awaited(&frame);
                     let suspend = Command::Suspend { id: *id, awaiting, journal_len_seen, attempt_start };
-                    break match self.queue(&mut pending, suspend).await {
-                        Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
+                    if let Err(next) = self.queue(&mut pending, suspend).await {
+                        break next;
+                    }
+                    break match self.settle(&mut pending).await {
+                        Ok(()) => {
+                            self.group.waiters.park(id);
+                            Next::Done
+                        }
                         Err(next) => next,
                     };
                 }
@@ -541,47 +565,6 @@ fn effective_timeouts(overrides: Option<&ServiceOverrides>, service: &Service, h
         ),
         abort: pick(h.abort_timeout, overrides.and_then(|o| o.abort_timeout_ms), s.abort_timeout, default.abort),
     }
-}
-
-/// What a `SuspensionMessage` waits for, as [`invocation::awaited_key`]s:
-/// every leaf of the V7 future tree, or the V6 lists (empty if it does not
-/// decode, which makes `Suspend` fall back to the journal length).
-fn awaited(frame: &Frame) -> Vec<u32> {
-    use keel_protocol::message::NotificationId;
-    use keel_protocol::proto::Future;
-    fn leaves(completions: &[u32], signals: &[u32], names: &[String], nested: &[Future], keys: &mut Vec<u32>) {
-        keys.extend(completions.iter().map(|c| invocation::awaited_key(&NotificationId::Completion(*c))));
-        keys.extend(signals.iter().map(|s| invocation::awaited_key(&NotificationId::Signal(*s))));
-        keys.extend(names.iter().map(|n| invocation::awaited_key(&NotificationId::SignalName(n.clone()))));
-        for f in nested {
-            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, keys);
-        }
-    }
-    let mut keys = Vec::new();
-    if let Ok(Message::Suspension(s)) = frame.decode_message() {
-        leaves(&s.waiting_completions, &s.waiting_signals, &s.waiting_named_signals, &[], &mut keys);
-        if let Some(f) = &s.awaiting_on {
-            leaves(&f.waiting_completions, &f.waiting_signals, &f.waiting_named_signals, &f.nested_futures, &mut keys);
-        }
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    keys
-}
-
-fn decode_journal(entries: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
-    let mut decoder = Decoder::new();
-    for entry in entries {
-        decoder.push(entry);
-    }
-    let mut frames = Vec::with_capacity(entries.len());
-    while let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
-        frames.push(frame);
-    }
-    if frames.len() != entries.len() {
-        return Err(format!("{} journal entries decoded to {} frames", entries.len(), frames.len()));
-    }
-    Ok(frames)
 }
 
 /// Wall-clock time in ms since the Unix epoch (leader-side only: never

@@ -63,7 +63,7 @@ pub async fn supervise(node_id: u64, group: Arc<Group>, mut effects: mpsc::Unbou
             (None, Some(term)) => {
                 tracing::info!(partition = group.id, term, "lost leadership; stopping leader actor");
                 actor = None;
-                group.abandon_waiters();
+                group.waiters.abandon_all();
             }
             (None, None) => {}
         }
@@ -164,7 +164,7 @@ fn handle_effect(
         Effect::Invocation(InvocationEffect::TimerRegistered { fire_at_ms, id, completion_id }) => {
             timers.register((fire_at_ms, id, completion_id));
         }
-        Effect::Invocation(InvocationEffect::Completed(id, result)) => group.resolve(&id, &result),
+        Effect::Invocation(InvocationEffect::Completed(id, result)) => group.waiters.resolve(&id, &result),
         Effect::Invocation(InvocationEffect::Outbox(seq, message)) => {
             let _ = shipper.send((seq, message));
         }

@@ -30,6 +30,7 @@ pub mod router;
 pub mod state_machine;
 pub mod timers;
 pub mod types;
+pub mod waiters;
 
 #[cfg(test)]
 mod storage_tests;

@@ -4,7 +4,8 @@
 
 use crate::groups::{GroupStatus, ProposeError, Registry};
 use crate::types::{TypeConfig, decode, encode, typ};
-use keel_partition::invocation::{InvocationKey, InvocationResult};
+use keel_partition::invocation::InvocationKey;
+use keel_partition::wait::{WaitPolicy, Waited};
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -122,9 +123,14 @@ impl Peers {
                 r.set_timeout(timeout);
                 client.read(r).await
             }
-            // No deadline: a call lasts as long as its handler runs.
-            Call::Invoke => client.call(tonic::Request::new(GroupRequest { group_id: group, payload })).await,
-            Call::Attach => client.attach(tonic::Request::new(GroupRequest { group_id: group, payload })).await,
+            // `Duration::MAX`: no deadline, a call lasts as long as its handler runs.
+            Call::Invoke | Call::Attach => {
+                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
+                if timeout != Duration::MAX {
+                    r.set_timeout(timeout);
+                }
+                if matches!(call, Call::Invoke) { client.call(r).await } else { client.attach(r).await }
+            }
         }
         .map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
@@ -153,25 +159,27 @@ impl Peers {
     }
 
     /// Creates an invocation on `node` (the believed leader of `group`) and
-    /// waits for its result.
+    /// waits for its result as `policy` allows.
     pub async fn call(
         &self,
         node: u64,
         group: u32,
         envelope: &keel_partition::Envelope,
-    ) -> Result<Result<InvocationResult, ProposeError>, PeerError> {
-        self.unary(node, group, envelope, Duration::MAX, Call::Invoke).await
+        policy: WaitPolicy,
+    ) -> Result<Result<Waited, ProposeError>, PeerError> {
+        self.unary(node, group, &(envelope, policy), wait_deadline(policy), Call::Invoke).await
     }
 
     /// Waits on `node` (the believed leader of `group`) for the result of
-    /// invocation `id`.
+    /// invocation `id` as `policy` allows.
     pub async fn attach(
         &self,
         node: u64,
         group: u32,
         id: &InvocationKey,
-    ) -> Result<Result<Option<InvocationResult>, ProposeError>, PeerError> {
-        self.unary(node, group, id, Duration::MAX, Call::Attach).await
+        policy: WaitPolicy,
+    ) -> Result<Result<Option<Waited>, ProposeError>, PeerError> {
+        self.unary(node, group, &(id, policy), wait_deadline(policy), Call::Attach).await
     }
 
     /// Asks `node` for its view of the groups it hosts.
@@ -182,6 +190,12 @@ impl Peers {
         let reply = client.status(r).await.map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
     }
+}
+
+/// The RPC deadline of a forwarded wait: the policy's timeout plus a
+/// margin for the network, or none (`Duration::MAX`).
+fn wait_deadline(policy: WaitPolicy) -> Duration {
+    policy.timeout_ms.map_or(Duration::MAX, |ms| Duration::from_millis(ms) + Duration::from_secs(5))
 }
 
 #[derive(Clone, Copy)]
@@ -341,14 +355,14 @@ impl proto::node_server::Node for NodeService {
 
     async fn call(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
         let req = request.into_inner();
-        let envelope = decode_req(&req.payload)?;
-        reply(&self.registry.call_local(req.group_id, envelope).await)
+        let (envelope, policy) = decode_req(&req.payload)?;
+        reply(&self.registry.call_local(req.group_id, envelope, policy).await)
     }
 
     async fn attach(&self, request: tonic::Request<GroupRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
         let req = request.into_inner();
-        let id = decode_req(&req.payload)?;
-        reply(&self.registry.attach_local(req.group_id, id).await)
+        let (id, policy) = decode_req(&req.payload)?;
+        reply(&self.registry.attach_local(req.group_id, id, policy).await)
     }
 
     async fn status(&self, _request: tonic::Request<StatusRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {

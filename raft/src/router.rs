@@ -9,7 +9,8 @@
 
 use crate::groups::{COMMIT_TIMEOUT, GroupStatus, ProposeError, Registry};
 use crate::network::{PeerError, Peers};
-use keel_partition::invocation::{InvocationKey, InvocationResult};
+use keel_partition::invocation::InvocationKey;
+use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -88,16 +89,19 @@ impl Router {
     }
 
     /// Creates an invocation on `partition`'s leader and waits for its
-    /// result. Safe to repeat after a leader change: the invocation id
-    /// deduplicates, so a retry attaches to the same invocation.
-    pub async fn call(&self, partition: u32, envelope: Envelope) -> Result<InvocationResult, RouteError> {
+    /// result as `policy` allows. Safe to repeat after a leader change: the
+    /// invocation id deduplicates, so a retry attaches to the same
+    /// invocation. The policy's timeout counts from this call, across retries.
+    pub async fn call(&self, partition: u32, envelope: Envelope, policy: WaitPolicy) -> Result<Waited, RouteError> {
+        let started = Instant::now();
         self.route(partition, |leader| {
             let envelope = envelope.clone();
+            let policy = remaining(policy, started);
             async move {
                 if leader == self.registry.node_id() {
-                    self.registry.call_local(partition, envelope).await
+                    self.registry.call_local(partition, envelope, policy).await
                 } else {
-                    match self.peers.call(leader, partition, &envelope).await {
+                    match self.peers.call(leader, partition, &envelope, policy).await {
                         Ok(r) => r,
                         // The invocation id makes a blind retry safe here.
                         Err(_) => Err(ProposeError::NotLeader { leader: None }),
@@ -108,16 +112,26 @@ impl Router {
         .await
     }
 
-    /// Waits for the result of invocation `id` of `partition` (`None`: unknown).
-    pub async fn attach(&self, partition: u32, id: InvocationKey) -> Result<Option<InvocationResult>, RouteError> {
-        self.route(partition, |leader| async move {
-            if leader == self.registry.node_id() {
-                self.registry.attach_local(partition, id).await
-            } else {
-                match self.peers.attach(leader, partition, &id).await {
-                    Ok(r) => r,
-                    // Attaching has no effect, so trying again is always safe.
-                    Err(_) => Err(ProposeError::NotLeader { leader: None }),
+    /// Waits for the result of invocation `id` of `partition` as `policy`
+    /// allows (`None`: unknown).
+    pub async fn attach(
+        &self,
+        partition: u32,
+        id: InvocationKey,
+        policy: WaitPolicy,
+    ) -> Result<Option<Waited>, RouteError> {
+        let started = Instant::now();
+        self.route(partition, |leader| {
+            let policy = remaining(policy, started);
+            async move {
+                if leader == self.registry.node_id() {
+                    self.registry.attach_local(partition, id, policy).await
+                } else {
+                    match self.peers.attach(leader, partition, &id, policy).await {
+                        Ok(r) => r,
+                        // Attaching has no effect, so trying again is always safe.
+                        Err(_) => Err(ProposeError::NotLeader { leader: None }),
+                    }
                 }
             }
         })
@@ -243,6 +257,14 @@ impl Router {
 /// Maps a failed forward: if the request cannot have reached the leader
 /// (unknown node, no connection) another leader may be tried; otherwise the
 /// outcome is unknown and must not be retried blindly.
+/// `policy` with its timeout reduced by the time since `started`.
+fn remaining(policy: WaitPolicy, started: Instant) -> WaitPolicy {
+    match policy.timeout_ms {
+        None => policy,
+        Some(ms) => WaitPolicy { timeout_ms: Some(ms.saturating_sub(started.elapsed().as_millis() as u64)), ..policy },
+    }
+}
+
 fn forward_failed<T>(e: PeerError) -> Result<T, ProposeError> {
     match &e {
         PeerError::UnknownNode(_) | PeerError::BadAddress { .. } => Err(ProposeError::NotLeader { leader: None }),

@@ -41,6 +41,19 @@ fn defaults() {
     assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, DEFAULT_LOG, None));
     assert_eq!(c.max_concurrent_invocations, 1000);
     assert_eq!(load(&["--max-concurrent-invocations", "2"], &[]).unwrap().max_concurrent_invocations, 2);
+    assert_eq!((c.max_inflight_requests, c.attach_timeout), (10_000, Some(Duration::from_secs(300))));
+}
+
+#[test]
+fn attach_timeout_takes_friendly_and_iso_durations() {
+    let t = |v: &str| load(&["--attach-timeout", v], &[]).map(|c| c.attach_timeout);
+    assert_eq!(t("30s").unwrap(), Some(Duration::from_secs(30)));
+    assert_eq!(t("PT2M").unwrap(), Some(Duration::from_secs(120)));
+    assert_eq!(t("0s").unwrap(), None);
+    let e = t("soon").unwrap_err();
+    assert_eq!(e.field, "--attach-timeout");
+    let e = load(&["--max-inflight-requests", "0"], &[]).unwrap_err();
+    assert_eq!(e.field, "--max-inflight-requests");
 }
 
 #[test]

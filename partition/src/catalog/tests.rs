@@ -119,6 +119,17 @@ fn overrides_merge_and_reset_on_re_registration() {
         }
     );
     assert!(matches!(update_service(&mut store, "Nope", &patch), CatalogOutcome::NotFound(_)));
+    // Async responses are set per handler and removed by a `None`.
+    let answer = AsyncResponse { status: 202, headers: BTreeMap::new(), body: "{{invocation_id}}".into() };
+    let set = ServiceOverrides {
+        async_responses: BTreeMap::from([("greet".into(), Some(answer.clone())), ("other".into(), Some(answer))]),
+        ..Default::default()
+    };
+    update_service(&mut store, "Greeter", &set);
+    let unset = ServiceOverrides { async_responses: BTreeMap::from([("other".into(), None)]), ..Default::default() };
+    update_service(&mut store, "Greeter", &unset);
+    let stored = &load(&store).unwrap().services["Greeter"].overrides.async_responses;
+    assert_eq!(stored.keys().collect::<Vec<_>>(), ["greet"]);
     register(&mut store, &record("dp_b", "http://b", TS_MANIFEST), false, false);
     assert_eq!(load(&store).unwrap().services["Greeter"].overrides, ServiceOverrides::default());
 }
