@@ -73,8 +73,9 @@ pub fn apply(
             let (outcome, effects) = invocation::invoke(txn, id, record.clone(), input, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
-        Command::AppendJournal { id, entries } => {
-            let (outcome, effects) = invocation::append(txn, id, entries, meta.seq()).map_err(corrupt)?;
+        Command::AppendJournal { id, entries, workflow_runs } => {
+            let (outcome, effects) =
+                invocation::append(txn, id, entries, workflow_runs, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::Intervene { id, what, completed_at_ms } => {
@@ -84,6 +85,10 @@ pub fn apply(
         }
         Command::Deliver { id, completion_id, notification } => {
             let (outcome, effects) = outbox::deliver(txn, id, *completion_id, notification).map_err(corrupt)?;
+            Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
+        }
+        Command::Attach { id, caller, reply } => {
+            let (outcome, effects) = crate::attach::attach(txn, id, caller, *reply, meta.seq()).map_err(corrupt)?;
             Ok((Response::Invocation(outcome), effects.into_iter().map(Effect::Invocation).collect()))
         }
         Command::OutboxDone { seq } => {

@@ -94,6 +94,11 @@ pub enum Command {
         id: InvocationKey,
         /// The entries, in order.
         entries: Vec<Vec<u8>>,
+        /// Positions in `entries` of calls and sends that target a
+        /// workflow's run handler: the invoker resolves this from the
+        /// catalog (which apply cannot read), and such a call gets the
+        /// workflow run's id.
+        workflow_runs: Vec<u32>,
     },
     /// Pins an invocation to the deployment its first attempt uses.
     PinDeployment {
@@ -123,6 +128,16 @@ pub enum Command {
         id: InvocationKey,
         /// The sleep's completion id.
         completion_id: u32,
+    },
+    /// Asks for invocation `id`'s result on behalf of another invocation
+    /// (attach, get output; see [`crate::attach`]).
+    Attach {
+        /// The invocation whose result is wanted.
+        id: InvocationKey,
+        /// Who asks.
+        caller: crate::invocation::Caller,
+        /// How the answer is framed.
+        reply: crate::attach::Reply,
     },
     /// Delivers a call's result from another invocation (deduplicated by
     /// completion id).
@@ -183,6 +198,7 @@ impl Command {
             Command::Suspend { .. } => "suspend",
             Command::FireTimer { .. } => "fire_timer",
             Command::Deliver { .. } => "deliver",
+            Command::Attach { .. } => "attach",
             Command::OutboxDone { .. } => "outbox_done",
             Command::Intervene { .. } => "intervene",
             Command::Resume { .. } => "resume",

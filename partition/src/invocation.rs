@@ -248,7 +248,15 @@ pub fn invoke(
     seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     if let Some(existing) = load(txn, id)? {
-        return Ok((InvocationOutcome::Exists(existing.status), Vec::new()));
+        let effects = match &record.caller {
+            // A call that finds its target created already, by someone else.
+            Some(caller) if existing.caller.as_ref() != Some(caller) => {
+                duplicate_call(txn, id, &existing, caller, seq)?
+            }
+            // A repeated request, or the same call shipped again.
+            _ => Vec::new(),
+        };
+        return Ok((InvocationOutcome::Exists(existing.status), effects));
     }
     txn.put(keys::journal_key(id, 0), input.to_vec());
     let mut record = InvocationRecord { journal_len: 1, ..record };
@@ -260,6 +268,25 @@ pub fn invoke(
         return Ok((InvocationOutcome::Scheduled, vec![effect]));
     }
     admit(txn, id, record, seq)
+}
+
+/// A workflow's run runs once per workflow id: a second call is refused
+/// (409, as the ingress does). Any other call whose id exists already is a
+/// repeated idempotent request: it waits for the first one's result.
+fn duplicate_call(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    existing: &InvocationRecord,
+    caller: &Caller,
+    seq: u64,
+) -> Result<Vec<InvocationEffect>, String> {
+    use crate::attach::{Reply, answer, attach};
+    if existing.target.kind == HandlerKind::Workflow {
+        let refused =
+            InvocationResult::Failure { code: 409, message: "the workflow method was already invoked".into() };
+        return Ok(vec![crate::outbox::push(txn, outbox_seq(seq, 0), answer(caller, Reply::Call, Some(&refused))?)]);
+    }
+    Ok(attach(txn, id, caller, Reply::Call, seq)?.1)
 }
 
 /// Starts a new invocation, or queues it in its key's inbox if an exclusive
@@ -301,6 +328,7 @@ pub fn append(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
     entries: &[Vec<u8>],
+    workflow_runs: &[u32],
     seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
     let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
@@ -318,8 +346,11 @@ pub fn append(
                 effects.push(InvocationEffect::TimerRegistered { fire_at_ms, id: *id, completion_id });
             }
             Some(command) => {
-                if let Some(outgoing) = crate::outbox::on_command(id, &command)? {
-                    effects.push(crate::outbox::push(txn, outbox_seq(seq, i), outgoing.message));
+                let workflow_run = workflow_runs.contains(&(i as u32));
+                if let Some(outgoing) = crate::outbox::on_command(id, &command, workflow_run)? {
+                    if let Some(message) = outgoing.message {
+                        effects.push(crate::outbox::push(txn, outbox_seq(seq, i), message));
+                    }
                     follow_ups.extend(outgoing.follow_up);
                 } else if let Some(key) = &record.target.key {
                     match crate::promise::on_command(txn, id, &record.target.service, key, &command)? {
@@ -489,9 +520,21 @@ pub fn complete(
     completed_at_ms: u64,
     seq: u64,
 ) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(mut record) = load(txn, id)? else { return Ok((InvocationOutcome::NotFound, Vec::new())) };
+    Ok(finish(txn, id, result, completed_at_ms, seq)?.0)
+}
+
+/// [`complete`], also returning the first outbox slot of command `seq`
+/// it left free.
+pub(crate) fn finish(
+    txn: &mut impl StateTxn,
+    id: &InvocationKey,
+    result: &InvocationResult,
+    completed_at_ms: u64,
+    seq: u64,
+) -> Result<((InvocationOutcome, Vec<InvocationEffect>), usize), String> {
+    let Some(mut record) = load(txn, id)? else { return Ok(((InvocationOutcome::NotFound, Vec::new()), 0)) };
     if let Status::Completed(_) = record.status {
-        return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
+        return Ok(((InvocationOutcome::NotRunning(record.status), Vec::new()), 0));
     }
     // The journal has served its purpose; the record (with the result) is
     // kept for its retention so that idempotent requests and workflow runs
@@ -510,9 +553,13 @@ pub fn complete(
         InvocationEffect::Completed(*id, result.clone()),
         InvocationEffect::TimerRegistered { fire_at_ms: purge_at_ms, id: *id, completion_id: PURGE_TIMER },
     ];
+    // Outbox slots of this command: the caller's answer, then the attached.
     if let Some(caller) = &record.caller {
-        effects.push(crate::outbox::push(txn, outbox_seq(seq, 0), crate::outbox::result_for(caller, result)?));
+        let answer = crate::attach::answer(caller, crate::attach::Reply::Call, Some(result))?;
+        effects.push(crate::outbox::push(txn, outbox_seq(seq, 0), answer));
     }
+    let (answers, next_slot) = crate::attach::answer_all(txn, id, result, seq, 1)?;
+    effects.extend(answers);
     let was_inboxed = matches!(record.status, Status::Inboxed { .. });
     if let (Some(key), true) = (record.target.key.clone(), record.target.kind.locks()) {
         if let Status::Inboxed { seq } = record.status {
@@ -527,7 +574,7 @@ pub fn complete(
     }
     record.status = Status::Completed(result.clone());
     store(txn, id, &record);
-    Ok((InvocationOutcome::Completed, effects))
+    Ok(((InvocationOutcome::Completed, effects), next_slot))
 }
 
 /// Hands the free lock of `service`/`key` to the first inboxed invocation.
@@ -546,4 +593,4 @@ fn start_next(txn: &mut impl StateTxn, service: &str, key: &str, lock: &[u8]) ->
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+pub mod attach;
 pub mod catalog;
 mod codec;
 mod command;

@@ -1,19 +1,19 @@
 //! Messages from one invocation to another, possibly in another partition:
 //! a call or one-way send creates an invocation, a finished call delivers its
-//! result back to the caller. They are written to the partition's outbox in
+//! result back to the caller, an attach asks for another invocation's result
+//! ([`crate::attach`]). They are written to the partition's outbox in
 //! the same batch as the journal entry that causes them; the leader's
 //! shipper delivers them (through the router) and then removes them, and the
 //! receiving side deduplicates, so each takes effect exactly once.
 
 use crate::codec::{decode, encode};
-use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationRecord, InvocationResult};
+use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationRecord};
 use crate::keys;
 use crate::store::{StateTxn, StateView};
 use keel_protocol::proto::{
-    CallCommandMessage, CallCompletionNotificationMessage, CallInvocationIdCompletionNotificationMessage, Failure,
-    InputCommandMessage, OneWayCallCommandMessage, SendSignalCommandMessage, SignalNotificationMessage, Value, Void,
-    call_completion_notification_message, complete_awakeable_command_message, send_signal_command_message,
-    signal_notification_message,
+    CallCommandMessage, CallInvocationIdCompletionNotificationMessage, InputCommandMessage, OneWayCallCommandMessage,
+    SendSignalCommandMessage, SignalNotificationMessage, Value, Void, complete_awakeable_command_message,
+    send_signal_command_message, signal_notification_message,
 };
 use keel_protocol::{AwakeableId, Flags, InvocationId, Message};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,18 @@ pub enum OutboxMessage {
         caller: Option<Caller>,
         /// A delayed send: not before this time (ms since the Unix epoch).
         not_before_ms: u64,
+        /// The call carries an idempotency key (its result is kept for the
+        /// idempotency retention).
+        idempotent: bool,
+    },
+    /// Ask for another invocation's result (attach, get output).
+    Attach {
+        /// The invocation whose result is wanted.
+        target: InvocationKey,
+        /// Who asks, and under which completion id.
+        caller: Caller,
+        /// How the answer is framed.
+        reply: crate::attach::Reply,
     },
     /// Deliver a call's result to the caller.
     Deliver {
@@ -151,19 +163,34 @@ fn send_signal(sender: &InvocationKey, command: &SendSignalCommandMessage) -> Re
 
 /// What a journaled command sends to another invocation: the notification to
 /// journal right after the command, if any (calls and sends: the new
-/// invocation's id), and the outbox message.
+/// invocation's id; a malformed attach: its failure), and the outbox message.
 pub struct Outgoing {
     /// Journaled right after the command.
     pub follow_up: Option<Vec<u8>>,
     /// Put in the outbox.
-    pub message: OutboxMessage,
+    pub message: Option<OutboxMessage>,
 }
 
 /// The [`Outgoing`] of a journaled command; `None` for commands that reach
-/// no other invocation.
-pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Outgoing>, String> {
+/// no other invocation. `workflow_run` says that a call or send targets a
+/// workflow's run handler (the invoker resolved it from the catalog): its
+/// invocation id is the workflow run's, so it runs once per workflow id.
+pub fn on_command(caller: &InvocationKey, command: &Message, workflow_run: bool) -> Result<Option<Outgoing>, String> {
     if let Message::SendSignalCommand(send) = command {
-        return Ok(send_signal(caller, send)?.map(|message| Outgoing { follow_up: None, message }));
+        return Ok(send_signal(caller, send)?.map(|message| Outgoing { follow_up: None, message: Some(message) }));
+    }
+    if let Some((target, completion_id, reply)) = crate::attach::addressed(command) {
+        let asker = Caller { id: *caller, completion_id };
+        return Ok(Some(match target {
+            Ok(target) => {
+                Outgoing { follow_up: None, message: Some(OutboxMessage::Attach { target, caller: asker, reply }) }
+            }
+            Err(reason) => {
+                let failure = invocation::InvocationResult::Failure { code: 400, message: reason };
+                let follow_up = crate::attach::notification(completion_id, reply, Some(&failure))?;
+                Outgoing { follow_up: Some(follow_up), message: None }
+            }
+        }));
     }
     if let Message::CompleteAwakeableCommand(complete) = command {
         let Ok(awakeable) = complete.awakeable_id.parse::<AwakeableId>() else {
@@ -180,15 +207,17 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
             None => signal_notification_message::Result::Void(Void {}),
         };
         let target = awakeable.invocation_id.to_bytes();
-        return Ok(Some(Outgoing { follow_up: None, message: signal(&target, awakeable.signal_index, result)? }));
+        let message = signal(&target, awakeable.signal_index, result)?;
+        return Ok(Some(Outgoing { follow_up: None, message: Some(message) }));
     }
-    let (service, handler, parameter, headers, key, idx, caller_ref, not_before_ms) = match command {
+    let (service, handler, parameter, headers, key, idempotency_key, idx, caller_ref, not_before_ms) = match command {
         Message::CallCommand(CallCommandMessage {
             service_name,
             handler_name,
             parameter,
             headers,
             key,
+            idempotency_key,
             invocation_id_notification_idx,
             result_completion_id,
             ..
@@ -198,6 +227,7 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
             parameter,
             headers,
             key,
+            idempotency_key,
             *invocation_id_notification_idx,
             Some(Caller { id: *caller, completion_id: *result_completion_id }),
             0,
@@ -208,16 +238,35 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
             parameter,
             headers,
             key,
+            idempotency_key,
             invocation_id_notification_idx,
             invoke_time,
             ..
-        }) => {
-            (service_name, handler_name, parameter, headers, key, *invocation_id_notification_idx, None, *invoke_time)
-        }
+        }) => (
+            service_name,
+            handler_name,
+            parameter,
+            headers,
+            key,
+            idempotency_key,
+            *invocation_id_notification_idx,
+            None,
+            *invoke_time,
+        ),
         _ => return Ok(None),
     };
     let key = (!key.is_empty()).then(|| key.clone());
-    let id = callee_id(caller, idx, key.as_deref());
+    let idempotency_key = idempotency_key.as_deref().filter(|k| !k.is_empty());
+    // The same ids the ingress gives: a workflow run's id comes from the
+    // workflow and its key, an idempotent request's from its key; any other
+    // call's from the caller and the command, so retries agree on it.
+    let id = match (idempotency_key, &key) {
+        (Some(idempotency_key), _) => {
+            crate::idempotency::idempotent_id(service, key.as_deref(), handler, idempotency_key).to_bytes()
+        }
+        (None, Some(key)) if workflow_run => crate::idempotency::workflow_run_id(service, key).to_bytes(),
+        _ => callee_id(caller, idx, key.as_deref()),
+    };
     let display = InvocationId::from_bytes(&id).map_err(|e| e.to_string())?.to_string();
     let id_notification =
         frame(Message::CallInvocationIdCompletionNotification(CallInvocationIdCompletionNotificationMessage {
@@ -237,14 +286,16 @@ pub fn on_command(caller: &InvocationKey, command: &Message) -> Result<Option<Ou
         input,
         caller: caller_ref,
         not_before_ms,
+        idempotent: idempotency_key.is_some(),
     };
-    Ok(Some(Outgoing { follow_up: Some(id_notification), message }))
+    Ok(Some(Outgoing { follow_up: Some(id_notification), message: Some(message) }))
 }
 
-/// The request-response calls in `journal` (of invocation `caller`) whose
-/// result has not arrived: the children a kill takes along. One-way sends
-/// are not children.
-pub fn pending_calls(caller: &InvocationKey, journal: &[Vec<u8>]) -> Vec<InvocationKey> {
+/// The request-response calls in `journal` whose result has not arrived:
+/// the children a kill takes along. Their ids are the ones journaled for
+/// them (`CallInvocationIdCompletionNotification`). One-way sends are not
+/// children.
+pub fn pending_calls(journal: &[Vec<u8>]) -> Vec<InvocationKey> {
     let messages: Vec<Message> = journal.iter().filter_map(|e| crate::invocation::decode_entry(e)).collect();
     let answered: Vec<u32> = messages
         .iter()
@@ -253,35 +304,23 @@ pub fn pending_calls(caller: &InvocationKey, journal: &[Vec<u8>]) -> Vec<Invocat
             _ => None,
         })
         .collect();
+    let id_of = |idx: u32| {
+        messages.iter().find_map(|m| match m {
+            Message::CallInvocationIdCompletionNotification(n) if n.completion_id == idx => {
+                n.invocation_id.parse::<InvocationId>().ok().map(|id| id.to_bytes())
+            }
+            _ => None,
+        })
+    };
     messages
         .iter()
         .filter_map(|m| match m {
             Message::CallCommand(call) if !answered.contains(&call.result_completion_id) => {
-                let key = (!call.key.is_empty()).then_some(call.key.as_str());
-                Some(callee_id(caller, call.invocation_id_notification_idx, key))
+                id_of(call.invocation_id_notification_idx)
             }
             _ => None,
         })
         .collect()
-}
-
-/// The message delivering `result` to `caller`.
-pub fn result_for(caller: &Caller, result: &InvocationResult) -> Result<OutboxMessage, String> {
-    let result = match result {
-        InvocationResult::Success(v) => {
-            call_completion_notification_message::Result::Value(Value { content: v.clone().into() })
-        }
-        InvocationResult::Failure { code, message } => call_completion_notification_message::Result::Failure(Failure {
-            code: u32::from(*code),
-            message: message.clone(),
-            metadata: Vec::new(),
-        }),
-    };
-    let notification = frame(Message::CallCompletionNotification(CallCompletionNotificationMessage {
-        completion_id: caller.completion_id,
-        result: Some(result),
-    }))?;
-    Ok(OutboxMessage::Deliver { id: caller.id, completion_id: caller.completion_id, notification })
 }
 
 /// Journals a delivered call result once (a re-delivery changes nothing).

@@ -21,7 +21,9 @@ use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
 use keel_partition::catalog::ServiceOverrides;
-use keel_partition::invocation::{self, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status};
+use keel_partition::invocation::{
+    self, HandlerKind, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status,
+};
 use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::proto::output_command_message;
@@ -233,8 +235,24 @@ impl Invoker {
 
     /// Queues one journal entry of a running attempt.
     async fn append(&self, pending: &mut Pending, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
-        let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()] };
+        let workflow_runs = if self.calls_workflow_run(frame) { vec![0] } else { Vec::new() };
+        let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()], workflow_runs };
         self.queue(pending, command).await
+    }
+
+    /// Whether `frame` is a call or send to a workflow's run handler, per
+    /// the catalog (which the partition's apply cannot read): such a call
+    /// gets the workflow run's id, so it runs once per workflow id.
+    fn calls_workflow_run(&self, frame: &Frame) -> bool {
+        let (service, handler) = match frame.decode_message() {
+            Ok(Message::CallCommand(c)) => (c.service_name, c.handler_name),
+            Ok(Message::OneWayCallCommand(c)) => (c.service_name, c.handler_name),
+            _ => return false,
+        };
+        let Ok(catalog) = self.group.catalog.get() else { return false };
+        catalog.service(&service).is_some_and(|(_, s)| {
+            s.handlers.iter().any(|h| h.name == handler && invocation::handler_kind(s, h) == HandlerKind::Workflow)
+        })
     }
 
     /// Waits until every queued proposal is applied, in order. The first

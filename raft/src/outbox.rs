@@ -5,7 +5,8 @@
 //! Delivery is at least once (a message may be re-shipped after a crash or a
 //! leader change, before its removal was committed); the receivers make it
 //! exactly once: `Invoke` deduplicates by the derived invocation id,
-//! `Deliver` by the caller's completion id.
+//! `Deliver` by the caller's completion id, `Attach` by the waiting
+//! invocation and completion id.
 //!
 //! A delayed one-way send is shipped at once too, as a *scheduled*
 //! invocation: the target partition stores it and starts it with a durable
@@ -14,6 +15,7 @@
 use crate::groups::Group;
 use crate::invocations::now_ms;
 use crate::router::Router;
+use keel_partition::attach;
 use keel_partition::invocation::{self, Intervention, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Envelope, idempotency, partition_for_key};
@@ -63,11 +65,12 @@ const CANCEL_KEY: u32 = outbox::SIGNAL_KEY | keel_protocol::ids::CANCEL_SIGNAL_I
 async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> {
     let router = group.router().ok_or("the router is not ready yet")?;
     match message {
-        OutboxMessage::Invoke { id, service, handler, key, input, caller, not_before_ms } => {
+        OutboxMessage::Invoke { id, service, handler, key, input, caller, not_before_ms, idempotent } => {
             let catalog = group.catalog.get()?;
             let schema = catalog.service(service).and_then(|(record, s)| {
                 let h = s.handlers.iter().find(|h| h.name == *handler)?;
-                Some((invocation::handler_kind(s, h), idempotency::retention_ms(&record.overrides, s, h, false)))
+                let retention_ms = idempotency::retention_ms(&record.overrides, s, h, *idempotent);
+                Some((invocation::handler_kind(s, h), retention_ms))
             });
             let Some((kind, retention_ms)) = schema else {
                 // Like the ingress: an unknown target fails the call.
@@ -79,7 +82,7 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                     code: 404,
                     message: format!("handler '{service}/{handler}' not found"),
                 };
-                let deliver = outbox::result_for(caller, &failure)?;
+                let deliver = attach::answer(caller, attach::Reply::Call, Some(&failure))?;
                 return Box::pin(ship_one(group, &deliver)).await;
             };
             let now = now_ms();
@@ -101,6 +104,14 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
             Ok(())
         }
         OutboxMessage::Kill { id } => intervene(&router, id, Intervention::Kill).await,
+        OutboxMessage::Attach { target, caller, reply } => {
+            let command = Command::Attach { id: *target, caller: caller.clone(), reply: *reply };
+            router
+                .propose(partition_of(&router, target)?, Envelope::client(command))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
         // A CANCEL signal (a parent cancelling its child calls, `ctx.cancel`)
         // cancels like the admin API does: a queued target completes at once.
         OutboxMessage::Deliver { id, completion_id, .. } if *completion_id == CANCEL_KEY => {

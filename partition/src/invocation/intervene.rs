@@ -11,8 +11,7 @@
 //! invocation, or for a running one whose leader is backing off.
 
 use super::{
-    InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, InvocationResult, Status, complete, load,
-    notify, store,
+    InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, InvocationResult, Status, load, notify, store,
 };
 use crate::store::StateTxn;
 use keel_protocol::Message;
@@ -132,14 +131,14 @@ pub fn intervene(
             // A kill takes the call tree along (as Restate's does): read the
             // children before completing deletes the journal.
             let children = match what {
-                Intervention::Kill => crate::outbox::pending_calls(id, &super::journal(txn, id)),
+                Intervention::Kill => crate::outbox::pending_calls(&super::journal(txn, id)),
                 _ => Vec::new(),
             };
-            let (outcome, mut effects) = complete(txn, id, &result, completed_at_ms, seq)?;
+            let ((outcome, mut effects), free_slot) = super::finish(txn, id, &result, completed_at_ms, seq)?;
             effects.push(InvocationEffect::Stop(*id));
             for (i, child) in children.into_iter().enumerate() {
                 let message = crate::outbox::OutboxMessage::Kill { id: child };
-                effects.push(crate::outbox::push(txn, super::outbox_seq(seq, i + 1), message));
+                effects.push(crate::outbox::push(txn, super::outbox_seq(seq, free_slot + i), message));
             }
             Ok((outcome, effects))
         }

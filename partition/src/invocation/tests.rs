@@ -1,11 +1,11 @@
 use super::*;
 use crate::MemStore;
 
-pub(super) fn id(n: u8) -> InvocationKey {
+pub(crate) fn id(n: u8) -> InvocationKey {
     [n; 24]
 }
 
-pub(super) fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
+pub(crate) fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
     InvocationRecord {
         target: Target { service: "Obj".into(), handler: "h".into(), key: key.map(str::to_string), kind },
         deployment_id: None,
@@ -40,7 +40,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec()]);
     assert_eq!(running(&s), vec![id(1)], "a running invocation is in the running index");
     assert_eq!(
-        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()], 7).unwrap().0,
+        append(&mut s, &id(1), &[b"cmd1".to_vec(), b"cmd2".to_vec()], &[], 7).unwrap().0,
         InvocationOutcome::Appended { journal_len: 3 }
     );
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
@@ -56,7 +56,7 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(timers(&s, 99, 100), vec![(99, id(1), PURGE_TIMER)]);
     assert!(running(&s).is_empty(), "a completed invocation left the running index");
     // A completed invocation takes no more entries and does not complete twice.
-    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()], 7).unwrap().0, InvocationOutcome::NotRunning(_)));
+    assert!(matches!(append(&mut s, &id(1), &[b"x".to_vec()], &[], 7).unwrap().0, InvocationOutcome::NotRunning(_)));
     assert!(complete(&mut s, &id(1), &ok(), 99, 8).unwrap().1.is_empty());
     // Purging removes the record; the id is free again, and nothing is left.
     fire_timer(&mut s, 99, &id(1), PURGE_TIMER, 9).unwrap();
@@ -128,7 +128,10 @@ fn suspend_only_applies_to_running_invocations_and_pinning_sticks() {
     assert_eq!(load(&s, &id(1)).unwrap().unwrap().status, Status::Suspended { awaiting: vec![1, 2] });
     assert!(matches!(suspend(&mut s, &id(1), &[3], 1, 1).unwrap().0, InvocationOutcome::NotRunning(_)));
     // A suspended invocation's journal still grows (completions arrive).
-    assert_eq!(append(&mut s, &id(1), &[b"n".to_vec()], 7).unwrap().0, InvocationOutcome::Appended { journal_len: 2 });
+    assert_eq!(
+        append(&mut s, &id(1), &[b"n".to_vec()], &[], 7).unwrap().0,
+        InvocationOutcome::Appended { journal_len: 2 }
+    );
     assert_eq!(suspend(&mut s, &id(9), &[1], 0, 0).unwrap().0, InvocationOutcome::NotFound);
 }
 
@@ -163,21 +166,21 @@ fn journaled_state_commands_change_the_object_state() {
         };
     let mut s = MemStore::default();
     invoke(&mut s, &id(1), record(HandlerKind::Exclusive, Some("a")), b"i", 1).unwrap();
-    append(&mut s, &id(1), &[set("count", "1"), set("name", "\"x\"")], 7).unwrap();
+    append(&mut s, &id(1), &[set("count", "1"), set("name", "\"x\"")], &[], 7).unwrap();
     assert_eq!(state(&s).len(), 2);
     assert_eq!(state(&s)["count"], b"1".to_vec());
     let clear = frame(Message::ClearStateCommand(ClearStateCommandMessage {
         key: b"name".to_vec().into(),
         name: String::new(),
     }));
-    append(&mut s, &id(1), &[clear], 7).unwrap();
+    append(&mut s, &id(1), &[clear], &[], 7).unwrap();
     assert_eq!(state(&s).keys().collect::<Vec<_>>(), vec!["count"]);
     let clear_all = frame(Message::ClearAllStateCommand(ClearAllStateCommandMessage { name: String::new() }));
-    append(&mut s, &id(1), &[clear_all], 7).unwrap();
+    append(&mut s, &id(1), &[clear_all], &[], 7).unwrap();
     assert!(state(&s).is_empty());
     // A plain service has no object state: its state commands change nothing.
     invoke(&mut s, &id(2), record(HandlerKind::Service, None), b"i", 2).unwrap();
-    append(&mut s, &id(2), &[set("count", "9")], 7).unwrap();
+    append(&mut s, &id(2), &[set("count", "9")], &[], 7).unwrap();
     assert!(state(&s).is_empty());
 }
 
@@ -196,7 +199,7 @@ fn sleep_registers_a_timer_whose_firing_wakes_the_invocation_once() {
     .to_vec();
     let mut s = MemStore::default();
     invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"i", 1).unwrap();
-    let (_, effects) = append(&mut s, &id(1), &[sleep], 7).unwrap();
+    let (_, effects) = append(&mut s, &id(1), &[sleep], &[], 7).unwrap();
     assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 5_000, id: id(1), completion_id: 1 }]);
     assert_eq!(timers(&s, 0, u64::MAX), vec![(5_000, id(1), 1)]);
     suspend(&mut s, &id(1), &[1], 2, 2).unwrap();
@@ -257,16 +260,16 @@ fn a_completed_promise_wakes_its_waiters_and_completes_only_once() {
     invoke(&mut s, &id(1), record(HandlerKind::Workflow, Some("w")), b"i", 1).unwrap();
     invoke(&mut s, &id(2), record(HandlerKind::Shared, Some("w")), b"i", 2).unwrap();
     // The run waits: nothing is journaled for it yet.
-    let (_, effects) = append(&mut s, &id(1), &[get], 7).unwrap();
+    let (_, effects) = append(&mut s, &id(1), &[get], &[], 7).unwrap();
     assert!(effects.is_empty());
     assert_eq!(journal(&s, &id(1)).len(), 2);
     // The shared handler completes it: it gets its ack, the run its value.
-    let (_, effects) = append(&mut s, &id(2), &[complete_with("yes")], 8).unwrap();
+    let (_, effects) = append(&mut s, &id(2), &[complete_with("yes")], &[], 8).unwrap();
     assert_eq!(code(&journal(&s, &id(2))[2]), 0x800B);
     assert_eq!(effects.len(), 2, "{effects:?}");
     assert_eq!(code(&journal(&s, &id(1))[2]), 0x8009);
     // Peeking now sees the value; completing again is answered with a failure.
-    append(&mut s, &id(2), &[peek, complete_with("again")], 9).unwrap();
+    append(&mut s, &id(2), &[peek, complete_with("again")], &[], 9).unwrap();
     let j = journal(&s, &id(2));
     assert_eq!(j.len(), 7);
     assert_eq!(code(&j[4]), 0x800A);

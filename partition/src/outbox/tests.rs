@@ -1,6 +1,8 @@
 use super::*;
+use crate::invocation::InvocationResult;
 use crate::invocation::{HandlerKind, InvocationOutcome, Status, Target, append, complete, journal, load};
 use crate::{MemStore, StateView};
+use keel_protocol::proto::{CallCompletionNotificationMessage, call_completion_notification_message};
 
 fn caller_record() -> InvocationRecord {
     InvocationRecord {
@@ -38,7 +40,7 @@ fn a_call_journals_the_callee_id_and_queues_the_invocation() {
     let caller = [3u8; 24];
     let mut s = MemStore::default();
     crate::invocation::invoke(&mut s, &caller, caller_record(), b"input", 1).unwrap();
-    let (outcome, effects) = append(&mut s, &caller, &[call_frame()], 5).unwrap();
+    let (outcome, effects) = append(&mut s, &caller, &[call_frame()], &[], 5).unwrap();
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
     let [
         InvocationEffect::Outbox(seq, OutboxMessage::Invoke { id, service, handler, key, caller: who, .. }),
@@ -102,7 +104,7 @@ fn signals_reach_their_target_once_per_signal() {
             entry_name: String::new(),
         })
     };
-    let deliver = |command: &Message| match on_command(&sender, command).unwrap().map(|o| o.message) {
+    let deliver = |command: &Message| match on_command(&sender, command, false).unwrap().and_then(|o| o.message) {
         Some(OutboxMessage::Deliver { id, completion_id, notification }) => (id, completion_id, notification),
         other => panic!("a signal is a delivery, not {other:?}"),
     };
@@ -129,12 +131,11 @@ fn signals_reach_their_target_once_per_signal() {
         signal_id: Some(send_signal_command_message::SignalId::Idx(1)),
         ..Default::default()
     });
-    assert!(on_command(&sender, &bad).unwrap().is_none());
+    assert!(on_command(&sender, &bad, false).unwrap().is_none());
 }
 
 #[test]
 fn pending_calls_are_the_unanswered_request_response_calls() {
-    let caller = [3u8; 24];
     let call = |idx: u32, result: u32, key: &str| {
         frame(Message::CallCommand(CallCommandMessage {
             service_name: "S".into(),
@@ -158,8 +159,60 @@ fn pending_calls_are_the_unanswered_request_response_calls() {
         result: Some(call_completion_notification_message::Result::Value(Value::default())),
     }))
     .unwrap();
-    let journal = vec![b"input".to_vec(), call(1, 2, ""), answered, call(3, 4, "k"), send];
+    let id_note = |idx: u32, id: InvocationId| {
+        frame(Message::CallInvocationIdCompletionNotification(CallInvocationIdCompletionNotificationMessage {
+            completion_id: idx,
+            invocation_id: id.to_string(),
+        }))
+        .unwrap()
+    };
+    let (first, second, sent) = (InvocationId::new(1, 1), InvocationId::new(2, 2), InvocationId::new(3, 3));
+    let journal = vec![
+        b"input".to_vec(),
+        call(1, 2, ""),
+        id_note(1, first),
+        answered,
+        call(3, 4, "k"),
+        id_note(3, second),
+        send,
+        id_note(5, sent),
+    ];
     // The answered call and the one-way send are not pending; the id is the
-    // one the call created (derived like `on_command` does).
-    assert_eq!(pending_calls(&caller, &journal), vec![callee_id(&caller, 3, Some("k"))]);
+    // one journaled for the call.
+    assert_eq!(pending_calls(&journal), vec![second.to_bytes()]);
+}
+
+/// The callee id of `command` as `on_command` gives it.
+fn callee_of(command: &Message, workflow_run: bool) -> InvocationKey {
+    match on_command(&[3u8; 24], command, workflow_run).unwrap().and_then(|o| o.message) {
+        Some(OutboxMessage::Invoke { id, .. }) => id,
+        other => panic!("a call creates an invocation, not {other:?}"),
+    }
+}
+
+#[test]
+fn idempotent_calls_and_workflow_runs_get_the_ids_the_ingress_gives() {
+    let call = |key: &str, idempotency_key: Option<&str>| {
+        Message::CallCommand(CallCommandMessage {
+            service_name: "S".into(),
+            handler_name: "run".into(),
+            key: key.into(),
+            idempotency_key: idempotency_key.map(str::to_string),
+            invocation_id_notification_idx: 1,
+            result_completion_id: 2,
+            ..Default::default()
+        })
+    };
+    let idempotent = crate::idempotency::idempotent_id("S", Some("k"), "run", "once").to_bytes();
+    assert_eq!(callee_of(&call("k", Some("once")), false), idempotent);
+    assert_eq!(callee_of(&call("k", None), true), crate::idempotency::workflow_run_id("S", "k").to_bytes());
+    assert_eq!(callee_of(&call("k", None), false), callee_id(&[3u8; 24], 1, Some("k")));
+    // An empty idempotency key is none.
+    assert_eq!(callee_of(&call("", Some("")), false), callee_id(&[3u8; 24], 1, None));
+    let Some(OutboxMessage::Invoke { idempotent, .. }) =
+        on_command(&[3u8; 24], &call("k", Some("once")), false).unwrap().and_then(|o| o.message)
+    else {
+        panic!("a call creates an invocation")
+    };
+    assert!(idempotent);
 }

