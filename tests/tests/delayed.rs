@@ -58,13 +58,8 @@ async fn delayed_send_survives_kill9() {
 
 async fn delayed_scenario() -> Result<()> {
     let mut c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     // 1. Stored at once, due later.
     let delay = Duration::from_secs(8);

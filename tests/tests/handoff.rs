@@ -7,7 +7,7 @@ mod invocation_support;
 
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
-use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Reply, Sdk, SdkService, poll_until, run_test};
+use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Reply, Sdk, poll_until, run_test};
 use serde_json::{Value, json};
 
 /// `POST path` with a JSON `body` and extra `headers`.
@@ -79,13 +79,8 @@ async fn calls_hand_off_to_async() {
 
 async fn handoff_scenario() -> Result<()> {
     let c = Cluster::start(1, &["--attach-timeout", "2s"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     // 1. In time: no handoff.
     let reply = post(&api, "/Greeter/greet", "\"Ann\"", &[("prefer", "wait=10")]).await?;
@@ -159,10 +154,8 @@ async fn custom_async_responses() {
 
 async fn custom_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let ts = serve_sdk(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
 
     // 1. Set it.
     let answer = json!({
@@ -222,10 +215,8 @@ async fn overload_is_429() {
 
 async fn overload_scenario() -> Result<()> {
     let c = Cluster::start(1, &["--max-inflight-requests", "2"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let ts = serve_sdk(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
 
     let blocked: Vec<_> = ["o1", "o2"]
         .into_iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use invocation_support::*;
-use keel_e2e::{Api, Cluster, Reply, Sdk, SdkService, WRITE_TIMEOUT, poll_until, run_test};
+use keel_e2e::{Api, Cluster, Reply, WRITE_TIMEOUT, poll_until, run_test};
 use serde_json::{Value, json};
 
 /// `POST path` with a JSON `body` and `idempotency-key: key`.
@@ -78,13 +78,8 @@ async fn idempotent_requests_execute_once() {
 
 async fn execute_once_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     for counter in ["Counter", "PyCounter"] {
         // 1. Idempotent sends.
@@ -201,13 +196,8 @@ async fn attach_output_and_retention() {
 
 async fn attach_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     // 1. By idempotency key, unkeyed.
     let sent = post_idempotent(&api, "/Greeter/sleepThenEcho/send", "2000", "sl").await?;

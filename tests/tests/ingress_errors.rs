@@ -7,7 +7,7 @@ mod invocation_support;
 
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
-use keel_e2e::{Cluster, Sdk, SdkService, run_test};
+use keel_e2e::{Cluster, run_test};
 
 /// One request of the table: method, path, content type, body, extra
 /// header, expected status, and a fragment the message must contain.
@@ -65,13 +65,8 @@ async fn bad_input_gets_clear_errors() {
 
 async fn scenario() -> Result<()> {
     let c = Cluster::start(1, &["--max-body-bytes", "1024"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
     call_expect(&api, "/Counter/keep/add", "5", "5").await?;
 
     for case in table() {

