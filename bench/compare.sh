@@ -6,7 +6,7 @@
 #   bash bench/compare.sh [scenarios] [connections] [duration]
 #   e.g. bash bench/compare.sh noop,counter,workflow,idem-send,delayed-send 1,16 10s
 #
-# Needs: release builds of keel and keel-bench in $CARGO_TARGET_DIR, the TS
+# Needs: release builds of keel (or KEEL=/path/to/keel) and keel-bench in $CARGO_TARGET_DIR, the TS
 # services installed (bash tests/services/setup.sh), ports 8080, 9070, 5122
 # and 9380 free. Restate 1.7.12 is installed from npm into /tmp/restate-bench
 # on first use (outside the repository).
@@ -16,7 +16,7 @@ scenarios=${1:-noop,counter,workflow,idem-send,delayed-send}
 connections=${2:-1,16}
 duration=${3:-10s}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}
-keel=$target/release/keel
+keel=${KEEL:-$target/release/keel}
 bench=$target/release/keel-bench
 restate_dir=/tmp/restate-bench
 restate=$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server

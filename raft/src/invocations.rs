@@ -233,11 +233,11 @@ impl Invoker {
         }
     }
 
-    /// Queues one journal entry of a running attempt.
-    async fn append(&self, pending: &mut Pending, id: &InvocationKey, frame: &Frame) -> Result<(), Next> {
-        let workflow_runs = if self.calls_workflow_run(frame) { vec![0] } else { Vec::new() };
-        let command = Command::AppendJournal { id: *id, entries: vec![frame.to_bytes().to_vec()], workflow_runs };
-        self.queue(pending, command).await
+    /// Queues journal entries of a running attempt, in one command.
+    async fn append(&self, pending: &mut Pending, id: &InvocationKey, frames: &[Frame]) -> Result<(), Next> {
+        let workflow_runs = (0..frames.len() as u32).filter(|&i| self.calls_workflow_run(&frames[i as usize])).collect();
+        let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
+        self.queue(pending, Command::AppendJournal { id: *id, entries, workflow_runs }).await
     }
 
     /// Whether `frame` is a call or send to a workflow's run handler, per
@@ -305,7 +305,10 @@ impl Invoker {
         let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
             return Next::Retry(Failure::transient(format!("deployment {deployment_id} of service {service} is gone")));
         };
-        // Queued with the attempt's first entries (see `drive`).
+        // Queued before the attempt's first journal entry or suspension
+        // (see `drive_events`); an attempt that goes straight to its result
+        // needs no pin, and one that fails before it stored anything may
+        // just as well run on a newer revision next time.
         let pin = record
             .deployment_id
             .is_none()
@@ -398,18 +401,8 @@ impl Invoker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(*id, Live { inputs: inputs.clone(), seen: seen.clone(), stop: stop.clone(), bidi });
-        let mut pending = Pending::new();
-        let next = match pin {
-            Some(pin) => self.queue(&mut pending, pin).await.err(),
-            None => None,
-        };
-        let next = match next {
-            Some(next) => next,
-            None => {
-                let channels = (&mut events, events_tx, inputs, inputs_rx);
-                self.drive_events(id, address, params, channels, &seen, &stop, bidi, pending).await
-            }
-        };
+        let channels = (&mut events, events_tx, inputs, inputs_rx);
+        let next = self.drive_events(id, address, params, channels, &seen, &stop, bidi, pin).await;
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         (next, seen.load(Ordering::SeqCst))
     }
@@ -424,8 +417,9 @@ impl Invoker {
         seen: &AtomicU32,
         stop: &Notify,
         bidi: bool,
-        mut pending: Pending,
+        mut pin: Option<Command>,
     ) -> Next {
+        let mut pending = Pending::new();
         let client = self.client.clone();
         let address = address.clone();
         let attempt_start = params.journal.len() as u32;
@@ -438,40 +432,68 @@ impl Invoker {
         // are queued in log order and awaited only before keel tells the SDK
         // anything (a run's ack) or ends the attempt. Each such wait thus
         // covers a whole group of entries in one commit.
+        // An event taken from the stream while batching, not yet handled.
+        let mut peeked = None;
         let next = loop {
-            let event = tokio::select! {
-                // Cancellation-safe: `recv` removes a message only when it returns it.
-                event = events.recv() => event,
-                // Killed or paused: nothing the SDK does now may take effect.
-                _ = stop.notified() => {
-                    attempt.abort();
-                    break Next::Stop("the invocation was stopped".into());
-                }
+            let event = match peeked.take() {
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    // Cancellation-safe: `recv` removes a message only when it returns it.
+                    event = events.recv() => event,
+                    // Killed or paused: nothing the SDK does now may take effect.
+                    _ = stop.notified() => {
+                        attempt.abort();
+                        break Next::Stop("the invocation was stopped".into());
+                    }
+                },
             };
             let Some(event) = event else { break Next::Retry(Failure::transient("attempt ended without a result")) };
             match event {
                 AttemptEvent::Command { frame, .. } => {
-                    if let Ok(Message::OutputCommand(out)) = frame.decode_message() {
-                        output = Some(match out.result {
-                            Some(output_command_message::Result::Value(v)) => {
-                                InvocationResult::Success(v.content.to_vec())
+                    // Commands the SDK sent together arrive together: they
+                    // become one log entry.
+                    let mut frames = vec![frame];
+                    while frames.len() < MAX_BATCH {
+                        match events.try_recv() {
+                            Ok(AttemptEvent::Command { frame, .. }) => frames.push(frame),
+                            Ok(other) => {
+                                peeked = Some(other);
+                                break;
                             }
-                            Some(output_command_message::Result::Failure(f)) => InvocationResult::Failure {
-                                code: u16::try_from(f.code).unwrap_or(500),
-                                message: f.message,
-                            },
-                            None => InvocationResult::Success(Vec::new()),
-                        });
+                            Err(_) => break,
+                        }
                     }
-                    if let Err(next) = self.append(&mut pending, id, &frame).await {
+                    // The SDK sent them, so it knows them.
+                    seen.fetch_add(frames.len() as u32, Ordering::SeqCst);
+                    if let Some(result) = frames.iter().rev().find_map(output_of) {
+                        output = Some(result);
+                    }
+                    // The handler's end right after its output: `Complete`
+                    // records the result and drops the journal, so the
+                    // output entry would only be written to be deleted.
+                    if matches!(peeked, Some(AttemptEvent::Ended)) && frames.last().and_then(output_of).is_some() {
+                        frames.pop();
+                    }
+                    if frames.is_empty() {
+                        continue;
+                    }
+                    if let Some(pin) = pin.take()
+                        && let Err(next) = self.queue(&mut pending, pin).await
+                    {
                         break next;
                     }
-                    // The SDK sent it, so it knows it.
-                    seen.fetch_add(1, Ordering::SeqCst);
+                    if let Err(next) = self.append(&mut pending, id, &frames).await {
+                        break next;
+                    }
                 }
                 AttemptEvent::ProposeRunCompletion { notification, completion_id, .. } => {
                     runs.insert(completion_id);
-                    if let Err(next) = self.append(&mut pending, id, &notification).await {
+                    if let Some(pin) = pin.take()
+                        && let Err(next) = self.queue(&mut pending, pin).await
+                    {
+                        break next;
+                    }
+                    if let Err(next) = self.append(&mut pending, id, std::slice::from_ref(&notification)).await {
                         break next;
                     }
                     // The result must be durable before the SDK learns it.
@@ -495,6 +517,11 @@ impl Invoker {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
                     let awaiting = awaited(&frame);
                     let suspend = Command::Suspend { id: *id, awaiting, journal_len_seen, attempt_start };
+                    if let Some(pin) = pin.take()
+                        && let Err(next) = self.queue(&mut pending, pin).await
+                    {
+                        break next;
+                    }
                     if let Err(next) = self.queue(&mut pending, suspend).await {
                         break next;
                     }
@@ -534,6 +561,22 @@ impl Invoker {
         let _ = attempt.await;
         next
     }
+}
+
+/// The most journal entries one `AppendJournal` carries (the outbox gives
+/// each entry of a command its own slot, 1024 at most).
+const MAX_BATCH: usize = 64;
+
+/// The invocation's result, if `frame` is its `OutputCommand`.
+fn output_of(frame: &Frame) -> Option<InvocationResult> {
+    let Ok(Message::OutputCommand(out)) = frame.decode_message() else { return None };
+    Some(match out.result {
+        Some(output_command_message::Result::Value(v)) => InvocationResult::Success(v.content.to_vec()),
+        Some(output_command_message::Result::Failure(f)) => {
+            InvocationResult::Failure { code: u16::try_from(f.code).unwrap_or(500), message: f.message }
+        }
+        None => InvocationResult::Success(Vec::new()),
+    })
 }
 
 /// The event stream of an attempt and its input stream, both ends.
