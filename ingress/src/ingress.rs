@@ -276,6 +276,7 @@ async fn invoke<C: ClusterApi>(
         delivered: Vec::new(),
         timers: Vec::new(),
         retention_ms: idempotency::retention_ms(&req.overrides, &req.service, &req.handler, idempotent),
+        attached: Vec::new(),
     };
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });
     let partition = partition_for_key(id.partition_key, cluster.partition_count());

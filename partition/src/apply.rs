@@ -231,6 +231,7 @@ mod tests {
             delivered: Vec::new(),
             timers: Vec::new(),
             retention_ms: 1000,
+            attached: Vec::new(),
         }
     }
 

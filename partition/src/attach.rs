@@ -10,14 +10,12 @@
 //! target's partition, and the answer travels back as a `Deliver`,
 //! deduplicated by the waiting side's completion id.
 //!
-//! Waiting invocations are stored beside the target
-//! ([`keys::attacher_key`]) and answered, through the outbox, by the command
-//! that completes it.
+//! Waiting invocations are stored in the target's record
+//! ([`InvocationRecord::attached`](crate::invocation::InvocationRecord)) and
+//! answered, through the outbox, by the command that completes it.
 
-use crate::codec::{decode, encode};
 use crate::idempotency::{idempotent_id, workflow_run_id};
 use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationOutcome, InvocationResult, Status};
-use crate::keys;
 use crate::outbox::{self, OutboxMessage};
 use crate::store::StateTxn;
 use keel_protocol::proto::{
@@ -40,6 +38,15 @@ pub enum Reply {
     /// `GetInvocationOutputCompletionNotification`: answered at once, with
     /// "not ready" (void) while the target has not completed.
     Output,
+}
+
+/// An invocation waiting for another one's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// Who waits, under which completion id.
+    pub caller: Caller,
+    /// How the answer is framed.
+    pub reply: Reply,
 }
 
 /// The most invocations that may wait for one invocation at once: their
@@ -161,7 +168,7 @@ pub fn attach(
     let answer_now = |txn: &mut _, result: Option<&InvocationResult>| -> Result<_, String> {
         Ok(vec![outbox::push(txn, invocation::outbox_seq(seq, 0), answer(caller, reply, result)?)])
     };
-    let Some(record) = invocation::load(txn, target)? else {
+    let Some(mut record) = invocation::load(txn, target)? else {
         let name = InvocationId::from_bytes(target).map(|id| id.to_string()).unwrap_or_default();
         let not_found = InvocationResult::Failure { code: 404, message: format!("invocation {name} not found") };
         return Ok((InvocationOutcome::NotFound, answer_now(txn, Some(&not_found))?));
@@ -170,49 +177,20 @@ pub fn attach(
     match &record.status {
         Status::Completed(result) => Ok((outcome, answer_now(txn, Some(result))?)),
         _ if reply == Reply::Output => Ok((outcome, answer_now(txn, None)?)),
+        _ if record.attached.iter().any(|a| a.caller == *caller) => Ok((outcome, Vec::new())),
+        _ if record.attached.len() >= MAX_ATTACHERS => {
+            let busy = InvocationResult::Failure {
+                code: 429,
+                message: format!("more than {MAX_ATTACHERS} invocations wait for this one already"),
+            };
+            Ok((outcome, answer_now(txn, Some(&busy))?))
+        }
         _ => {
-            let key = keys::attacher_key(target, &caller.id, caller.completion_id);
-            if txn.get(&key).is_none() && txn.scan_prefix(&keys::attachers_prefix(target)).len() >= MAX_ATTACHERS {
-                let busy = InvocationResult::Failure {
-                    code: 429,
-                    message: format!("more than {MAX_ATTACHERS} invocations wait for this one already"),
-                };
-                return Ok((outcome, answer_now(txn, Some(&busy))?));
-            }
-            txn.put(key, encode(&reply));
+            record.attached.push(Attached { caller: caller.clone(), reply });
+            invocation::store(txn, target, &record);
             Ok((outcome, Vec::new()))
         }
     }
-}
-
-/// Answers every invocation waiting for `id` with its `result`, from
-/// outbox slot `first_slot` of command `seq` on; returns the effects and
-/// the next free slot.
-pub(crate) fn answer_all(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    result: &InvocationResult,
-    seq: u64,
-    first_slot: usize,
-) -> Result<(Vec<InvocationEffect>, usize), String> {
-    let mut effects = Vec::new();
-    let mut slot = first_slot;
-    for (key, value) in txn.scan_prefix(&keys::attachers_prefix(id)) {
-        txn.delete(key.clone());
-        let (waiting, completion_id) = parse_attacher_key(&key)?;
-        let reply: Reply = decode(&value)?;
-        let caller = Caller { id: waiting, completion_id };
-        effects.push(outbox::push(txn, invocation::outbox_seq(seq, slot), answer(&caller, reply, Some(result))?));
-        slot += 1;
-    }
-    Ok((effects, slot))
-}
-
-fn parse_attacher_key(key: &[u8]) -> Result<(InvocationKey, u32), String> {
-    let bad = || format!("malformed attacher key {key:?}");
-    let waiting: InvocationKey = key.get(25..49).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
-    let completion_id = u32::from_be_bytes(key.get(49..53).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-    Ok((waiting, completion_id))
 }
 
 #[cfg(test)]

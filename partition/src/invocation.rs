@@ -138,6 +138,11 @@ pub struct InvocationRecord {
     /// stamped by the proposer of the `Invoke` from the catalog
     /// ([`crate::idempotency::retention_ms`]).
     pub retention_ms: u64,
+    /// Invocations waiting for this one's result without having started it
+    /// ([`crate::attach`]); answered when it completes. Kept in the record,
+    /// not beside it, so that completing an invocation nobody attached to
+    /// reads nothing more.
+    pub attached: Vec<crate::attach::Attached>,
 }
 
 /// Who waits for an invocation's result, and under which completion id.
@@ -216,6 +221,16 @@ pub fn journal(view: &impl StateView, id: &InvocationKey) -> Vec<Vec<u8>> {
     view.scan_prefix(&keys::journal_prefix(id)).into_iter().map(|(_, v)| v).collect()
 }
 
+/// Reads the journal of `record`, whose length it knows: a short one (as
+/// most are when an attempt starts) with point reads, which cost less than
+/// setting up a scan.
+pub fn journal_of(view: &impl StateView, id: &InvocationKey, record: &InvocationRecord) -> Vec<Vec<u8>> {
+    if record.journal_len > 8 {
+        return journal(view, id);
+    }
+    (0..record.journal_len).map_while(|index| view.get(&keys::journal_key(id, index))).collect()
+}
+
 /// Ids of all invocations in `Invoked` state (a new leader resumes them),
 /// from the running index.
 pub fn running(view: &impl StateView) -> Vec<InvocationKey> {
@@ -259,7 +274,7 @@ pub fn invoke(
         return Ok((InvocationOutcome::Exists(existing.status), effects));
     }
     txn.put(keys::journal_key(id, 0), input.to_vec());
-    let mut record = InvocationRecord { journal_len: 1, ..record };
+    let mut record = InvocationRecord { journal_len: 1, attached: Vec::new(), ..record };
     if let Status::Scheduled { fire_at_ms } = record.status {
         txn.put(keys::timer_key(fire_at_ms, id, START_TIMER), Vec::new());
         record.timers.push((fire_at_ms, START_TIMER));
@@ -540,8 +555,8 @@ pub(crate) fn finish(
     // kept for its retention so that idempotent requests and workflow runs
     // are answered with it and that retried deliveries of the same
     // invocation id (a caller retrying on a new leader) are deduplicated.
-    for (k, _) in txn.scan_prefix(&keys::journal_prefix(id)) {
-        txn.delete(k);
+    for index in 0..record.journal_len {
+        txn.delete(keys::journal_key(id, index));
     }
     let purge_at_ms = completed_at_ms.saturating_add(record.retention_ms);
     for (fire_at_ms, completion_id) in record.timers.drain(..) {
@@ -558,8 +573,12 @@ pub(crate) fn finish(
         let answer = crate::attach::answer(caller, crate::attach::Reply::Call, Some(result))?;
         effects.push(crate::outbox::push(txn, outbox_seq(seq, 0), answer));
     }
-    let (answers, next_slot) = crate::attach::answer_all(txn, id, result, seq, 1)?;
-    effects.extend(answers);
+    let mut next_slot = 1;
+    for attached in std::mem::take(&mut record.attached) {
+        let answer = crate::attach::answer(&attached.caller, attached.reply, Some(result))?;
+        effects.push(crate::outbox::push(txn, outbox_seq(seq, next_slot), answer));
+        next_slot += 1;
+    }
     let was_inboxed = matches!(record.status, Status::Inboxed { .. });
     if let (Some(key), true) = (record.target.key.clone(), record.target.kind.locks()) {
         if let Status::Inboxed { seq } = record.status {

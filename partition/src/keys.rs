@@ -46,11 +46,6 @@ pub const KIND_PROMISE: u8 = 0x26;
 /// `[KIND_PROMISE_WAITER][len service][service][len key][key][len name][name][invocation id][completion id: u32 BE]`.
 pub const KIND_PROMISE_WAITER: u8 = 0x27;
 
-/// An invocation waiting for another one's result without having started
-/// it (an attach, or a call that found its target created already):
-/// `[KIND_ATTACHER][target id][waiting invocation id][completion id: u32 BE]`.
-pub const KIND_ATTACHER: u8 = 0x28;
-
 /// An invocation in `Invoked` state: `[KIND_RUNNING][invocation id]`. A new
 /// leader resumes these without reading every invocation record (completed
 /// ones are retained for a day and would make every failover slower).
@@ -229,22 +224,6 @@ pub fn promise_waiters_prefix(service: &str, key: &str, name: &str) -> Vec<u8> {
 pub fn promise_waiter_key(service: &str, key: &str, name: &str, id: &[u8; 24], completion_id: u32) -> Vec<u8> {
     let mut out = promise_waiters_prefix(service, key, name);
     out.extend_from_slice(id);
-    out.extend_from_slice(&completion_id.to_be_bytes());
-    out
-}
-
-/// The prefix of the invocations waiting for invocation `id`'s result.
-pub fn attachers_prefix(id: &[u8; 24]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(53);
-    out.push(KIND_ATTACHER);
-    out.extend_from_slice(id);
-    out
-}
-
-/// The key of invocation `waiting` waiting for `id`'s result under `completion_id`.
-pub fn attacher_key(id: &[u8; 24], waiting: &[u8; 24], completion_id: u32) -> Vec<u8> {
-    let mut out = attachers_prefix(id);
-    out.extend_from_slice(waiting);
     out.extend_from_slice(&completion_id.to_be_bytes());
     out
 }

@@ -235,7 +235,8 @@ impl Invoker {
 
     /// Queues journal entries of a running attempt, in one command.
     async fn append(&self, pending: &mut Pending, id: &InvocationKey, frames: &[Frame]) -> Result<(), Next> {
-        let workflow_runs = (0..frames.len() as u32).filter(|&i| self.calls_workflow_run(&frames[i as usize])).collect();
+        let workflow_runs =
+            (0..frames.len() as u32).filter(|&i| self.calls_workflow_run(&frames[i as usize])).collect();
         let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
         self.queue(pending, Command::AppendJournal { id: *id, entries, workflow_runs }).await
     }
@@ -283,7 +284,10 @@ impl Invoker {
         };
         let view = GroupView::new(&self.db, self.group.id);
         let (record, journal) = match invocation::load(&view, id) {
-            Ok(Some(record)) => (record, invocation::journal(&view, id)),
+            Ok(Some(record)) => {
+                let journal = invocation::journal_of(&view, id, &record);
+                (record, journal)
+            }
             Ok(None) => return Next::Done,
             Err(e) => return Next::Stop(format!("invocation record unreadable: {e}")),
         };

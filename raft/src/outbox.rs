@@ -98,6 +98,7 @@ async fn ship_one(group: &Group, message: &OutboxMessage) -> Result<(), String> 
                 delivered: Vec::new(),
                 timers: Vec::new(),
                 retention_ms,
+                attached: Vec::new(),
             };
             let command = Command::Invoke { id: *id, record, input: input.clone() };
             router.propose(partition_of(&router, id)?, Envelope::client(command)).await.map_err(|e| e.to_string())?;

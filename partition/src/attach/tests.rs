@@ -1,7 +1,7 @@
 use super::*;
+use crate::MemStore;
 use crate::invocation::tests::{id, record};
 use crate::invocation::{HandlerKind, Intervention, complete, intervene, invoke};
-use crate::{MemStore, StateView};
 use keel_protocol::proto::{AttachInvocationCommandMessage, GetInvocationOutputCommandMessage};
 
 fn caller(n: u8, completion_id: u32) -> Caller {
@@ -42,7 +42,7 @@ fn attached_invocations_are_answered_when_the_target_completes() {
     attach(&mut s, &id(1), &caller(3, 7), Reply::Attach, 4).unwrap();
     let (_, effects) = complete(&mut s, &id(1), &InvocationResult::Success(b"42".to_vec()), 10, 5).unwrap();
     assert_eq!(deliveries(&effects), vec![(id(2), 5, attach_value(5, b"42")), (id(3), 7, attach_value(7, b"42"))]);
-    assert!(s.scan_prefix(&keys::attachers_prefix(&id(1))).is_empty());
+    assert!(invocation::load(&s, &id(1)).unwrap().unwrap().attached.is_empty());
     // Each answer has its own outbox slot.
     let seqs: Vec<u64> = effects
         .iter()
@@ -95,7 +95,7 @@ fn get_output_of_a_running_invocation_is_not_ready_and_waits_for_nothing() {
         panic!("unexpected effects {effects:?}")
     };
     assert!(matches!(n.result, Some(get_invocation_output_completion_notification_message::Result::Void(_))));
-    assert!(s.scan_prefix(&keys::attachers_prefix(&id(1))).is_empty());
+    assert!(invocation::load(&s, &id(1)).unwrap().unwrap().attached.is_empty());
 }
 
 #[test]

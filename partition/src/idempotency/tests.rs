@@ -27,6 +27,7 @@ fn record(kind: HandlerKind, key: Option<&str>, retention_ms: u64) -> Invocation
         delivered: Vec::new(),
         timers: Vec::new(),
         retention_ms,
+        attached: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) fn record(kind: HandlerKind, key: Option<&str>) -> InvocationRecord {
         delivered: Vec::new(),
         timers: Vec::new(),
         retention_ms: 0,
+        attached: Vec::new(),
     }
 }
 
@@ -44,6 +45,9 @@ fn plain_service_invocations_run_at_once_and_complete() {
         InvocationOutcome::Appended { journal_len: 3 }
     );
     assert_eq!(journal(&s, &id(1)), vec![b"input".to_vec(), b"cmd1".to_vec(), b"cmd2".to_vec()]);
+    // Point reads by the record's length see the same journal.
+    let long = load(&s, &id(1)).unwrap().unwrap();
+    assert_eq!(journal_of(&s, &id(1), &long), journal(&s, &id(1)));
     let (outcome, effects) = complete(&mut s, &id(1), &ok(), 99, 8).unwrap();
     assert_eq!(outcome, InvocationOutcome::Completed);
     assert_eq!(effects, completed(1, ok()));

@@ -20,6 +20,7 @@ fn caller_record() -> InvocationRecord {
         delivered: Vec::new(),
         timers: Vec::new(),
         retention_ms: 0,
+        attached: Vec::new(),
     }
 }
 
