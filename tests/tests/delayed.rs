@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use invocation_support::*;
-use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Reply, Sdk, SdkService, poll_until, run_test};
+use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Reply, Sdk, poll_until, run_test};
 use serde_json::{Value, json};
 
 /// A delayed send's answer: 202 with exactly `{"invocationId", "status":
@@ -153,13 +153,9 @@ async fn delayed_send_fires_after_failover() {
 }
 
 async fn failover_scenario() -> Result<()> {
-    let mut c = Cluster::start(3, &["--partitions", "8", "--replication-factor", "3"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let (mut c, ts) = cluster_serving(3, &["--partitions", "8", "--replication-factor", "3"], Sdk::TypeScript).await?;
     let all = c.all();
     let apis = c.apis(&all);
-    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
-    register(&apis[0], &ts.uri()).await?;
-    wait_for_services(&apis, &Sdk::TypeScript.service_names()).await?;
 
     // 1. The idempotency key makes retrying an ambiguous answer safe.
     let headers = [("content-type", "application/json"), ("idempotency-key", "fo-1")];

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail, ensure};
 use invocation_support::*;
-use keel_e2e::{Cluster, LEADER_TIMEOUT, Sdk, SdkService, WRITE_TIMEOUT, poll_until, run_test};
+use keel_e2e::{Cluster, LEADER_TIMEOUT, Sdk, WRITE_TIMEOUT, poll_until, run_test};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -281,13 +281,9 @@ async fn calls_through_every_node_of_a_cluster() {
 }
 
 async fn cluster_scenario() -> Result<()> {
-    let mut c = Cluster::start(3, &["--partitions", "8", "--replication-factor", "3"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let (mut c, ts) = cluster_serving(3, &["--partitions", "8", "--replication-factor", "3"], Sdk::TypeScript).await?;
     let all = c.all();
     let apis = c.apis(&all);
-    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
-    register(&apis[0], &ts.uri()).await?;
-    wait_for_services(&apis, &Sdk::TypeScript.service_names()).await?;
 
     // 1. Round robin over the nodes.
     for n in 1..=ROUNDS {

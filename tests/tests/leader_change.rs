@@ -5,7 +5,7 @@ mod invocation_support;
 
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
-use keel_e2e::{Cluster, LEADER_TIMEOUT, Sdk, SdkService, poll_until, run_test};
+use keel_e2e::{LEADER_TIMEOUT, Sdk, poll_until, run_test};
 
 /// Three nodes, replication factor 3, the TypeScript services.
 ///
@@ -22,13 +22,9 @@ async fn a_call_survives_a_leader_change() {
 }
 
 async fn scenario() -> Result<()> {
-    let mut c = Cluster::start(3, &["--partitions", "4", "--replication-factor", "3"]).await?;
-    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    let (mut c, ts) = cluster_serving(3, &["--partitions", "4", "--replication-factor", "3"], Sdk::TypeScript).await?;
     let all = c.all();
     let apis = c.apis(&all);
-    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
-    register(&apis[0], &ts.uri()).await?;
-    wait_for_services(&apis, &Sdk::TypeScript.service_names()).await?;
 
     // 1. The call, through a node that does not lead P.
     let p = apis[0].get_state("Signup", "lc1").await?.partition;

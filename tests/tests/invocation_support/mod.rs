@@ -116,6 +116,20 @@ pub(crate) async fn serve_sdk(c: &Cluster, sdk: Sdk) -> Result<SdkService> {
     Ok(services)
 }
 
+/// Starts an `n`-node cluster with `args`, waits until every partition
+/// has a leader, and serves `sdk`'s test services to it (registered through
+/// node 0, listed by every node).
+pub(crate) async fn cluster_serving(n: usize, args: &[&str], sdk: Sdk) -> Result<(Cluster, SdkService)> {
+    let c = Cluster::start(n, args).await?;
+    let services = SdkService::start(sdk, c.dir()).await?;
+    let all = c.all();
+    c.wait_for_leaders(&all, LEADER_TIMEOUT).await?;
+    let apis = c.apis(&all);
+    register(&apis[0], &services.uri()).await?;
+    wait_for_services(&apis, &sdk.service_names()).await?;
+    Ok((c, services))
+}
+
 /// [`serve_sdk`] for TypeScript and then Python.
 pub(crate) async fn serve_both_sdks(c: &Cluster) -> Result<(SdkService, SdkService)> {
     Ok((serve_sdk(c, Sdk::TypeScript).await?, serve_sdk(c, Sdk::Python).await?))
