@@ -112,25 +112,17 @@ impl Peers {
     ) -> Result<Resp, PeerError> {
         let payload = encode(req).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })?;
         let mut client = self.client(node)?;
+        let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
+        // `Duration::MAX`: no deadline (a call without a wait bound lasts as
+        // long as its handler runs).
+        if timeout != Duration::MAX {
+            r.set_timeout(timeout);
+        }
         let reply = match call {
-            Call::Propose => {
-                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
-                r.set_timeout(timeout);
-                client.propose(r).await
-            }
-            Call::Read => {
-                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
-                r.set_timeout(timeout);
-                client.read(r).await
-            }
-            // `Duration::MAX`: no deadline, a call lasts as long as its handler runs.
-            Call::Invoke | Call::Attach => {
-                let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
-                if timeout != Duration::MAX {
-                    r.set_timeout(timeout);
-                }
-                if matches!(call, Call::Invoke) { client.call(r).await } else { client.attach(r).await }
-            }
+            Call::Propose => client.propose(r).await,
+            Call::Read => client.read(r).await,
+            Call::Invoke => client.call(r).await,
+            Call::Attach => client.attach(r).await,
         }
         .map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })

@@ -254,9 +254,6 @@ impl Router {
     }
 }
 
-/// Maps a failed forward: if the request cannot have reached the leader
-/// (unknown node, no connection) another leader may be tried; otherwise the
-/// outcome is unknown and must not be retried blindly.
 /// `policy` with its timeout reduced by the time since `started`.
 fn remaining(policy: WaitPolicy, started: Instant) -> WaitPolicy {
     match policy.timeout_ms {
@@ -265,6 +262,9 @@ fn remaining(policy: WaitPolicy, started: Instant) -> WaitPolicy {
     }
 }
 
+/// Maps a failed forward: if the request cannot have reached the leader
+/// (unknown node, no connection) another leader may be tried; otherwise the
+/// outcome is unknown and must not be retried blindly.
 fn forward_failed<T>(e: PeerError) -> Result<T, ProposeError> {
     match &e {
         PeerError::UnknownNode(_) | PeerError::BadAddress { .. } => Err(ProposeError::NotLeader { leader: None }),
