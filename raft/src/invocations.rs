@@ -233,27 +233,60 @@ impl Invoker {
         }
     }
 
-    /// Queues journal entries of a running attempt, in one command.
-    async fn append(&self, pending: &mut Pending, id: &InvocationKey, frames: &[Frame]) -> Result<(), Next> {
-        let workflow_runs =
-            (0..frames.len() as u32).filter(|&i| self.calls_workflow_run(&frames[i as usize])).collect();
-        let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
-        self.queue(pending, Command::AppendJournal { id: *id, entries, workflow_runs }).await
+    /// Queues `command`, preceded by the attempt's deployment pin if that
+    /// is not queued yet (the pin goes with the first entry that needs it).
+    async fn queue_pinned(
+        &self,
+        pending: &mut Pending,
+        pin: &mut Option<Command>,
+        command: Command,
+    ) -> Result<(), Next> {
+        if let Some(pin) = pin.take() {
+            self.queue(pending, pin).await?;
+        }
+        self.queue(pending, command).await
     }
 
-    /// Whether `frame` is a call or send to a workflow's run handler, per
-    /// the catalog (which the partition's apply cannot read): such a call
-    /// gets the workflow run's id, so it runs once per workflow id.
-    fn calls_workflow_run(&self, frame: &Frame) -> bool {
-        let (service, handler) = match frame.decode_message() {
-            Ok(Message::CallCommand(c)) => (c.service_name, c.handler_name),
-            Ok(Message::OneWayCallCommand(c)) => (c.service_name, c.handler_name),
-            _ => return false,
-        };
-        let Ok(catalog) = self.group.catalog.get() else { return false };
-        catalog.service(&service).is_some_and(|(_, s)| {
-            s.handlers.iter().any(|h| h.name == handler && invocation::handler_kind(s, h) == HandlerKind::Workflow)
-        })
+    /// Queues journal entries of a running attempt, in one command (see
+    /// [`Self::queue_pinned`]).
+    async fn append(
+        &self,
+        pending: &mut Pending,
+        pin: &mut Option<Command>,
+        id: &InvocationKey,
+        frames: &[Frame],
+    ) -> Result<(), Next> {
+        let workflow_runs = self.workflow_runs(frames);
+        let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
+        self.queue_pinned(pending, pin, Command::AppendJournal { id: *id, entries, workflow_runs }).await
+    }
+
+    /// The positions in `frames` of calls and sends to a workflow's run
+    /// handler, per the catalog (which the partition's apply cannot read):
+    /// such a call gets the workflow run's id, so it runs once per workflow id.
+    fn workflow_runs(&self, frames: &[Frame]) -> Vec<u32> {
+        use keel_protocol::message::MessageType;
+        let mut catalog = None;
+        let mut positions = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            // Only calls and sends are decoded, and the catalog read only for them.
+            if !matches!(frame.message_type(), Some(MessageType::CallCommand | MessageType::OneWayCallCommand)) {
+                continue;
+            }
+            let (service, handler) = match frame.decode_message() {
+                Ok(Message::CallCommand(c)) => (c.service_name, c.handler_name),
+                Ok(Message::OneWayCallCommand(c)) => (c.service_name, c.handler_name),
+                _ => continue,
+            };
+            let Some(catalog) = catalog.get_or_insert_with(|| self.group.catalog.get().ok()) else { continue };
+            let workflow_run = catalog.service(&service).is_some_and(|(_, s)| {
+                s.handlers.iter().any(|h| h.name == handler && invocation::handler_kind(s, h) == HandlerKind::Workflow)
+            });
+            if workflow_run {
+                positions.push(i as u32);
+            }
+        }
+        positions
     }
 
     /// Waits until every queued proposal is applied, in order. The first
@@ -469,35 +502,28 @@ impl Invoker {
                     }
                     // The SDK sent them, so it knows them.
                     seen.fetch_add(frames.len() as u32, Ordering::SeqCst);
-                    if let Some(result) = frames.iter().rev().find_map(output_of) {
+                    if let Some((at, result)) =
+                        frames.iter().enumerate().rev().find_map(|(i, f)| Some((i, output_of(f)?)))
+                    {
                         output = Some(result);
-                    }
-                    // The handler's end right after its output: `Complete`
-                    // records the result and drops the journal, so the
-                    // output entry would only be written to be deleted.
-                    if matches!(peeked, Some(AttemptEvent::Ended)) && frames.last().and_then(output_of).is_some() {
-                        frames.pop();
+                        // The handler's end right after its output: `Complete`
+                        // records the result and drops the journal, so the
+                        // output entry would only be written to be deleted.
+                        if at + 1 == frames.len() && matches!(peeked, Some(AttemptEvent::Ended)) {
+                            frames.pop();
+                        }
                     }
                     if frames.is_empty() {
                         continue;
                     }
-                    if let Some(pin) = pin.take()
-                        && let Err(next) = self.queue(&mut pending, pin).await
-                    {
-                        break next;
-                    }
-                    if let Err(next) = self.append(&mut pending, id, &frames).await {
+                    if let Err(next) = self.append(&mut pending, &mut pin, id, &frames).await {
                         break next;
                     }
                 }
                 AttemptEvent::ProposeRunCompletion { notification, completion_id, .. } => {
                     runs.insert(completion_id);
-                    if let Some(pin) = pin.take()
-                        && let Err(next) = self.queue(&mut pending, pin).await
-                    {
-                        break next;
-                    }
-                    if let Err(next) = self.append(&mut pending, id, std::slice::from_ref(&notification)).await {
+                    let run_result = std::slice::from_ref(&notification);
+                    if let Err(next) = self.append(&mut pending, &mut pin, id, run_result).await {
                         break next;
                     }
                     // The result must be durable before the SDK learns it.
@@ -521,12 +547,7 @@ impl Invoker {
                     let journal_len_seen = seen.load(Ordering::SeqCst);
                     let awaiting = awaited(&frame);
                     let suspend = Command::Suspend { id: *id, awaiting, journal_len_seen, attempt_start };
-                    if let Some(pin) = pin.take()
-                        && let Err(next) = self.queue(&mut pending, pin).await
-                    {
-                        break next;
-                    }
-                    if let Err(next) = self.queue(&mut pending, suspend).await {
+                    if let Err(next) = self.queue_pinned(&mut pending, &mut pin, suspend).await {
                         break next;
                     }
                     break match self.settle(&mut pending).await {
@@ -573,6 +594,9 @@ const MAX_BATCH: usize = 64;
 
 /// The invocation's result, if `frame` is its `OutputCommand`.
 fn output_of(frame: &Frame) -> Option<InvocationResult> {
+    if frame.message_type() != Some(keel_protocol::message::MessageType::OutputCommand) {
+        return None;
+    }
     let Ok(Message::OutputCommand(out)) = frame.decode_message() else { return None };
     Some(match out.result {
         Some(output_command_message::Result::Value(v)) => InvocationResult::Success(v.content.to_vec()),
