@@ -148,9 +148,6 @@ pub(crate) fn check(handler: &str, custom: &AsyncResponse) -> Result<(), ApiErro
     Ok(())
 }
 
-#[cfg(test)]
-mod tests;
-
 /// How an attach request waits: up to the node's attach bound, or less if
 /// the client asks for less (`Prefer: wait`, `?timeout=`). When the wait
 /// ends first, the answer is 202 with `location`, the request's own URL.
@@ -178,3 +175,6 @@ impl<C: Send + Sync> FromRequestParts<IngressState<C>> for AttachWait {
         Ok(AttachWait { policy, location })
     }
 }
+
+#[cfg(test)]
+mod tests;

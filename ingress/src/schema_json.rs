@@ -72,7 +72,7 @@ pub fn service_metadata(record: &ServiceRecord, service: &Service) -> Value {
             .iter()
             .filter_map(|(h, r)| {
                 let r = r.as_ref()?;
-                Some((h.clone(), json!({ "status": r.status, "headers": r.headers, "body": r.body })))
+                Some((h.clone(), json!(r)))
             })
             .collect();
         m.insert("async_responses".into(), Value::Object(answers));

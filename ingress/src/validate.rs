@@ -6,6 +6,7 @@
 //! so a client learns of its mistake at once instead of through a failed
 //! invocation.
 
+use crate::body::{essence, is_json};
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
 use keel_protocol::manifest::Handler;
@@ -47,15 +48,6 @@ pub(crate) fn input(handler: &Handler, headers: &HeaderMap, body: &[u8]) -> Resu
         serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
     }
     Ok(())
-}
-
-/// The media type without parameters, lowercase (`Application/JSON; charset=utf-8` → `application/json`).
-fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-}
-
-fn is_json(mime: &str) -> bool {
-    mime == "application/json" || mime.ends_with("+json")
 }
 
 /// Whether `mime` matches an Accept-style pattern: `*/*`, `type/*` or an
