@@ -18,6 +18,7 @@ mod idempotency;
 mod ingress;
 mod interventions;
 mod schema_json;
+mod serve;
 mod validate;
 
 pub use admin::admin_router;
@@ -25,3 +26,4 @@ pub use api::{ClusterApi, ClusterError};
 pub use duration::parse_duration;
 pub use error::ApiError;
 pub use ingress::{IngressOptions, ingress_router};
+pub use serve::{ServeOptions, serve};
