@@ -207,3 +207,41 @@ async fn h2c_with_prior_knowledge_is_served() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.version(), Version::HTTP_2);
 }
+
+/// Sends one chunk, then nothing, never ending.
+struct StalledBody(bool);
+
+impl http_body::Body for StalledBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"0123456789")))))
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_h2c_body_gets_408_and_the_connection_stays_usable() {
+    let server = start(options()).await;
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let uri = |path: &str| format!("http://{}{path}", server.addr);
+    let stalled = Request::post(uri("/echo")).body(StalledBody(false)).expect("request");
+    let started = std::time::Instant::now();
+    let response = timeout(BODY_TIMEOUT + MARGIN, sender.send_request(stalled)).await.expect("answered");
+    assert!(started.elapsed() >= BODY_TIMEOUT - Duration::from_millis(20), "answered too early");
+    let response = response.expect("response");
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(!response.headers().contains_key(header::CONNECTION));
+    // Only the stream failed: the connection serves the next request, whose
+    // body never ends either but is never read, so no timer fails it.
+    sender.ready().await.expect("connection still open");
+    let next = Request::get(uri("/hello")).body(StalledBody(true)).expect("request");
+    let response = timeout(MARGIN, sender.send_request(next)).await.expect("answered").expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+}
