@@ -2,6 +2,7 @@
 //! edits of virtual-object state (as Restate's `POST /services/{service}/state`).
 
 use crate::api::ClusterApi;
+use crate::auth;
 use crate::body::json_body;
 use crate::deployments::{self, AdminCtx};
 use crate::error::ApiError;
@@ -32,16 +33,25 @@ struct SetStateRequest {
     scope: Option<String>,
 }
 
+/// Settings of the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// Largest accepted request body (413 above it).
+    pub max_body_bytes: usize,
+    /// When set, every route but `/health` requires
+    /// `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<String>,
+}
+
 /// The admin router. Routes are served unprefixed and under `/v2`, `/v3`
 /// and `/v4` (the `restate` CLI negotiates through `GET /version` and then
 /// uses `/v4`); `/v1` is refused. The version changes one default: `force`
 /// of `POST /deployments` is true on `/v2` only.
-pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Router {
+pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, options: AdminOptions) -> Router {
     let endpoints = EndpointClient::new();
     let versioned = |force_by_default: bool| -> Router {
         let ctx = Arc::new(AdminCtx { cluster: cluster.clone(), endpoints: endpoints.clone(), force_by_default });
         Router::new()
-            .route("/health", get(|| async { StatusCode::OK }))
             .route("/version", get(version))
             .route("/cluster", get(cluster_table::<C>))
             .route("/metrics", get(metrics::<C>))
@@ -57,17 +67,28 @@ pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, max_body_bytes: usize) -> Ro
             .route("/services/{service}/state/{key}", get(get_state::<C>))
             .with_state(ctx)
     };
-    Router::new()
+    let protected = Router::new()
         .merge(versioned(false))
         .nest("/v2", versioned(true))
         .nest("/v3", versioned(false))
         .nest("/v4", versioned(false))
         .route("/v1/{*rest}", any(|| async { ApiError::bad_request("Unsupported Admin API version v1; use v2 to v4") }))
-        .fallback(|| async { ApiError::not_found("no such admin endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
-        })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .fallback(|| async { ApiError::not_found("no such admin endpoint") });
+    let health = ["/health", "/v2/health", "/v3/health", "/v4/health"]
+        .into_iter()
+        .fold(Router::new(), |r, path| r.route(path, get(|| async { StatusCode::OK })));
+    auth::protect(json_405(protected), options.token.as_deref(), IntoResponse::into_response)
+        .merge(json_405(health))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+}
+
+/// Answers a wrong method on any route of `router` with a JSON 405. Set on
+/// each part before it is merged (and before `protect`), as axum applies it
+/// to the routes present at the time.
+fn json_405(router: Router) -> Router {
+    router.method_not_allowed_fallback(|| async {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+    })
 }
 
 /// `GET /version`: what the `restate` CLI negotiates with.
@@ -147,3 +168,6 @@ fn validate_name(what: &str, name: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

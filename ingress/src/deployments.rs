@@ -4,7 +4,7 @@
 
 use crate::api::ClusterApi;
 use crate::body::json_body;
-use crate::duration::{now_ms, parse_duration};
+use crate::duration::{client_duration, millis, now_ms};
 use crate::error::ApiError;
 use crate::schema_json::{deployment_json, handler_metadata, service_metadata};
 use axum::Json;
@@ -307,13 +307,10 @@ fn accepted() -> u16 {
     202
 }
 
+/// A duration field of the request in ms, bounded (a 400 naming `field`
+/// otherwise): the partition adds retentions to completion times.
 fn duration_ms(field: &str, value: &Option<String>) -> Result<Option<u64>, ApiError> {
-    value
-        .as_deref()
-        .map(|v| {
-            parse_duration(v).map(|d| d.as_millis() as u64).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
-        })
-        .transpose()
+    value.as_deref().map(|v| client_duration(field, v).map(millis)).transpose()
 }
 
 /// `PATCH /services/{service}`.

@@ -13,6 +13,7 @@
 //! A handler may replace the 202 with its own answer (status, headers,
 //! body template), set through `PATCH /services/{name}`.
 
+use crate::duration::{MAX_DURATION, client_duration, millis};
 use crate::error::ApiError;
 use crate::idempotency::query_param;
 use crate::ingress::{IngressState, ingress_error};
@@ -39,7 +40,7 @@ pub(crate) struct Handoff {
 /// Reads the handoff preferences of a request: every `Prefer` header (a
 /// comma-separated list; unknown preferences are ignored, as RFC 7240
 /// says) and `?timeout=`. Both given: the shorter wait wins. A malformed
-/// `wait` or `timeout` is a 400.
+/// `wait` or `timeout`, or one above [`MAX_DURATION`], is a 400.
 pub(crate) fn requested(headers: &HeaderMap, uri: &Uri) -> Result<Option<Handoff>, ApiError> {
     let mut wait: Option<Duration> = None;
     let mut preferred_secs = None;
@@ -51,9 +52,18 @@ pub(crate) fn requested(headers: &HeaderMap, uri: &Uri) -> Result<Option<Handoff
             match name.trim().to_ascii_lowercase().as_str() {
                 "respond-async" => shorten(Duration::ZERO),
                 "wait" => {
-                    let secs: u64 = value.trim().trim_matches('"').parse().map_err(|_| {
-                        ApiError::bad_request(format!("bad Prefer header: wait={value} is not a number of seconds"))
-                    })?;
+                    let secs = value
+                        .trim()
+                        .trim_matches('"')
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| *s <= MAX_DURATION.as_secs())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "bad Prefer header: wait={value} is not a number of seconds up to {}",
+                                MAX_DURATION.as_secs()
+                            ))
+                        })?;
                     preferred_secs = Some(secs);
                     shorten(Duration::from_secs(secs));
                 }
@@ -62,9 +72,7 @@ pub(crate) fn requested(headers: &HeaderMap, uri: &Uri) -> Result<Option<Handoff
         }
     }
     if let Some(text) = query_param(uri, "timeout")? {
-        let d =
-            crate::duration::parse_duration(&text).map_err(|e| ApiError::bad_request(format!("bad timeout: {e}")))?;
-        shorten(d);
+        shorten(client_duration("timeout", &text)?);
     }
     Ok(wait.map(|wait| Handoff { wait, preferred_secs }))
 }
@@ -163,13 +171,12 @@ impl<C: Send + Sync> FromRequestParts<IngressState<C>> for AttachWait {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &IngressState<C>) -> Result<Self, Response> {
-        let ms = |d: Duration| d.as_millis() as u64;
         let mut policy = WaitPolicy::UNBOUNDED;
         if let Some(bound) = state.attach_timeout {
-            policy = policy.at_most(ms(bound));
+            policy = policy.at_most(millis(bound));
         }
         if let Some(asked) = requested(&parts.headers, &parts.uri).map_err(ingress_error)? {
-            policy = policy.at_most(ms(asked.wait));
+            policy = policy.at_most(millis(asked.wait));
         }
         let location = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()).to_string();
         Ok(AttachWait { policy, location })

@@ -13,7 +13,7 @@ use keel_partition::idempotency;
 use keel_partition::invocation::HandlerKind;
 use keel_protocol::InvocationId;
 use keel_protocol::manifest::Service;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The request's idempotency key and delay, validated.
 #[derive(Debug, Default)]
@@ -55,9 +55,7 @@ pub(crate) fn request_options(
         Some(_) if !send => {
             return Err(ApiError::bad_request("a delay is only supported on a one-way send: use …/send?delay="));
         }
-        Some(text) => {
-            Some(crate::duration::parse_duration(&text).map_err(|e| ApiError::bad_request(format!("bad delay: {e}")))?)
-        }
+        Some(text) => Some(crate::duration::client_duration("delay", &text)?),
     };
     Ok(RequestOptions { idempotency_key, delay })
 }
@@ -80,7 +78,12 @@ pub(crate) fn query_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiEr
 
 /// The id of a new invocation: derived for a workflow run and for an
 /// idempotent request (so repeats are duplicates), else fresh (a ULID) in
-/// the key's partition, or a random one for plain services.
+/// the key's partition, or in a uniformly random one for plain services.
+///
+/// The random partition key is the xxh3 hash of the ULID, not a slice of
+/// it: a ULID's top 48 bits are the clock, and `partition_for_key` keeps a
+/// key's top bits, so its leading bits would put every keyless call of the
+/// same era into partition 0.
 pub(crate) fn invocation_id(
     service: &str,
     handler: &str,
@@ -92,7 +95,10 @@ pub(crate) fn invocation_id(
         (Some(key), HandlerKind::Workflow, _) => idempotency::workflow_run_id(service, key),
         (_, _, Some(ik)) => idempotency::idempotent_id(service, key, handler, ik),
         (Some(key), _, None) => InvocationId::new(keel_partition::partition_key(key.as_bytes()), ulid::Ulid::new().0),
-        (None, _, None) => InvocationId::new((ulid::Ulid::new().0 >> 64) as u64, ulid::Ulid::new().0),
+        (None, _, None) => {
+            let uuid = ulid::Ulid::new().0;
+            InvocationId::new(keel_partition::partition_key(&uuid.to_be_bytes()), uuid)
+        }
     }
 }
 
@@ -113,12 +119,6 @@ pub(crate) fn rfc3339(ms: u64) -> String {
 /// The `idempotency-expires` header value for a purge time.
 pub(crate) fn expires_header(ms: u64) -> Option<HeaderValue> {
     HeaderValue::try_from(rfc3339(ms)).ok()
-}
-
-/// Now, in ms since the Unix epoch, plus `delay`.
-pub(crate) fn after(delay: Duration) -> u64 {
-    let at = SystemTime::now() + delay;
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -163,14 +163,29 @@ mod tests {
     fn ids_are_derived_for_runs_and_idempotent_requests() {
         let a = invocation_id("S", "h", None, HandlerKind::Service, Some("k"));
         assert_eq!(a, invocation_id("S", "h", None, HandlerKind::Service, Some("k")));
-        assert_ne!(
-            invocation_id("S", "h", None, HandlerKind::Service, None),
-            invocation_id("S", "h", None, HandlerKind::Service, None)
-        );
         let run = invocation_id("W", "run", Some("w1"), HandlerKind::Workflow, None);
         assert_eq!(run, idempotency::workflow_run_id("W", "w1"));
         let keyed = invocation_id("O", "add", Some("c1"), HandlerKind::Exclusive, None);
         assert_eq!(keyed.partition_key, keel_partition::partition_key(b"c1"));
+    }
+
+    /// Keyless calls land in every partition about equally: for each count
+    /// from 1 to 16, 100 ids per partition, and each partition gets between
+    /// half and twice its share (a skewed key, such as a ULID's clock bits,
+    /// puts them all in one). The ids round-trip through their text form
+    /// with the partition key, so attaching by id finds the same partition.
+    #[test]
+    fn keyless_ids_spread_uniformly_over_partitions() {
+        for n in 1..=16u32 {
+            let mut counts = vec![0u32; n as usize];
+            for _ in 0..100 * n {
+                let id = invocation_id("S", "h", None, HandlerKind::Service, None);
+                let parsed: InvocationId = id.to_string().parse().unwrap();
+                assert_eq!(parsed, id);
+                counts[keel_partition::partition_for_key(parsed.partition_key, n) as usize] += 1;
+            }
+            assert!(counts.iter().all(|c| (50..=200).contains(c)), "{n} partitions: {counts:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
 use crate::handoff::{self, AttachWait};
-use crate::{attach, idempotency, validate};
+use crate::lookup::CatalogLookup;
+use crate::{attach, auth, idempotency, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
@@ -18,10 +19,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keel_partition::catalog::{Catalog, ServiceOverrides, is_public};
+use keel_partition::catalog::ServiceOverrides;
 use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
 use keel_partition::wait::{WaitPolicy, Waited};
-use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, Response as Outcome, partition_for_key};
+use keel_partition::{Command, Envelope, Query, QueryResult, Response as Outcome, partition_for_key};
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{Flags, InvocationId, Message};
@@ -34,22 +35,33 @@ use tokio::sync::Semaphore;
 pub struct IngressOptions {
     /// Largest accepted request body (413 above it).
     pub max_body_bytes: usize,
-    /// Requests served at once; more are refused with 429.
+    /// Calls and attaches served at once; more are refused with 429.
+    /// Completions of awakeables have a pool of their own of the same size,
+    /// and health checks take none.
     pub max_inflight_requests: usize,
     /// How long an attach blocks before answering 202 with the same
     /// `Location` (`None`: until the result is there).
     pub attach_timeout: Option<Duration>,
+    /// When set, every route but `/restate/health` requires
+    /// `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<String>,
 }
 
-/// What the ingress handlers share: the cluster and the settings.
+/// What the ingress handlers share: the cluster, the settings, and the
+/// rate limit of catalog refreshes.
 pub(crate) struct IngressState<C> {
     cluster: Arc<C>,
     pub(crate) attach_timeout: Option<Duration>,
+    catalog: Arc<CatalogLookup>,
 }
 
 impl<C> Clone for IngressState<C> {
     fn clone(&self) -> Self {
-        IngressState { cluster: self.cluster.clone(), attach_timeout: self.attach_timeout }
+        IngressState {
+            cluster: self.cluster.clone(),
+            attach_timeout: self.attach_timeout,
+            catalog: self.catalog.clone(),
+        }
     }
 }
 
@@ -60,27 +72,49 @@ impl<C> FromRef<IngressState<C>> for Arc<C> {
 }
 
 /// The ingress router.
+///
+/// Requests are admitted against two pools of in-flight permits. Calls and
+/// attaches share one: each may wait as long as its handler runs, so they
+/// are what fills it. Completing an awakeable has its own pool: it is
+/// exactly what a parked call may be waiting for, so it must never be
+/// refused because waiting calls hold every permit. Health checks take no
+/// permit, so an overloaded node still answers its probes.
 pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, options: IngressOptions) -> Router {
-    let state = IngressState { cluster, attach_timeout: options.attach_timeout };
-    let inflight = Arc::new(Semaphore::new(options.max_inflight_requests));
-    Router::new()
-        .route("/restate/health", get(health::<C>))
+    let state = IngressState { cluster, attach_timeout: options.attach_timeout, catalog: Arc::default() };
+    let calls = Router::new()
         .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
         .merge(attach::routes::<C>())
+        .fallback(invoke::<C>);
+    let completions = Router::new()
         .route("/restate/awakeables/{id}/{action}", post(complete_awakeable::<C>))
-        .route("/restate/a/{id}/{action}", post(complete_awakeable::<C>))
-        .fallback(invoke::<C>)
-        .method_not_allowed_fallback(|| async {
-            ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint"))
-        })
+        .route("/restate/a/{id}/{action}", post(complete_awakeable::<C>));
+    let permits = options.max_inflight_requests;
+    let protected = admitted(json_405(calls), permits).merge(admitted(json_405(completions), permits));
+    let health = Router::new().route("/restate/health", get(health::<C>));
+    auth::protect(protected, options.token.as_deref(), ingress_error)
+        .merge(json_405(health))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(middleware::from_fn(move |request, next| admit(inflight.clone(), request, next)))
         .with_state(state)
 }
 
-/// Serves a request only while fewer than the configured number are in
-/// flight; beyond that the node is overloaded: 429 with `Retry-After`, so
-/// clients back off (or a load balancer tries another node).
+/// Answers a wrong method on any route of `router` with a JSON 405. Set on
+/// each part before it is layered and merged, as axum applies it to the
+/// routes present at the time.
+fn json_405<C: ClusterApi>(router: Router<IngressState<C>>) -> Router<IngressState<C>> {
+    router.method_not_allowed_fallback(|| async {
+        ingress_error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint"))
+    })
+}
+
+/// `router` behind a pool of `permits` in-flight permits of its own.
+fn admitted<C: ClusterApi>(router: Router<IngressState<C>>, permits: usize) -> Router<IngressState<C>> {
+    let inflight = Arc::new(Semaphore::new(permits));
+    router.layer(middleware::from_fn(move |request, next| admit(inflight.clone(), request, next)))
+}
+
+/// Serves a request only while fewer than the pool's size are in flight;
+/// beyond that the node is overloaded: 429 with `Retry-After`, so clients
+/// back off (or a load balancer tries another node).
 async fn admit(inflight: Arc<Semaphore>, request: axum::extract::Request, next: Next) -> Response {
     let Ok(_permit) = inflight.try_acquire_owned() else {
         let mut r = ingress_error(ApiError::new(
@@ -132,24 +166,6 @@ struct Request {
     send: bool,
 }
 
-type FoundService = (Service, bool, ServiceOverrides);
-
-async fn find_service<C: ClusterApi>(cluster: &C, name: &str) -> Result<Option<FoundService>, Response> {
-    let schema = |c: &Catalog| {
-        c.service(name).map(|(record, service)| (service.clone(), is_public(record, service), record.overrides.clone()))
-    };
-    if let Some(found) = cluster.local_catalog().ok().and_then(|c| schema(&c)) {
-        return Ok(Some(found));
-    }
-    // This node's replica may lag a registration made through another node:
-    // ask the metadata group's leader before answering 404.
-    match cluster.read(METADATA_GROUP, Query::Catalog).await {
-        Ok(QueryResult::Catalog(c)) => Ok(schema(&Catalog::new(c))),
-        Ok(_) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn decode_segment(s: &str) -> Result<String, ApiError> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
@@ -157,7 +173,7 @@ fn decode_segment(s: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("bad path: segment '{s}' is not valid UTF-8 once decoded")))
 }
 
-async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Response> {
+async fn parse<C: ClusterApi>(state: &IngressState<C>, uri: &Uri) -> Result<Request, Response> {
     let raw: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     if raw.len() < 2 || raw.len() > 4 || raw.iter().any(|s| s.is_empty()) {
         return Err(ingress_error(ApiError::bad_request(format!("bad path '{}'", uri.path()))));
@@ -165,7 +181,7 @@ async fn parse<C: ClusterApi>(cluster: &C, uri: &Uri) -> Result<Request, Respons
     let segments: Vec<String> =
         raw.iter().map(|s| decode_segment(s)).collect::<Result<_, _>>().map_err(ingress_error)?;
     let name = &segments[0];
-    let Some((service, public, overrides)) = find_service(cluster, name).await? else {
+    let Some((service, public, overrides)) = state.catalog.find(&*state.cluster, name).await? else {
         return Err(ingress_error(ApiError::not_found(format!(
             "service '{name}' not found, make sure to register the service before calling it."
         ))));
@@ -201,7 +217,7 @@ fn forwarded_headers(headers: &HeaderMap, uri: &Uri) -> Vec<Header> {
 }
 
 async fn invoke<C: ClusterApi>(
-    State(cluster): State<Arc<C>>,
+    State(state): State<IngressState<C>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -214,7 +230,8 @@ async fn invoke<C: ClusterApi>(
         Ok(b) => b,
         Err(r) => return ingress_error(ApiError::new(r.status(), r.body_text())),
     };
-    let req = match parse(&*cluster, &uri).await {
+    let cluster = &*state.cluster;
+    let req = match parse(&state, &uri).await {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -234,7 +251,7 @@ async fn invoke<C: ClusterApi>(
         return ingress_error(e);
     }
     let policy = handoff.map_or(WaitPolicy::UNBOUNDED, |h| WaitPolicy {
-        timeout_ms: Some(h.wait.as_millis() as u64),
+        timeout_ms: Some(crate::duration::millis(h.wait)),
         until_parked: true,
     });
     let custom = req.overrides.async_responses.get(&req.handler).and_then(Option::as_ref);
@@ -265,7 +282,7 @@ async fn invoke<C: ClusterApi>(
     let target =
         Target { service: req.service.name.clone(), handler: req.handler.clone(), key: req.key, kind: req.kind };
     let created_at_ms = crate::duration::now_ms();
-    let execution_at_ms = options.delay.map(idempotency::after);
+    let execution_at_ms = options.delay.map(crate::duration::ms_after_now);
     let record = InvocationRecord {
         target,
         deployment_id: None,
@@ -301,7 +318,7 @@ async fn invoke<C: ClusterApi>(
             return match cluster.attach(partition, id.to_bytes(), policy).await {
                 Ok(Some(Waited::Done(result))) => {
                     let r = result_response(result, id_header, Some("application/json".into()), false);
-                    attach::with_expiry(&*cluster, partition, &id, r).await
+                    attach::with_expiry(cluster, partition, &id, r).await
                 }
                 Ok(Some(Waited::Pending)) => handed_off(&id),
                 Ok(None) => ingress_error(ApiError::not_found(format!("invocation {id} not found"))),
@@ -323,7 +340,7 @@ async fn invoke<C: ClusterApi>(
     match cluster.call(partition, envelope, policy).await {
         Ok(Waited::Done(result)) if idempotent => {
             let r = result_response(result, id_header, content_type, set_if_empty);
-            attach::with_expiry(&*cluster, partition, &id, r).await
+            attach::with_expiry(cluster, partition, &id, r).await
         }
         Ok(Waited::Done(result)) => result_response(result, id_header, content_type, set_if_empty),
         Ok(Waited::Pending) => handed_off(&id),
@@ -452,3 +469,6 @@ pub(crate) async fn result_of<C: ClusterApi>(
         other => ingress_error(ApiError::not_found(format!("no invocation endpoint '{other}': use attach or output"))),
     }
 }
+
+#[cfg(test)]
+mod tests;

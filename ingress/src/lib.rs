@@ -9,6 +9,7 @@
 mod admin;
 mod api;
 mod attach;
+mod auth;
 mod body;
 mod deployments;
 mod duration;
@@ -17,11 +18,15 @@ mod handoff;
 mod idempotency;
 mod ingress;
 mod interventions;
+mod lookup;
 mod schema_json;
 mod serve;
 mod validate;
 
-pub use admin::admin_router;
+#[cfg(test)]
+mod testing;
+
+pub use admin::{AdminOptions, admin_router};
 pub use api::{ClusterApi, ClusterError};
 pub use duration::parse_duration;
 pub use error::ApiError;
