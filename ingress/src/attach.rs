@@ -15,11 +15,12 @@
 use crate::api::ClusterApi;
 use crate::body::json_body;
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::handoff::AttachWait;
 use crate::ingress::{IngressState, ingress_error, result_of};
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

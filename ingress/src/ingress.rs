@@ -8,12 +8,13 @@
 
 use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::handoff::{self, AttachWait};
 use crate::lookup::CatalogLookup;
 use crate::{attach, auth, idempotency, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};

@@ -7,8 +7,9 @@
 use crate::api::ClusterApi;
 use crate::deployments::AdminCtx;
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use keel_partition::invocation::{Intervention, InvocationOutcome, InvocationResult, ResumeDeployment, Status};
 use keel_partition::{Command, Envelope, METADATA_GROUP, QueryResult, Response, partition_for_key};

@@ -14,6 +14,7 @@ mod body;
 mod deployments;
 mod duration;
 mod error;
+mod extract;
 mod handoff;
 mod idempotency;
 mod ingress;

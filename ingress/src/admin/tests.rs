@@ -79,3 +79,16 @@ async fn without_a_token_everything_is_open() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(body["message"].is_string(), "{body}");
 }
+
+/// Malformed paths and queries answer a JSON 400, not axum's plain text.
+#[tokio::test]
+async fn malformed_paths_and_queries_are_json_errors() {
+    let router = admin_router(Arc::new(FakeCluster::new()), options());
+    for (method, uri) in
+        [("DELETE", "/deployments/x?force=maybe"), ("GET", "/invocations/%FF"), ("GET", "/services/%FF/handlers")]
+    {
+        let (status, _, body) = send(&router, request(method, uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body["message"].is_string(), "{uri}: {body}");
+    }
+}

@@ -148,3 +148,14 @@ async fn unknown_services_refresh_the_catalog_at_most_once_per_interval() {
     assert_eq!(send(&router, request("POST", "/Nope/h")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(cluster.catalog_reads.load(Ordering::SeqCst), reads + 1, "a miss after the interval refreshes");
 }
+
+/// Malformed paths answer a JSON 400, not axum's plain-text rejection.
+#[tokio::test]
+async fn malformed_paths_are_json_errors() {
+    let router = router(FakeCluster::new());
+    for (method, uri) in [("GET", "/restate/invocation/%FF/attach"), ("POST", "/restate/a/%FF/resolve")] {
+        let (status, _, body) = send(&router, request(method, uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body["message"].is_string(), "{uri}: {body}");
+    }
+}
