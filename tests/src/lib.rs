@@ -52,11 +52,14 @@
 //! * `sdk.rs` – [`SdkService`]: the real SDK test services of
 //!   `tests/services` (TypeScript, Python) as child processes; install them
 //!   with `bash tests/services/setup.sh`.
+//! * `cli.rs` – [`RestateCli`]: the real `restate` CLI (installed with the
+//!   TypeScript services) run against a node's admin API.
 //! * `model.rs` – the acknowledged-write [`Model`]: [`write_acked`],
 //!   [`bump`], [`verify_model`], [`verify_everywhere`].
 
 mod api;
 mod binary;
+mod cli;
 mod cluster;
 mod limits;
 mod model;
@@ -68,6 +71,7 @@ mod views;
 
 pub use api::{Api, http_client};
 pub use binary::{RunOutput, free_ports, keel_bin, peers_arg, run_keel_to_exit, send_signal};
+pub use cli::{CLI_TIMEOUT, CliOutput, RestateCli, restate_cli_bin};
 pub use cluster::Cluster;
 pub use limits::{
     EXIT_TIMEOUT, LEADER_TIMEOUT, LOG_TAIL_LINES, POLL_INTERVAL, REQUEST_TIMEOUT, STARTUP_TIMEOUT, WRITE_TIMEOUT,
