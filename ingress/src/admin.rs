@@ -92,12 +92,18 @@ fn json_405(router: Router) -> Router {
     })
 }
 
-/// `GET /version`: what the `restate` CLI negotiates with.
+/// `GET /version`: what the `restate` CLI negotiates with, in the shape of
+/// Restate's `VersionInformation`. `features` (Restate's experimental
+/// feature flags, name → enabled) is required by the CLI's parser (1.7:
+/// without it the CLI falls back to unversioned paths); keel has none.
+/// `ingress_endpoint` is optional there and left out: the admin router does
+/// not know the ingress's advertised address.
 async fn version() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "min_admin_api_version": 2,
         "max_admin_api_version": 4,
+        "features": {},
     }))
 }
 

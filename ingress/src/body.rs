@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 /// The media type without parameters, lowercase (`Application/JSON; charset=utf-8` → `application/json`).
 pub(crate) fn essence(content_type: &str) -> String {
@@ -20,7 +21,10 @@ pub(crate) fn is_json(mime: &str) -> bool {
 ///
 /// - body read failures (e.g. over the size limit) keep their status (413);
 /// - a missing or non-JSON `content-type` is 415;
-/// - malformed or mistyped JSON is 400 with serde's description.
+/// - malformed JSON is 400 with serde's description and position;
+/// - well-formed JSON of the wrong shape is 400 naming the field's path
+///   (`invalid value for `async_responses.greet.status`: ...`), see
+///   [`shape_error`].
 pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -30,5 +34,40 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, B
             format!("expected content-type application/json, got '{content_type}'"),
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(shape_error)?;
+    json.end().map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// The 400 of a body that failed to deserialize. Syntax errors keep
+/// serde's position; type and value errors name the field's path instead
+/// (the position says little to a client that built the JSON with a
+/// library), unless the error is about the whole body (a missing or
+/// unknown top-level field, a body that is not an object).
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let e = e.into_inner();
+    if e.is_syntax() || e.is_eof() || e.is_io() {
+        return ApiError::bad_request(format!("invalid JSON body: {e}"));
+    }
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    if path.is_empty() || path == "." || path == "?" {
+        ApiError::bad_request(format!("invalid JSON body: {message}"))
+    } else {
+        ApiError::bad_request(format!("invalid value for `{path}`: {message}"))
+    }
+}
+
+/// `#[serde(default, deserialize_with = "null_as_default")]`: an optional
+/// field given as `null` is taken as absent (Restate's clients send
+/// `"additional_headers": null`).
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }

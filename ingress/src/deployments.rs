@@ -3,7 +3,7 @@
 //! Restate's shapes and status codes.
 
 use crate::api::ClusterApi;
-use crate::body::json_body;
+use crate::body::{json_body, null_as_default};
 use crate::duration::{client_duration, millis, now_ms};
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
@@ -70,21 +70,22 @@ fn outcome_error(outcome: CatalogOutcome) -> ApiError {
     }
 }
 
-/// Body of `POST /deployments`.
+/// Body of `POST /deployments`. Every optional field may also be `null`
+/// (the `restate` CLI sends `"additional_headers": null`).
 #[derive(Debug, Deserialize)]
 struct RegisterRequest {
     uri: Option<String>,
     arn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     additional_headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     metadata: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     use_http_11: bool,
     force: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     breaking: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     dry_run: bool,
 }
 
@@ -172,7 +173,9 @@ pub async fn register<C: ClusterApi>(
     if let Some(v) = &discovered.sdk_version {
         body["sdk_version"] = json!(v);
     }
-    let status = if created && !req.dry_run { StatusCode::CREATED } else { StatusCode::OK };
+    // A dry run answers what the registration would (as Restate does): 201
+    // for a new deployment, with the id it would get; nothing is stored.
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, [(header::LOCATION, format!("deployments/{id}"))], Json(body)).into_response())
 }
 
@@ -287,25 +290,22 @@ struct PatchServiceRequest {
     inactivity_timeout: Option<String>,
     abort_timeout: Option<String>,
     /// keel's extension: per handler, the answer of a call handed off to
-    /// async (`null` removes it).
-    #[serde(default)]
+    /// async (`null` removes it; `"async_responses": null` changes none).
+    #[serde(default, deserialize_with = "null_as_default")]
     async_responses: BTreeMap<String, Option<AsyncResponseRequest>>,
 }
 
-/// A custom async answer as the admin API takes it.
+/// A custom async answer as the admin API takes it (`null` fields are
+/// absent: status 202, no headers, empty body).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AsyncResponseRequest {
-    #[serde(default = "accepted")]
-    status: u16,
     #[serde(default)]
+    status: Option<u16>,
+    #[serde(default, deserialize_with = "null_as_default")]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     body: String,
-}
-
-fn accepted() -> u16 {
-    202
 }
 
 /// A duration field of the request in ms, bounded (a 400 naming `field`
@@ -335,7 +335,9 @@ pub async fn patch_service<C: ClusterApi>(
         async_responses: req
             .async_responses
             .into_iter()
-            .map(|(h, r)| (h, r.map(|r| AsyncResponse { status: r.status, headers: r.headers, body: r.body })))
+            .map(|(h, r)| {
+                (h, r.map(|r| AsyncResponse { status: r.status.unwrap_or(202), headers: r.headers, body: r.body }))
+            })
             .collect(),
     };
     let view = load_catalog(&*ctx.cluster).await?;

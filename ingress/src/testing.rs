@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
-const MANIFEST: &[u8] = include_bytes!("../../protocol/testdata/manifest_v4_sdk_ts.json");
+pub(crate) const MANIFEST: &[u8] = include_bytes!("../../protocol/testdata/manifest_v4_sdk_ts.json");
 
 /// See the module docs.
 pub(crate) struct FakeCluster {
@@ -34,6 +34,8 @@ pub(crate) struct FakeCluster {
     park_calls: bool,
     /// Linearizable reads of the catalog so far.
     pub catalog_reads: AtomicUsize,
+    /// Proposals so far (any group).
+    pub proposals: AtomicUsize,
     /// Notified when a call starts.
     pub call_started: Notify,
 }
@@ -67,6 +69,7 @@ impl FakeCluster {
             catalog,
             park_calls: false,
             catalog_reads: AtomicUsize::new(0),
+            proposals: AtomicUsize::new(0),
             call_started: Notify::new(),
         }
     }
@@ -89,6 +92,7 @@ impl ClusterApi for FakeCluster {
     }
 
     async fn propose(&self, _partition: u32, _envelope: Envelope) -> Result<Response, ClusterError> {
+        self.proposals.fetch_add(1, Ordering::SeqCst);
         Ok(Response::LeaderAnnounced)
     }
 

@@ -92,3 +92,150 @@ async fn malformed_paths_and_queries_are_json_errors() {
         assert!(body["message"].is_string(), "{uri}: {body}");
     }
 }
+
+fn post(uri: &str, body: serde_json::Value) -> Request<Body> {
+    let mut req = patch(uri, body);
+    *req.method_mut() = axum::http::Method::POST;
+    req
+}
+
+/// `GET /version` has the shape of Restate's `VersionInformation`, which
+/// the `restate` CLI parses before choosing `/v4`: `features` must be there
+/// and a map.
+#[tokio::test]
+async fn version_has_restates_shape() {
+    let router = admin_router(Arc::new(FakeCluster::new()), options());
+    for uri in ["/version", "/v4/version"] {
+        let (status, _, body) = send(&router, request("GET", uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(body["version"].is_string(), "{body}");
+        assert_eq!(body["min_admin_api_version"], 2, "{body}");
+        assert_eq!(body["max_admin_api_version"], 4, "{body}");
+        assert!(body["features"].is_object(), "{body}");
+    }
+}
+
+/// Wrong JSON types in an admin body are a 400 naming the field's path,
+/// without serde's line/column.
+#[tokio::test]
+async fn mistyped_json_fields_are_400_naming_the_path() {
+    let router = admin_router(Arc::new(FakeCluster::new()), options());
+    let mut cases = Vec::new();
+    for field in ["idempotency_retention", "journal_retention", "inactivity_timeout", "abort_timeout"] {
+        for value in [serde_json::json!(5), serde_json::json!(true), serde_json::json!(["1s"])] {
+            cases.push(("/services/Greeter", serde_json::json!({ field: value }), field.to_string()));
+        }
+    }
+    for status in [serde_json::json!(70000), serde_json::json!(-1), serde_json::json!(202.5), serde_json::json!("202")]
+    {
+        let body = serde_json::json!({ "async_responses": { "greet": { "status": status } } });
+        cases.push(("/services/Greeter", body, "async_responses.greet.status".into()));
+    }
+    cases.push(("/services/Greeter", serde_json::json!({ "public": "yes" }), "public".into()));
+    cases.push((
+        "/services/Greeter/state",
+        serde_json::json!({ "object_key": 1, "new_state": {} }),
+        "object_key".into(),
+    ));
+    for (uri, body, path) in cases {
+        let (status, _, answer) = send(&router, patch_or_post(uri, body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(&format!("invalid value for `{path}`: ")), "{body}: {message}");
+        assert!(!message.contains("line 1"), "{body}: {message}");
+    }
+    let (_, _, answer) =
+        send(&router, patch("/services/Greeter", serde_json::json!({ "idempotency_retention": 5 }))).await;
+    assert_eq!(
+        answer["message"],
+        "invalid value for `idempotency_retention`: invalid type: integer `5`, expected a string",
+    );
+}
+
+fn patch_or_post(uri: &str, body: serde_json::Value) -> Request<Body> {
+    if uri.ends_with("/state") { post(uri, body) } else { patch(uri, body) }
+}
+
+/// Errors about the whole body keep saying so: malformed JSON (with its
+/// position), trailing garbage, unknown and missing top-level fields.
+#[tokio::test]
+async fn malformed_bodies_are_400_about_the_body() {
+    let router = admin_router(Arc::new(FakeCluster::new()), options());
+    let raw = |uri: &str, method: &str, body: &'static str| {
+        let mut req = request(method, uri);
+        *req.body_mut() = Body::from(body);
+        req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        req
+    };
+    let cases = [
+        ("PATCH", "/services/Greeter", "{\"public\": tru", "invalid JSON body: "),
+        ("PATCH", "/services/Greeter", "{} x", "invalid JSON body: trailing characters"),
+        ("PATCH", "/services/Greeter", "{\"nope\": 1}", "unknown field `nope`"),
+        ("POST", "/services/Greeter/state", "{\"object_key\": \"k\"}", "missing field `new_state`"),
+        ("PATCH", "/services/Greeter", "2", "invalid JSON body: invalid type: integer `2`"),
+    ];
+    for (method, uri, body, expected) in cases {
+        let (status, _, answer) = send(&router, raw(uri, method, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+}
+
+/// `null` for an optional field of `PATCH /services/{service}` is absent.
+#[tokio::test]
+async fn null_optional_fields_of_a_service_patch_are_absent() {
+    let cluster = Arc::new(FakeCluster::new());
+    let router = admin_router(cluster.clone(), options());
+    let body = serde_json::json!({
+        "public": null, "idempotency_retention": null, "journal_retention": null,
+        "inactivity_timeout": null, "abort_timeout": null, "async_responses": null,
+    });
+    let (status, _, answer) = send(&router, patch("/services/Greeter", body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["name"], "Greeter", "{answer}");
+    assert_eq!(cluster.proposals.load(std::sync::atomic::Ordering::SeqCst), 0, "an empty patch was proposed");
+}
+
+/// A fake SDK endpoint over HTTP/1.1 whose `/discover` answers the test
+/// manifest; its base URI.
+async fn fake_endpoint() -> String {
+    let app = Router::new().route(
+        "/discover",
+        get(|| async {
+            ([(header::CONTENT_TYPE, "application/vnd.restate.endpointmanifest.v4+json")], crate::testing::MANIFEST)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// `POST /deployments` with the `restate` CLI's body (`null` headers) as a
+/// dry run: discovered and validated, answered like the registration
+/// (201, the services it would register), nothing proposed.
+#[tokio::test]
+async fn a_dry_run_with_the_clis_body_registers_nothing() {
+    let cluster = Arc::new(FakeCluster::new());
+    let router = admin_router(cluster.clone(), options());
+    let uri = fake_endpoint().await;
+    let body = serde_json::json!({
+        "uri": uri, "additional_headers": null, "metadata": null, "use_http_11": true,
+        "breaking": false, "force": false, "dry_run": true,
+    });
+    let (status, headers, answer) = send(&router, post("/v4/deployments", body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let id = answer["id"].as_str().expect("id");
+    assert!(id.starts_with("dp_1") && id != "dp_1", "{answer}");
+    assert_eq!(headers[header::LOCATION], format!("deployments/{id}"));
+    let services = answer["services"].as_array().expect("services");
+    assert!(services.iter().any(|s| s["name"] == "Greeter"), "{answer}");
+    assert_eq!(cluster.proposals.load(std::sync::atomic::Ordering::SeqCst), 0, "a dry run proposed");
+    // Wrong types in this body name the field too.
+    let body = serde_json::json!({ "uri": uri, "additional_headers": { "x": 1 } });
+    let (status, _, answer) = send(&router, post("/v4/deployments", body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("invalid value for `additional_headers.x`: "), "{message}");
+}
