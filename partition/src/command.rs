@@ -52,6 +52,7 @@ pub enum Command {
         /// The object key.
         object_key: String,
         /// The complete new state; names absent here are removed.
+        #[serde(with = "crate::codec::byte_map")]
         new_state: StateMap,
         /// Optimistic concurrency: apply only if the current version equals this.
         expected_version: Option<String>,
@@ -86,6 +87,7 @@ pub enum Command {
         /// (set by apply, like the journal length) starts it now.
         record: InvocationRecord,
         /// The raw `InputCommand` frame, journal entry 0.
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
     /// Appends journal entries (raw protocol frames) of a running invocation.
@@ -93,6 +95,7 @@ pub enum Command {
         /// The invocation id.
         id: InvocationKey,
         /// The entries, in order.
+        #[serde(with = "crate::codec::byte_list")]
         entries: Vec<Vec<u8>>,
         /// Positions in `entries` of calls and sends that target a
         /// workflow's run handler: the invoker resolves this from the
@@ -147,6 +150,7 @@ pub enum Command {
         /// The completion id answered.
         completion_id: u32,
         /// The raw `CallCompletionNotification` frame.
+        #[serde(with = "serde_bytes")]
         notification: Vec<u8>,
     },
     /// Removes a shipped outbox message (proposed by the leader's shipper).

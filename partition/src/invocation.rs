@@ -72,7 +72,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InvocationResult {
     /// The handler's output bytes.
-    Success(Vec<u8>),
+    Success(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A terminal failure.
     Failure {
         /// HTTP-like error code (500 by default, 409 for cancel/kill).

@@ -25,7 +25,7 @@
 mod apply;
 pub mod attach;
 pub mod catalog;
-mod codec;
+pub mod codec;
 mod command;
 pub mod idempotency;
 pub mod invocation;

@@ -74,10 +74,32 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Decodes a value written by [`encode`].
+/// The length of [`encode`]'s output for `value`, without building it.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    /// Counts what bincode writes, keeping none of it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(1);
+    // Counting cannot fail; a value bincode cannot encode fails later, in
+    // `encode`, with its real error.
+    let _ = bincode::serde::encode_into_std_write(value, &mut count, bincode::config::standard());
+    count.0
+}
+
+/// Decodes a value written by [`encode`]. The bytes may come from a peer
+/// that lies, so lengths inside are bounded by the input's size
+/// ([`keel_partition::codec::decode_bounded`]).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => Ok(bincode::serde::decode_from_slice(rest, bincode::config::standard())?.0),
+        Some((&FORMAT_V1, rest)) => Ok(keel_partition::codec::decode_bounded(rest)?),
         Some((&v, _)) => Err(CodecError::Version(v)),
         None => Err(CodecError::Version(0)),
     }
