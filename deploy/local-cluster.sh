@@ -13,6 +13,12 @@ bin="${KEEL_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}/release/keel}"
 [ -x "$bin" ] || { echo "keel binary not found at $bin (run scripts/run.sh once, or set KEEL_BIN)" >&2; exit 1; }
 data="${KEEL_CLUSTER_DIR:-$PWD/keel-cluster}"
 mkdir -p "$data"
+# The nodes authenticate each other with a shared secret, made once and
+# readable by this user only.
+secret="$data/cluster-secret"
+if [ ! -s "$secret" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret")
+fi
 
 peers=""
 for i in $(seq 1 "$n"); do
@@ -27,7 +33,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 for i in $(seq 1 "$n"); do
-  "$bin" --node-id "$i" --peers "$peers" --data-dir "$data/node-$i" \
+  "$bin" --node-id "$i" --peers "$peers" --data-dir "$data/node-$i" --cluster-secret-file "$secret" \
     --ingress-addr "127.0.0.1:$((8080 + i - 1))" \
     --admin-addr "127.0.0.1:$((9070 + i - 1))" \
     --node-addr "127.0.0.1:$((5122 + i - 1))" \

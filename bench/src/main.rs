@@ -20,6 +20,7 @@ use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
 use keel_raft::network::{self, Peers};
+use keel_raft::peer_auth::PeerSecurity;
 use keel_raft::router::Router;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -194,9 +195,11 @@ impl BenchCluster {
             let metrics = Arc::new(RaftMetricsSet::register(&mut registry));
             metric_registries.push(registry);
             let db = Db::open(dir.path(), fsync, metrics.clone())?;
-            let peers = Arc::new(Peers::new(addrs.clone()));
+            // A cluster secret, as a real cluster has: its check is part of every RPC.
+            let security = PeerSecurity::new(Some("keel-bench-cluster-secret".into()), None);
+            let peers = Arc::new(Peers::new(addrs.clone(), security.clone()));
             let registry = Registry::start(id, partitions, n.min(3), peers.clone(), &settings, db, metrics).await?;
-            tokio::spawn(network::serve(registry.clone(), listener, std::future::pending()));
+            tokio::spawn(network::serve(registry.clone(), security, listener, std::future::pending()));
             let router = Arc::new(Router::new(registry.clone(), peers));
             registry.set_router(&router);
             routers.push(router);

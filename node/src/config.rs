@@ -54,6 +54,16 @@ const KEYS: &[&str] = &[
     "max_concurrent_invocations",
     "max_inflight_requests",
     "attach_timeout",
+    "http_header_timeout",
+    "http_body_timeout",
+    "max_connections",
+    "cluster_secret_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "insecure_cluster",
+    "admin_token_file",
+    "ingress_token_file",
     "log",
 ];
 
@@ -98,6 +108,14 @@ pub struct Config {
     /// How long an attach request blocks before answering 202 with the
     /// same `Location` (`None`: until the result is there).
     pub attach_timeout: Option<Duration>,
+    /// How long an HTTP client may take to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// How long an HTTP client may take to send a request's body.
+    pub http_body_timeout: Duration,
+    /// Open HTTP connections per server (admin, ingress) at once.
+    pub max_connections: usize,
+    /// Node authentication and client tokens.
+    pub security: Security,
     /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
     pub log: String,
     /// The TOML file that was loaded, if any (for diagnostics).
@@ -170,7 +188,8 @@ struct Cli {
     /// Admin HTTP listen address [env: KEEL_ADMIN_ADDR] [default: 0.0.0.0:9070]
     #[arg(long, value_name = "ADDR")]
     admin_addr: Option<String>,
-    /// Node-to-node gRPC listen address [env: KEEL_NODE_ADDR] [default: 0.0.0.0:5122]
+    /// Node-to-node gRPC listen address [env: KEEL_NODE_ADDR] [default: 0.0.0.0:5122 with
+    /// peers, 127.0.0.1:5122 for a single node]
     #[arg(long, value_name = "ADDR")]
     node_addr: Option<String>,
     /// HOST:PORT peers use to reach this node [env: KEEL_ADVERTISED_ADDR] [default: own peers entry, else 127.0.0.1:<node-addr port>]
@@ -215,6 +234,40 @@ struct Cli {
     /// Location (e.g. 5m, PT30S; 0 = no bound) [env: KEEL_ATTACH_TIMEOUT] [default: 5m]
     #[arg(long, value_name = "DURATION")]
     attach_timeout: Option<String>,
+    /// Time a client has to send a request's headers [env: KEEL_HTTP_HEADER_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    http_header_timeout: Option<String>,
+    /// Time a client has to send a request's body [env: KEEL_HTTP_BODY_TIMEOUT] [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    http_body_timeout: Option<String>,
+    /// Open connections per HTTP server (admin, ingress) [env: KEEL_MAX_CONNECTIONS] [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<String>,
+    /// File holding the secret every node of the cluster shares and checks on
+    /// every node RPC (or its value in KEEL_CLUSTER_SECRET)
+    #[arg(long, value_name = "PATH")]
+    cluster_secret_file: Option<String>,
+    /// This node's TLS certificate (PEM) for mutual TLS on the node port
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<String>,
+    /// This node's TLS private key (PEM)
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<String>,
+    /// The CA (PEM) that signed every node's certificate
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<String>,
+    /// Run a multi-node cluster with neither a secret nor TLS: anyone who
+    /// reaches the node port can take it over [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    insecure_cluster: Option<String>,
+    /// File holding the bearer token the admin API requires (or its value in
+    /// KEEL_ADMIN_TOKEN) [default: none, no authentication]
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<String>,
+    /// File holding the bearer token the ingress requires (or its value in
+    /// KEEL_INGRESS_TOKEN) [default: none, no authentication]
+    #[arg(long, value_name = "PATH")]
+    ingress_token_file: Option<String>,
     /// tracing EnvFilter directives [env: KEEL_LOG] [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -241,6 +294,16 @@ impl Cli {
             ("max_concurrent_invocations", &self.max_concurrent_invocations),
             ("max_inflight_requests", &self.max_inflight_requests),
             ("attach_timeout", &self.attach_timeout),
+            ("http_header_timeout", &self.http_header_timeout),
+            ("http_body_timeout", &self.http_body_timeout),
+            ("max_connections", &self.max_connections),
+            ("cluster_secret_file", &self.cluster_secret_file),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_ca", &self.tls_ca),
+            ("insecure_cluster", &self.insecure_cluster),
+            ("admin_token_file", &self.admin_token_file),
+            ("ingress_token_file", &self.ingress_token_file),
             ("log", &self.log),
         ];
         all.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))).collect()
@@ -401,8 +464,12 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     data_dir.check(|p| !p.as_os_str().is_empty(), "must not be empty")?;
     let ingress_addr = src.value("ingress_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 8080)))?;
     let admin_addr = src.value("admin_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 9070)))?;
-    let node_addr = src.value("node_addr", num::<SocketAddr>, SocketAddr::from(([0, 0, 0, 0], 5122)))?;
     let peers = src.peers()?.filter(|p| !p.value.is_empty());
+    // A node without peers needs no one to reach its node port, so by
+    // default it listens on loopback only.
+    let alone = peers.as_ref().is_none_or(|p| p.value.len() <= 1);
+    let node_ip = if alone { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+    let node_addr = src.value("node_addr", num::<SocketAddr>, SocketAddr::from((node_ip, 5122)))?;
     let advertised_addr = match src.get("advertised_addr", host_port)? {
         Some(v) => v.value,
         None => match peers.as_ref().and_then(|p| p.value.get(&node_id.value)) {
@@ -439,7 +506,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         format!("must be greater than {} ({})", heartbeat_ms.field, heartbeat_ms.value),
     )?;
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
-    max_body_bytes.check(|v| *v >= 1, "must be at least 1")?;
+    // A request becomes one command in one Raft entry, with its headers
+    // and the invocation's fields beside the body: leave room for them.
+    let body_limit = keel_raft::groups::MAX_ENTRY_BYTES - (1 << 20);
+    max_body_bytes.check(|v| (1..=body_limit).contains(v), format!("must be between 1 and {body_limit}"))?;
     let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
     max_invocations
         .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
@@ -447,6 +517,11 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     max_inflight
         .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
     let attach_timeout = src.value("attach_timeout", keel_ingress::parse_duration, Duration::from_secs(300))?;
+    let header_timeout = src.value("http_header_timeout", bounded_duration, Duration::from_secs(30))?;
+    let body_timeout = src.value("http_body_timeout", bounded_duration, Duration::from_secs(60))?;
+    let max_connections = src.value("max_connections", num::<usize>, 10_000)?;
+    max_connections.check(|v| (1..=1_000_000).contains(v), "must be between 1 and 1000000")?;
+    let security = security::load(&src, peers.len())?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
 
@@ -469,10 +544,27 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         max_concurrent_invocations: max_invocations.value,
         max_inflight_requests: max_inflight.value,
         attach_timeout: Some(attach_timeout.value).filter(|d| !d.is_zero()),
+        http_header_timeout: header_timeout.value,
+        http_body_timeout: body_timeout.value,
+        max_connections: max_connections.value,
+        security,
         log: log.value,
         config_file: cli.config,
     })
 }
+
+/// A timeout between 1 ms and a day: zero would refuse every request, and
+/// anything longer is no protection against a slow client.
+fn bounded_duration(s: &str) -> Result<Duration, String> {
+    let d = keel_ingress::parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s:?} must be between 1ms and 1 day"));
+    }
+    Ok(d)
+}
+
+mod security;
+pub use security::{Secret, Security};
 
 #[cfg(test)]
 mod tests;

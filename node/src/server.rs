@@ -1,13 +1,15 @@
 //! Startup, serving and graceful shutdown of one node.
 
 use crate::cluster::NodeCluster;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::lock::lock_data_dir;
 use anyhow::{Context, Result};
+use keel_ingress::{AdminOptions, IngressOptions, ServeOptions};
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
 use keel_raft::network::{self, Peers};
+use keel_raft::peer_auth::{PeerSecurity, PeerTls};
 use keel_raft::router::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +33,8 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     db.check_partition_count(config.partitions)?;
 
-    let peers = Arc::new(Peers::new(config.peers.clone()));
+    let security = peer_security(&config);
+    let peers = Arc::new(Peers::new(config.peers.clone(), security.clone()));
     let settings = RaftSettings {
         heartbeat_ms: config.heartbeat_ms,
         election_timeout_ms: config.election_timeout_ms,
@@ -57,19 +60,27 @@ pub async fn run(config: Config) -> Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let node_server = tokio::spawn(network::serve(registry.clone(), node_listener, stopped(stop_rx.clone())));
-    let admin = keel_ingress::admin_router(cluster.clone(), config.max_body_bytes);
+    let node_server = tokio::spawn(network::serve(registry.clone(), security, node_listener, stopped(stop_rx.clone())));
+    let admin_options =
+        AdminOptions { max_body_bytes: config.max_body_bytes, token: token(&config.security.admin_token) };
+    let admin = keel_ingress::admin_router(cluster.clone(), admin_options);
+    let serve_options = ServeOptions {
+        header_read_timeout: config.http_header_timeout,
+        body_read_timeout: config.http_body_timeout,
+        max_connections: config.max_connections,
+        ..ServeOptions::default()
+    };
     let admin_server =
-        tokio::spawn(axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
-    let options = keel_ingress::IngressOptions {
+        tokio::spawn(keel_ingress::serve(admin_listener, admin, serve_options.clone(), stopped(stop_rx.clone())));
+    let options = IngressOptions {
         max_body_bytes: config.max_body_bytes,
         max_inflight_requests: config.max_inflight_requests,
         attach_timeout: config.attach_timeout,
+        token: token(&config.security.ingress_token),
     };
     let ingress = keel_ingress::ingress_router(cluster.clone(), options);
-    let ingress_server = tokio::spawn(
-        axum::serve(ingress_listener, ingress).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
-    );
+    let ingress_server =
+        tokio::spawn(keel_ingress::serve(ingress_listener, ingress, serve_options, stopped(stop_rx.clone())));
     tracing::info!(
         node_id = config.node_id,
         ingress = %config.ingress_addr,
@@ -85,11 +96,28 @@ pub async fn run(config: Config) -> Result<()> {
     let (a, b) = (admin_server.await, ingress_server.await);
     registry.shutdown().await;
     let c = node_server.await;
-    a??;
-    b??;
+    a?;
+    b?;
     c??;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn token(secret: &Option<Secret>) -> Option<String> {
+    secret.as_ref().map(|s| s.0.clone())
+}
+
+/// This node's credentials towards its peers, from the configuration.
+fn peer_security(config: &Config) -> PeerSecurity {
+    let s = &config.security;
+    if s.insecure_cluster && s.cluster_secret.is_none() && s.tls.is_none() {
+        tracing::warn!(
+            "--insecure-cluster: the node port accepts any peer; anyone who reaches {} can take the cluster over",
+            config.node_addr
+        );
+    }
+    let tls = s.tls.as_ref().map(|t| PeerTls { cert: t.cert.clone(), key: t.key.clone(), ca: t.ca.clone() });
+    PeerSecurity::new(s.cluster_secret.as_ref().map(|x| x.0.clone()), tls)
 }
 
 async fn wait_for_signal() -> Result<()> {

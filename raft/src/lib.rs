@@ -24,6 +24,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod network;
 pub mod outbox;
+pub mod peer_auth;
 pub mod placement;
 pub mod retry;
 pub mod router;

@@ -3,6 +3,7 @@
 //! proposals, leader reads and status queries.
 
 use crate::groups::{GroupStatus, ProposeError, Registry};
+use crate::peer_auth::PeerSecurity;
 use crate::types::{TypeConfig, decode, encode, typ};
 use keel_partition::invocation::InvocationKey;
 use keel_partition::wait::{WaitPolicy, Waited};
@@ -60,16 +61,34 @@ pub enum PeerError {
     },
 }
 
-/// The static peer list and a cache of lazily connected channels to them.
+/// The largest gRPC message a node sends or accepts. Replication splits
+/// its requests to stay below it (see [`split_append`]); an authenticated
+/// peer is needed to make a node buffer anything at all.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// The static peer list, this node's credentials, and a cache of lazily
+/// connected channels to the peers.
 pub struct Peers {
     addrs: BTreeMap<u64, String>,
+    security: PeerSecurity,
     clients: Mutex<HashMap<u64, NodeClient<Channel>>>,
 }
 
 impl Peers {
-    /// Peers from `node id -> host:port`.
-    pub fn new(addrs: BTreeMap<u64, String>) -> Self {
-        Peers { addrs, clients: Mutex::new(HashMap::new()) }
+    /// Peers from `node id -> host:port`, reached with `security`.
+    pub fn new(addrs: BTreeMap<u64, String>, security: PeerSecurity) -> Self {
+        Peers { addrs, security, clients: Mutex::new(HashMap::new()) }
+    }
+
+    /// A request to a peer, carrying this node's credentials; `timeout`
+    /// `Duration::MAX` sets no deadline.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if timeout != Duration::MAX {
+            r.set_timeout(timeout);
+        }
+        self.security.stamp(&mut r);
+        r
     }
 
     /// All node ids, ascending.
@@ -90,14 +109,21 @@ impl Peers {
             return Ok(c.clone());
         }
         let addr = self.addrs.get(&node).ok_or(PeerError::UnknownNode(node))?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| PeerError::BadAddress { node, reason: e.to_string() })?
+        let bad = |reason: String| PeerError::BadAddress { node, reason };
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+        let tls = self.security.client_tls(host.trim_start_matches('[').trim_end_matches(']'));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| bad(e.to_string()))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| bad(format!("TLS: {e}")))?;
+        }
         let client = NodeClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         clients.insert(node, client.clone());
         Ok(client)
     }
@@ -112,12 +138,9 @@ impl Peers {
     ) -> Result<Resp, PeerError> {
         let payload = encode(req).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })?;
         let mut client = self.client(node)?;
-        let mut r = tonic::Request::new(GroupRequest { group_id: group, payload });
         // `Duration::MAX`: no deadline (a call without a wait bound lasts as
         // long as its handler runs).
-        if timeout != Duration::MAX {
-            r.set_timeout(timeout);
-        }
+        let r = self.request(GroupRequest { group_id: group, payload }, timeout);
         let reply = match call {
             Call::Propose => client.propose(r).await,
             Call::Read => client.read(r).await,
@@ -177,9 +200,10 @@ impl Peers {
     /// Asks `node` for its view of the groups it hosts.
     pub async fn status(&self, node: u64, timeout: Duration) -> Result<Vec<GroupStatus>, PeerError> {
         let mut client = self.client(node)?;
-        let mut r = tonic::Request::new(StatusRequest {});
-        r.set_timeout(timeout);
-        let reply = client.status(r).await.map_err(|status| PeerError::Rpc { node, status })?;
+        let reply = client
+            .status(self.request(StatusRequest {}, timeout))
+            .await
+            .map_err(|status| PeerError::Rpc { node, status })?;
         decode(&reply.into_inner().payload).map_err(|e| PeerError::BadReply { node, reason: e.to_string() })
     }
 }
@@ -239,9 +263,22 @@ impl GroupNetwork {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_encoded(kind, payload, option).await
+    }
+
+    async fn call_encoded<Resp, E>(
+        &mut self,
+        kind: RaftKind,
+        payload: Vec<u8>,
+        option: RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let mut client = self.peers.client(self.target).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut request = tonic::Request::new(RaftRequest { group_id: self.group, kind: kind as i32, payload });
-        request.set_timeout(option.hard_ttl());
+        let request =
+            self.peers.request(RaftRequest { group_id: self.group, kind: kind as i32, payload }, option.hard_ttl());
         let reply = client.raft(request).await.map_err(|status| match status.code() {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
             _ => RPCError::Network(NetworkError::new(&status)),
@@ -258,7 +295,19 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(RaftKind::AppendEntries, &rpc, option).await
+        let payload = encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if payload.len() <= MAX_APPEND_BYTES || rpc.entries.len() <= 1 {
+            return self.call_encoded(RaftKind::AppendEntries, payload, option).await;
+        }
+        // Too big for one message: send the entries that fit and report a
+        // partial success, which openraft documents for exactly this; its
+        // next round sends the rest.
+        let head = fitting_prefix(rpc, MAX_APPEND_BYTES, |e| encode(e).map_or(usize::MAX, |b| b.len()));
+        let sent = head.entries.last().map(|e| e.log_id);
+        match self.call(RaftKind::AppendEntries, &head, option).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(sent)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(
@@ -278,33 +327,74 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
     }
 }
 
+/// How often the node port pings a connected peer, and how long it waits
+/// for the answer before closing the connection.
+const PEER_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Above this many encoded bytes an append-entries request is split (one
+/// entry alone may be larger: [`crate::groups::MAX_ENTRY_BYTES`] keeps it
+/// well below [`MAX_MESSAGE_BYTES`]).
+const MAX_APPEND_BYTES: usize = 16 << 20;
+
+/// The longest prefix of `rpc`'s entries whose sizes (by `size`) add up to
+/// at most `limit`, and at least one entry, as a request of its own. Its
+/// `leader_commit` is capped at its last entry: a follower must not take
+/// an index it has not received as committed on the strength of this
+/// request (the leader's entries up to its commit index are committed, so
+/// the capped id still is).
+fn fitting_prefix(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+    limit: usize,
+    size: impl Fn(&typ::Entry) -> usize,
+) -> AppendEntriesRequest<TypeConfig> {
+    let mut total = 0usize;
+    let keep = rpc
+        .entries
+        .iter()
+        .position(|e| {
+            total = total.saturating_add(size(e));
+            total > limit
+        })
+        .map_or(rpc.entries.len(), |first_over| first_over.max(1));
+    rpc.entries.truncate(keep);
+    if let (Some(last), Some(commit)) = (rpc.entries.last(), rpc.leader_commit)
+        && commit.index > last.log_id.index
+    {
+        rpc.leader_commit = Some(last.log_id);
+    }
+    rpc
+}
+
 /// The server side of the node service.
 pub struct NodeService {
     registry: Arc<Registry>,
 }
 
-impl NodeService {
-    /// A tonic server for `registry`'s groups.
-    pub fn server(registry: Arc<Registry>) -> proto::node_server::NodeServer<NodeService> {
-        proto::node_server::NodeServer::new(NodeService { registry })
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20)
-    }
-}
-
-/// Serves the node service on `listener` until `shutdown` resolves. Accepted
-/// connections get `TCP_NODELAY`: Raft RPCs are small request/response
-/// exchanges that Nagle's algorithm would delay by tens of milliseconds.
+/// Serves the node service on `listener` until `shutdown` resolves, to
+/// peers that pass `security` (checked on each request's headers, before
+/// its body is read). Accepted connections get `TCP_NODELAY`: Raft RPCs are
+/// small request/response exchanges that Nagle's algorithm would delay by
+/// tens of milliseconds.
 pub async fn serve(
     registry: Arc<Registry>,
+    security: PeerSecurity,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(NodeService::server(registry))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    // Pings find peers that went silent mid-frame (or vanished): one that
+    // does not answer within the timeout loses its connection.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(PEER_PING_INTERVAL))
+        .http2_keepalive_timeout(Some(PEER_PING_INTERVAL));
+    if let Some(tls) = security.server_tls() {
+        builder = builder.tls_config(tls)?;
+    }
+    let service = proto::node_server::NodeServer::new(NodeService { registry })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let checked = tonic::service::interceptor::InterceptedService::new(service, move |r| security.check(r));
+    builder.add_service(checked).serve_with_incoming_shutdown(incoming, shutdown).await
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<tonic::Response<Reply>, tonic::Status> {
@@ -359,5 +449,47 @@ impl proto::node_server::Node for NodeService {
 
     async fn status(&self, _request: tonic::Request<StatusRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
         reply(&self.registry.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    fn log_id(index: u64) -> typ::LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn request(entries: u64, commit: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(10)),
+            entries: (11..11 + entries)
+                .map(|i| typ::Entry { log_id: log_id(i), payload: EntryPayload::Blank })
+                .collect(),
+            leader_commit: Some(log_id(commit)),
+        }
+    }
+
+    #[test]
+    fn a_prefix_fits_the_limit_and_caps_the_commit() {
+        // Ten entries of 30 bytes, limit 100: three fit.
+        let head = fitting_prefix(request(10, 18), 100, |_| 30);
+        assert_eq!(head.entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![11, 12, 13]);
+        assert_eq!(head.prev_log_id, Some(log_id(10)));
+        assert_eq!(head.leader_commit, Some(log_id(13)));
+        // A commit index below the prefix's end stays as it is.
+        assert_eq!(fitting_prefix(request(10, 12), 100, |_| 30).leader_commit, Some(log_id(12)));
+    }
+
+    #[test]
+    fn one_oversized_entry_still_goes_alone() {
+        let head = fitting_prefix(request(3, 13), 100, |_| 500);
+        assert_eq!(head.entries.len(), 1);
+        assert_eq!(head.leader_commit, Some(log_id(11)));
+        // Everything fits: nothing changes.
+        let all = fitting_prefix(request(3, 13), 100, |_| 10);
+        assert_eq!((all.entries.len(), all.leader_commit), (3, Some(log_id(13))));
     }
 }

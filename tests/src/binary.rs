@@ -85,9 +85,17 @@ pub fn send_signal(pid: u32, sig: libc::c_int) -> Result<()> {
     Ok(())
 }
 
+/// The cluster secret every node started by these tests shares (given as
+/// `KEEL_CLUSTER_SECRET`): a multi-node cluster refuses to start without
+/// one. Tests of the refusal remove the variable.
+pub const E2E_CLUSTER_SECRET: &str = "keel-e2e-cluster-secret";
+
 pub(crate) fn base_command(bin: &Path) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.env("RUST_BACKTRACE", "1").stdin(Stdio::null()).kill_on_drop(true);
+    cmd.env("RUST_BACKTRACE", "1")
+        .env("KEEL_CLUSTER_SECRET", E2E_CLUSTER_SECRET)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
     unsafe {
@@ -112,8 +120,24 @@ pub struct RunOutput {
 /// Runs `keel ARGS` to completion, capturing stdout and stderr. Fails if it
 /// is still running after `timeout` (it is then killed).
 pub async fn run_keel_to_exit(args: &[String], timeout: Duration) -> Result<RunOutput> {
+    run_keel_to_exit_with_env(args, &[], timeout).await
+}
+
+/// [`run_keel_to_exit`] with environment changes: `(name, Some(value))`
+/// sets a variable, `(name, None)` removes it (e.g. the cluster secret).
+pub async fn run_keel_to_exit_with_env(
+    args: &[String],
+    env: &[(&str, Option<&str>)],
+    timeout: Duration,
+) -> Result<RunOutput> {
     let bin = keel_bin();
     let mut cmd = base_command(&bin);
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().with_context(|| format!("cannot spawn {}", bin.display()))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {

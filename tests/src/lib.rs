@@ -70,7 +70,10 @@ mod sdk;
 mod views;
 
 pub use api::{Api, http_client};
-pub use binary::{RunOutput, free_ports, keel_bin, peers_arg, run_keel_to_exit, send_signal};
+pub use binary::{
+    E2E_CLUSTER_SECRET, RunOutput, free_ports, keel_bin, peers_arg, run_keel_to_exit, run_keel_to_exit_with_env,
+    send_signal,
+};
 pub use cli::{CLI_TIMEOUT, CliOutput, RestateCli, restate_cli_bin};
 pub use cluster::Cluster;
 pub use limits::{

@@ -32,7 +32,8 @@ fn defaults() {
     assert_eq!((c.node_id, c.data_dir.to_str()), (1, Some("./keel-data")));
     assert_eq!(c.ingress_addr.to_string(), "0.0.0.0:8080");
     assert_eq!(c.admin_addr.to_string(), "0.0.0.0:9070");
-    assert_eq!(c.node_addr.to_string(), "0.0.0.0:5122");
+    // Alone, the node port listens on loopback only.
+    assert_eq!(c.node_addr.to_string(), "127.0.0.1:5122");
     assert_eq!(c.advertised_addr, "127.0.0.1:5122");
     assert_eq!(c.peers, BTreeMap::from([(1, "127.0.0.1:5122".to_string())]));
     assert_eq!((c.partitions, c.replication_factor, c.fsync), (8, 1, true));
@@ -92,9 +93,10 @@ fn precedence_flag_over_file_over_env() {
 fn peers_string_form_from_flag_and_env() {
     let p = "1=127.0.0.1:5122, 2=127.0.0.1:5123,3=node-c:5124,4=[::1]:5125";
     for c in [
-        load(&["--node-id", "2", "--peers", p], &[]).unwrap(),
-        load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p)]).unwrap(),
+        load(&["--node-id", "2", "--peers", p, "--insecure-cluster"], &[]).unwrap(),
+        load(&[], &[("KEEL_NODE_ID", "2"), ("KEEL_PEERS", p), ("KEEL_CLUSTER_SECRET", SECRET)]).unwrap(),
     ] {
+        assert_eq!(c.node_addr.to_string(), "0.0.0.0:5122");
         assert_eq!(c.peers.len(), 4);
         assert_eq!(c.peers[&3], "node-c:5124");
         assert_eq!(c.peers[&4], "[::1]:5125");
@@ -106,11 +108,11 @@ fn peers_string_form_from_flag_and_env() {
 #[test]
 fn peers_toml_table_and_string_forms() {
     let table = TempToml::new("node_id = 1\n[peers]\n1 = \"10.0.0.1:5122\"\n2 = \"10.0.0.2:5122\"\n");
-    let c = load(&[&table.arg()], &[]).unwrap();
+    let c = load(&[&table.arg()], &[("KEEL_CLUSTER_SECRET", SECRET)]).unwrap();
     assert_eq!(c.peers, BTreeMap::from([(1, "10.0.0.1:5122".into()), (2, "10.0.0.2:5122".into())]));
     assert_eq!((c.advertised_addr.as_str(), c.replication_factor), ("10.0.0.1:5122", 2));
     let string = TempToml::new("node_id = 2\npeers = \"1=a:1,2=b:2\"\nadvertised_addr = \"b-public:2\"\n");
-    let c = load(&[&string.arg()], &[]).unwrap();
+    let c = load(&[&string.arg(), "--insecure-cluster=true"], &[]).unwrap();
     assert_eq!(c.peers, BTreeMap::from([(1, "a:1".into()), (2, "b:2".into())]));
     assert_eq!(c.advertised_addr, "b-public:2");
 }
@@ -123,6 +125,49 @@ fn single_node_default_peers_is_self() {
     let c = load(&["--node-id", "7", "--advertised-addr", "host:1", "--peers", ""], &[]).unwrap();
     assert_eq!(c.peers, BTreeMap::from([(7, "host:1".to_string())]));
     assert_eq!(c.replication_factor, 1);
+}
+
+const SECRET: &str = "a-cluster-secret-of-some-length";
+
+#[test]
+fn secrets_come_from_files_or_values_and_are_not_printed() {
+    let file = TempToml::new("  file-secret-0123456789\n");
+    let c = load(
+        &["--peers", "1=a:1,2=b:2", "--cluster-secret-file", file.0.to_str().unwrap()],
+        &[("KEEL_CLUSTER_SECRET", SECRET), ("KEEL_ADMIN_TOKEN", "adm"), ("KEEL_INGRESS_TOKEN", "ing")],
+    )
+    .unwrap();
+    // The file wins over the value in the environment; whitespace is trimmed.
+    assert_eq!(c.security.cluster_secret, Some(Secret("file-secret-0123456789".into())));
+    assert_eq!(c.security.admin_token, Some(Secret("adm".into())));
+    assert_eq!(c.security.ingress_token, Some(Secret("ing".into())));
+    assert!(!format!("{c:?}").contains("file-secret") && !format!("{c:?}").contains("adm\""));
+    let c = load(&["--admin-token-file", file.0.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(c.security.admin_token, Some(Secret("file-secret-0123456789".into())));
+    assert_eq!((c.security.cluster_secret.as_ref(), c.security.ingress_token.as_ref()), (None, None));
+}
+
+#[test]
+fn mutual_tls_reads_pem_files() {
+    let pem = TempToml::new("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let path = pem.0.to_str().unwrap();
+    let c = load(&["--peers", "1=a:1,2=b:2", "--tls-cert", path, "--tls-key", path, "--tls-ca", path], &[]).unwrap();
+    let tls = c.security.tls.expect("tls configured");
+    assert!(tls.ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    let not_pem = TempToml::new("hello");
+    let e = load(&["--tls-cert", path, "--tls-key", not_pem.0.to_str().unwrap(), "--tls-ca", path], &[]).unwrap_err();
+    assert_eq!(e.field, "--tls-key");
+}
+
+#[test]
+fn http_limits() {
+    let c = load(&[], &[]).unwrap();
+    assert_eq!((c.http_header_timeout, c.http_body_timeout), (Duration::from_secs(30), Duration::from_secs(60)));
+    assert_eq!(c.max_connections, 10_000);
+    let c =
+        load(&["--http-header-timeout", "PT2S", "--http-body-timeout", "5s", "--max-connections", "7"], &[]).unwrap();
+    assert_eq!((c.http_header_timeout, c.http_body_timeout), (Duration::from_secs(2), Duration::from_secs(5)));
+    assert_eq!(c.max_connections, 7);
 }
 
 #[test]
@@ -157,7 +202,22 @@ fn errors_name_their_field() {
         ("", &[], &[("KEEL_PEERS", "1=a:1,1=b:2")], "KEEL_PEERS"),
         ("", &["--peers", "1=nohost"], &[], "--peers"),
         ("", &["--peers", "x=a:1"], &[], "--peers"),
-        ("", &["--peers", "1=a:1,2=b:2", "--replication-factor", "3"], &[], "--replication-factor"),
+        (
+            "",
+            &["--peers", "1=a:1,2=b:2", "--insecure-cluster", "--replication-factor", "3"],
+            &[],
+            "--replication-factor",
+        ),
+        ("", &["--peers", "1=a:1,2=b:2"], &[], "--cluster-secret-file"),
+        ("", &["--peers", "1=a:1,2=b:2"], &[("KEEL_CLUSTER_SECRET", "short")], "KEEL_CLUSTER_SECRET"),
+        ("", &["--cluster-secret-file", "/no/such/secret"], &[], "--cluster-secret-file"),
+        ("", &["--ingress-token-file", "/dev/null"], &[], "--ingress-token-file"),
+        ("", &["--tls-cert", "/c.pem", "--tls-ca", "/ca.pem"], &[], "--tls-key"),
+        ("", &["--insecure-cluster", "perhaps"], &[], "--insecure-cluster"),
+        ("", &["--http-header-timeout", "0s"], &[], "--http-header-timeout"),
+        ("", &[], &[("KEEL_HTTP_BODY_TIMEOUT", "PT-1S")], "KEEL_HTTP_BODY_TIMEOUT"),
+        ("", &["--http-body-timeout", "400days"], &[], "--http-body-timeout"),
+        ("", &["--max-connections", "0"], &[], "--max-connections"),
         ("", &[], &[("KEEL_REPLICATION_FACTOR", "0")], "KEEL_REPLICATION_FACTOR"),
         ("", &["--election-timeout-ms", "100"], &[], "--election-timeout-ms"),
         ("heartbeat_ms = 900\nelection_timeout_ms = 900\n", &[], &[], "election_timeout_ms"),
@@ -168,6 +228,7 @@ fn errors_name_their_field() {
         ("", &[], &[("KEEL_ADMIN_ADDR", "1.2.3.4")], "KEEL_ADMIN_ADDR"),
         ("", &["--advertised-addr", "host:0"], &[], "--advertised-addr"),
         ("", &["--max-body-bytes=-1"], &[], "--max-body-bytes"),
+        ("", &["--max-body-bytes=40000000"], &[], "--max-body-bytes"),
         ("", &["--max-concurrent-invocations", "0"], &[], "--max-concurrent-invocations"),
         ("", &["--log", "keel=loud"], &[], "--log"),
         ("", &["--data-dir="], &[], "--data-dir"),
