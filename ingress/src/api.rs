@@ -20,6 +20,9 @@ pub enum ClusterError {
     /// A bug or storage failure: 500.
     #[error("{0}")]
     Internal(String),
+    /// The request cannot fit one replicated log entry: 413.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The cluster as seen by the HTTP handlers.

@@ -44,6 +44,7 @@ impl From<ClusterError> for ApiError {
                 restate_code: None,
             },
             ClusterError::Internal(message) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+            ClusterError::TooLarge(message) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
         }
     }
 }

@@ -22,6 +22,7 @@ fn map_route_error(e: RouteError) -> ClusterError {
             ClusterError::Unavailable { message: e.to_string(), retry_after_secs: 1 }
         }
         RouteError::UnknownPartition(_) => ClusterError::Internal(e.to_string()),
+        RouteError::TooLarge(message) => ClusterError::TooLarge(message),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::network::{NetworkFactory, Peers};
 use crate::placement::replica_sets;
 use crate::router::Router;
 use crate::state_machine::{GroupView, StateMachine};
-use crate::types::{Batch, typ};
+use crate::types::{Batch, encoded_len, typ};
 use crate::waiters::Waiters;
 use keel_endpoint::EndpointClient;
 use keel_partition::invocation::{InvocationKey, InvocationOutcome, Status};
@@ -22,6 +22,7 @@ use openraft::{BasicNode, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +42,14 @@ pub enum ProposeError {
     /// The leader could not commit in time (lost quorum, overload, shutdown).
     #[error("{0}")]
     Unavailable(String),
+    /// The command alone is larger than one Raft entry may be.
+    #[error("the command is {size} bytes encoded, more than the {limit} bytes one log entry may hold")]
+    TooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// [`MAX_ENTRY_BYTES`].
+        limit: usize,
+    },
 }
 
 /// This node's view of one group, reported by `/cluster` and the `Status` RPC.
@@ -102,12 +111,25 @@ pub enum RegistryError {
 
 /// Upper bound of commands merged into one Raft entry.
 const MAX_BATCH: usize = 1024;
+/// Upper bound of the encoded commands merged into one Raft entry. Every
+/// entry is replicated in one message, so this keeps each far below the
+/// gRPC limit ([`crate::network::MAX_MESSAGE_BYTES`]); a single command
+/// larger than this is refused ([`ProposeError::TooLarge`]) rather than
+/// left to fail replication over and over.
+pub const MAX_ENTRY_BYTES: usize = 16 << 20;
+/// Encoded bytes of commands that may wait in a group's proposal queue
+/// before large commands are refused.
+const MAX_QUEUED_BYTES: usize = 2 * MAX_ENTRY_BYTES;
+/// Commands up to this size are admitted whatever the queue holds.
+const SMALL_COMMAND_BYTES: usize = 64 << 10;
 /// How long a leader waits for a proposal or read to commit before answering
 /// `Unavailable` (instead of hanging while quorum is lost).
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Proposal {
     envelope: Envelope,
+    /// The envelope's encoded size.
+    size: usize,
     reply: oneshot::Sender<Result<Response, ProposeError>>,
 }
 
@@ -120,6 +142,8 @@ pub struct Group {
     /// Replica node ids.
     pub replicas: Vec<u64>,
     proposer: mpsc::Sender<Proposal>,
+    /// Encoded bytes in the proposal queue (taken off by the proposer).
+    queued: Arc<AtomicUsize>,
     committed: Arc<CommittedIndex>,
     /// The node's database, for the leader's local reads.
     pub db: Arc<Db>,
@@ -158,8 +182,24 @@ impl Group {
         envelope: Envelope,
     ) -> Result<impl Future<Output = Result<Response, ProposeError>> + Send + 'static, ProposeError> {
         let (reply, rx) = oneshot::channel();
+        let size = encoded_len(&envelope);
+        if size > MAX_ENTRY_BYTES {
+            return Err(ProposeError::TooLarge { size, limit: MAX_ENTRY_BYTES });
+        }
+        // Admission by bytes: commands wait in the queue in order, so every
+        // queued byte delays whoever comes next. Large commands beyond the
+        // budget are refused (the client retries); small ones always get in,
+        // so a flood of large requests cannot starve them.
+        let queued = self.queued.load(Ordering::Relaxed);
+        if size > SMALL_COMMAND_BYTES && queued.saturating_add(size) > MAX_QUEUED_BYTES {
+            return Err(ProposeError::Unavailable(format!(
+                "partition {} is overloaded: {queued} bytes of commands wait to commit; retry later",
+                self.id
+            )));
+        }
+        self.queued.fetch_add(size, Ordering::Relaxed);
         self.proposer
-            .send(Proposal { envelope, reply })
+            .send(Proposal { envelope, size, reply })
             .await
             .map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))?;
         Ok(async move { rx.await.map_err(|_| ProposeError::Unavailable("partition is shutting down".into()))? })
@@ -420,12 +460,14 @@ impl GroupStarter<'_> {
             tokio::spawn(bootstrap(raft.clone(), id, members, delay));
         }
         let (proposer, proposals) = mpsc::channel(MAX_BATCH);
-        tokio::spawn(run_proposer(id, raft.clone(), proposals, self.metrics.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run_proposer(id, raft.clone(), proposals, queued.clone(), self.metrics.clone()));
         let group = Arc::new(Group {
             id,
             raft,
             replicas: replicas.to_vec(),
             proposer,
+            queued,
             committed,
             db: self.db.clone(),
             client: self.client.clone(),
@@ -510,18 +552,40 @@ fn group_status(g: &Group) -> GroupStatus {
 /// (group commit). One batch is in flight at a time: while it commits, new
 /// proposals queue up and form the next batch, so batches grow with load
 /// (measured: more batches in flight only made them smaller and slower).
-async fn run_proposer(group: u32, raft: typ::Raft, mut rx: mpsc::Receiver<Proposal>, metrics: Arc<RaftMetricsSet>) {
+async fn run_proposer(
+    group: u32,
+    raft: typ::Raft,
+    mut rx: mpsc::Receiver<Proposal>,
+    queued: Arc<AtomicUsize>,
+    metrics: Arc<RaftMetricsSet>,
+) {
     let label = GroupLabel { partition: group };
+    // A proposal that did not fit the previous batch opens the next one
+    // (proposals stay in order: an attempt's pipelined entries rely on it).
+    let mut carried: Option<Proposal> = None;
     // Cancellation-safe: `recv` loses nothing when the loop ends, and the
     // loop only ends when every sender is gone.
-    while let Some(first) = rx.recv().await {
+    let take = |p: Proposal| {
+        queued.fetch_sub(p.size, Ordering::Relaxed);
+        p
+    };
+    while let Some(first) = match carried.take() {
+        Some(p) => Some(p),
+        None => rx.recv().await.map(take),
+    } {
+        let mut bytes = first.size;
         let mut envelopes = vec![first.envelope];
         let mut replies = vec![first.reply];
         while envelopes.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => {
+            match rx.try_recv().map(take) {
+                Ok(p) if bytes.saturating_add(p.size) <= MAX_ENTRY_BYTES => {
+                    bytes += p.size;
                     envelopes.push(p.envelope);
                     replies.push(p.reply);
+                }
+                Ok(p) => {
+                    carried = Some(p);
+                    break;
                 }
                 Err(_) => break,
             }

@@ -633,6 +633,9 @@ fn refused(e: ProposeError) -> Next {
     match e {
         ProposeError::NotLeader { .. } | ProposeError::NoSuchGroup(_) => Next::Stop("no longer the leader".into()),
         ProposeError::Unavailable(e) => Next::Retry(Failure::transient(e)),
+        // The SDK sent an entry no log entry can hold; replaying would send
+        // it again, so an operator has to decide (fix the handler, kill).
+        e @ ProposeError::TooLarge { .. } => Next::Retry(Failure::too_large(e.to_string())),
     }
 }
 

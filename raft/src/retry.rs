@@ -107,6 +107,11 @@ impl Failure {
         Failure { code: 500, message: message.into(), behavior: ErrorBehavior::Retry, next_retry_delay: None }
     }
 
+    /// An entry too large to journal: retrying cannot help, so pause.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Failure { code: 413, message: message.into(), behavior: ErrorBehavior::Pause, next_retry_delay: None }
+    }
+
     /// The failure an SDK reported with an `ErrorMessage`.
     pub fn from_sdk(error: &ErrorMessage) -> Self {
         Failure {

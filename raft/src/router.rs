@@ -44,6 +44,9 @@ pub enum RouteError {
     /// The partition id is out of range.
     #[error("no partition {0}")]
     UnknownPartition(u32),
+    /// The command cannot fit one log entry.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Routes proposals and reads to leaders.
@@ -174,6 +177,7 @@ impl Router {
                     Err(ProposeError::Unavailable(reason)) => {
                         return Err(RouteError::Unavailable { partition, reason });
                     }
+                    Err(e @ ProposeError::TooLarge { .. }) => return Err(RouteError::TooLarge(e.to_string())),
                 },
             };
             let last_error = match step {
