@@ -7,7 +7,7 @@ mod invocation_support;
 
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
-use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Reply, Sdk, poll_until, run_test};
+use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, POLL_INTERVAL, Reply, Sdk, poll_until, run_test};
 use serde_json::{Value, json};
 
 /// `POST path` with a JSON `body` and extra `headers`.
@@ -204,10 +204,15 @@ async fn custom_scenario() -> Result<()> {
 
 /// One node with `--max-inflight-requests 2`; the TypeScript services.
 /// Two calls of `Signup/{o1,o2}/run` block on their promises and hold both
-/// slots: `/restate/health` then answers 429 with the JSON error (source
-/// ingress) and `Retry-After: 1`. Once the two callers hang up the ingress
-/// serves again; both runs are still there: confirming them makes their
-/// attach answer "confirmed:…".
+/// slots: a third call then answers 429 with the JSON error (source
+/// ingress) and `Retry-After: 1`, while `/restate/health` (which takes no
+/// slot) still answers 200. The probing calls compete for the slots with
+/// the two calls they wait for (a probe in flight when those arrive leaves
+/// one of them a 429), so each blocked caller retries while refused, as a
+/// client told `Retry-After` would; a refused run was never created, so its
+/// retry is the first run, not a duplicate. Once the two callers hang up
+/// the ingress serves again; both runs are still there: confirming them
+/// makes their attach answer "confirmed:…".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overload_is_429() {
     run_test("overload_is_429", overload_scenario()).await;
@@ -222,21 +227,31 @@ async fn overload_scenario() -> Result<()> {
         .into_iter()
         .map(|key| {
             let api = api.clone();
-            tokio::spawn(async move { post(&api, &format!("/Signup/{key}/run"), "\"x\"", &[]).await })
+            tokio::spawn(async move {
+                loop {
+                    let reply = post(&api, &format!("/Signup/{key}/run"), "\"x\"", &[]).await?;
+                    if reply.status != 429 {
+                        return anyhow::Ok(reply);
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            })
         })
         .collect();
     let refused = poll_until(LEADER_TIMEOUT, "the ingress to refuse a third request", async || {
-        let reply = get(&api, "/restate/health").await?;
+        let reply = post(&api, "/Greeter/greet", "\"third\"", &[]).await?;
         Ok((reply.status == 429).then_some(reply))
     })
     .await?;
     expect_error(&refused, 429, "ingress")?;
     ensure!(refused.header("retry-after") == Some("1"), "Retry-After of {refused:?}");
+    ensure!(blocked.iter().all(|task| !task.is_finished()), "a blocked call ended before the third was refused");
+    get(&api, "/restate/health").await?.expect_status(200).context("health during the overload")?;
     for task in &blocked {
         task.abort();
     }
     poll_until(LEADER_TIMEOUT, "the ingress to serve again", async || {
-        Ok((get(&api, "/restate/health").await?.status == 200).then_some(()))
+        Ok((post(&api, "/Greeter/greet", "\"again\"", &[]).await?.status == 200).then_some(()))
     })
     .await?;
     for key in ["o1", "o2"] {

@@ -83,6 +83,40 @@ async fn parked_calls_do_not_block_completions() {
     parked.abort();
 }
 
+/// A call refused for overload has done nothing yet: the permit is taken
+/// before the path is even parsed, so no invocation was proposed and the
+/// client's retry (what `Retry-After` asks for) is the first attempt, not a
+/// duplicate. For a workflow's run this matters: a duplicate run is 409.
+/// (A probe racing two blocking calls for two permits leaves one of them
+/// this 429; the e2e test `overload_is_429` retries it.)
+#[tokio::test]
+async fn a_refused_call_proposes_nothing_and_may_be_retried() {
+    let cluster = Arc::new(FakeCluster::new().parking());
+    let router = ingress_router(cluster.clone(), IngressOptions { max_inflight_requests: 1, ..options() });
+    let parked = tokio::spawn({
+        let router = router.clone();
+        async move { send(&router, request("POST", "/Greeter/greet")).await }
+    });
+    cluster.call_started.notified().await;
+    let run = || {
+        let mut req = request("POST", "/Signup/o1/run");
+        req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        *req.body_mut() = axum::body::Body::from("\"x\"");
+        req
+    };
+    let (status, headers, body) = send(&router, run()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], HeaderValue::from(1));
+    assert_eq!(cluster.proposals.load(Ordering::SeqCst), 0, "a refused run proposed");
+    parked.abort();
+    assert!(parked.await.is_err_and(|e| e.is_cancelled()));
+    // The parked call's permit is back: the retry runs (the fake knows no
+    // invocation to attach to, hence 404), proposing the run once.
+    let (status, _, body) = send(&router, run()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(cluster.proposals.load(Ordering::SeqCst), 1);
+}
+
 /// With a token, every route but `/restate/health` needs it (the fallback
 /// that serves calls included); 401 with a JSON message and
 /// `WWW-Authenticate: Bearer` otherwise.
