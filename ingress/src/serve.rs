@@ -83,8 +83,10 @@ impl Default for ServeOptions {
 ///
 /// Like `axum::serve`, each connection speaks HTTP/1.1 or HTTP/2 with prior
 /// knowledge (h2c), told apart by the first bytes (hyper-util's `auto`
-/// builder), and accepted sockets get `TCP_NODELAY` so small responses are
-/// not held back by Nagle's algorithm.
+/// builder). Accepted sockets keep Nagle's algorithm, as with `axum::serve`:
+/// hyper writes each response in one vectored write, so nothing waits on
+/// it, and with `TCP_NODELAY` the ingress served 7–10% fewer requests at 16
+/// connections (BENCHMARKS.md, 2026-12-07).
 ///
 /// Slow clients are bounded as the [module docs](self) describe. The
 /// ingress's in-flight permit (its `admit` middleware) is not at stake while
@@ -181,9 +183,6 @@ async fn connection(
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("cannot set TCP_NODELAY: {e}");
-    }
     // hyper's HTTP/1 header timer starts only once the protocol is known, and
     // telling HTTP/1 from HTTP/2 waits for the first bytes with no timer at
     // all (nor does HTTP/2 time its handshake): a client that connects and
