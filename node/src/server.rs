@@ -9,7 +9,7 @@ use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::metrics::RaftMetricsSet;
 use keel_raft::network::{self, Peers};
-use keel_raft::peer_auth::{PeerSecurity, PeerTls};
+use keel_raft::peer_auth::PeerSecurity;
 use keel_raft::router::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +103,7 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// A configured secret's value, as the servers take it.
 fn token(secret: &Option<Secret>) -> Option<String> {
     secret.as_ref().map(|s| s.0.clone())
 }
@@ -116,8 +117,7 @@ fn peer_security(config: &Config) -> PeerSecurity {
             config.node_addr
         );
     }
-    let tls = s.tls.as_ref().map(|t| PeerTls { cert: t.cert.clone(), key: t.key.clone(), ca: t.ca.clone() });
-    PeerSecurity::new(s.cluster_secret.as_ref().map(|x| x.0.clone()), tls)
+    PeerSecurity::new(token(&s.cluster_secret), s.tls.clone())
 }
 
 async fn wait_for_signal() -> Result<()> {

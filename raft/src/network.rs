@@ -4,7 +4,7 @@
 
 use crate::groups::{GroupStatus, ProposeError, Registry};
 use crate::peer_auth::PeerSecurity;
-use crate::types::{TypeConfig, decode, encode, typ};
+use crate::types::{TypeConfig, decode, encode, encoded_len, typ};
 use keel_partition::invocation::InvocationKey;
 use keel_partition::wait::{WaitPolicy, Waited};
 use openraft::BasicNode;
@@ -62,7 +62,7 @@ pub enum PeerError {
 }
 
 /// The largest gRPC message a node sends or accepts. Replication splits
-/// its requests to stay below it (see [`split_append`]); an authenticated
+/// its requests to stay below it (see [`fitting_prefix`]); an authenticated
 /// peer is needed to make a node buffer anything at all.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
@@ -302,7 +302,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         // Too big for one message: send the entries that fit and report a
         // partial success, which openraft documents for exactly this; its
         // next round sends the rest.
-        let head = fitting_prefix(rpc, MAX_APPEND_BYTES, |e| encode(e).map_or(usize::MAX, |b| b.len()));
+        let head = fitting_prefix(rpc, MAX_APPEND_BYTES, encoded_len);
         let sent = head.entries.last().map(|e| e.log_id);
         match self.call(RaftKind::AppendEntries, &head, option).await? {
             AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(sent)),
@@ -481,6 +481,15 @@ mod tests {
         assert_eq!(head.leader_commit, Some(log_id(13)));
         // A commit index below the prefix's end stays as it is.
         assert_eq!(fitting_prefix(request(10, 12), 100, |_| 30).leader_commit, Some(log_id(12)));
+    }
+
+    #[test]
+    fn entries_are_measured_as_encoded() {
+        for entry in request(3, 13).entries {
+            assert_eq!(encoded_len(&entry), encode(&entry).unwrap().len());
+        }
+        let rpc = request(5, 13);
+        assert_eq!(encoded_len(&rpc), encode(&rpc).unwrap().len());
     }
 
     #[test]

@@ -24,8 +24,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 /// The metadata key of the secret (`-bin`: arbitrary bytes, base64 on the wire).
 const SECRET_KEY: &str = "x-keel-cluster-secret-bin";
 
-/// PEM material for mutual TLS.
-#[derive(Clone)]
+/// PEM material for mutual TLS; `Debug` does not show it (the key is secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerTls {
     /// This node's certificate chain.
     pub cert: Vec<u8>,
@@ -33,6 +33,12 @@ pub struct PeerTls {
     pub key: Vec<u8>,
     /// The CA every node's certificate is signed by.
     pub ca: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls(cert, key, ca)")
+    }
 }
 
 /// This node's credentials towards its peers, and what it demands of them.

@@ -76,22 +76,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// The length of [`encode`]'s output for `value`, without building it.
 pub fn encoded_len<T: Serialize>(value: &T) -> usize {
-    /// Counts what bincode writes, keeping none of it.
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(1);
+    let mut count = bincode::enc::write::SizeWriter::default();
     // Counting cannot fail; a value bincode cannot encode fails later, in
     // `encode`, with its real error.
-    let _ = bincode::serde::encode_into_std_write(value, &mut count, bincode::config::standard());
-    count.0
+    let _ = bincode::serde::encode_into_writer(value, &mut count, bincode::config::standard());
+    1 + count.bytes_written
 }
 
 /// Decodes a value written by [`encode`]. The bytes may come from a peer

@@ -294,30 +294,26 @@ async fn a_cluster_without_a_secret_refuses_to_start() {
 
 async fn refuses_without_secret() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let ports = free_ports(6);
+    let ports = free_ports(4);
     let peers = format!("1=127.0.0.1:{},2=127.0.0.1:{}", ports[0], ports[1]);
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--node-id",
-            "1",
-            "--data-dir",
-            &dir.path().join("d").display().to_string(),
-            "--peers",
-            &peers,
-            "--node-addr",
-            &format!("127.0.0.1:{}", ports[0]),
-            "--admin-addr",
-            &format!("127.0.0.1:{}", ports[2]),
-            "--ingress-addr",
-            &format!("127.0.0.1:{}", ports[3]),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
-    let out = run_keel_to_exit_with_env(&args(&[]), &[("KEEL_CLUSTER_SECRET", None)], EXIT_TIMEOUT).await?;
+    let args: Vec<String> = [
+        "--node-id",
+        "1",
+        "--data-dir",
+        &dir.path().join("d").display().to_string(),
+        "--peers",
+        &peers,
+        "--node-addr",
+        &format!("127.0.0.1:{}", ports[0]),
+        "--admin-addr",
+        &format!("127.0.0.1:{}", ports[2]),
+        "--ingress-addr",
+        &format!("127.0.0.1:{}", ports[3]),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_keel_to_exit_with_env(&args, &[("KEEL_CLUSTER_SECRET", None)], EXIT_TIMEOUT).await?;
     ensure!(out.status.code() == Some(2), "exit status {:?}; stderr:\n{}", out.status, out.stderr);
     ensure!(
         out.stderr.contains("--cluster-secret-file") && out.stderr.contains("--insecure-cluster"),
@@ -325,7 +321,7 @@ async fn refuses_without_secret() -> Result<()> {
         out.stderr
     );
     // A short secret is refused too.
-    let out = run_keel_to_exit_with_env(&args(&[]), &[("KEEL_CLUSTER_SECRET", Some("short"))], EXIT_TIMEOUT).await?;
+    let out = run_keel_to_exit_with_env(&args, &[("KEEL_CLUSTER_SECRET", Some("short"))], EXIT_TIMEOUT).await?;
     ensure!(out.status.code() == Some(2), "a short secret: {:?}; stderr:\n{}", out.status, out.stderr);
     ensure!(out.stderr.contains("KEEL_CLUSTER_SECRET"), "the refusal does not name the variable:\n{}", out.stderr);
     Ok(())

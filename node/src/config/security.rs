@@ -8,6 +8,7 @@
 //! [`Secret`]'s `Debug` hides the value.
 
 use super::{ConfigError, Sources, err};
+use keel_raft::peer_auth::PeerTls;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -25,30 +26,13 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// PEM files for mutual TLS between nodes, read at start-up.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// This node's certificate chain.
-    pub cert: Vec<u8>,
-    /// This node's private key.
-    pub key: Vec<u8>,
-    /// The CA that signed every node's certificate.
-    pub ca: Vec<u8>,
-}
-
-impl fmt::Debug for TlsFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TlsFiles(cert, key, ca)")
-    }
-}
-
 /// Who may talk to this node, resolved and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Security {
     /// Shared by every node and checked on every node RPC.
     pub cluster_secret: Option<Secret>,
     /// Mutual TLS on the node port.
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<PeerTls>,
     /// The operator accepted a multi-node cluster without either.
     pub insecure_cluster: bool,
     /// Bearer token required on the admin API (all but `/health`).
@@ -108,7 +92,7 @@ fn secret(src: &Sources<'_>, file_key: &str, value_env: &str) -> Result<Option<(
 }
 
 /// The three PEM files of mutual TLS: all or none.
-fn tls_files(src: &Sources<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+fn tls_files(src: &Sources<'_>) -> Result<Option<PeerTls>, ConfigError> {
     let path = |key: &str| src.get(key, |s| Ok(PathBuf::from(s)));
     match (path("tls_cert")?, path("tls_key")?, path("tls_ca")?) {
         (None, None, None) => Ok(None),
@@ -121,7 +105,7 @@ fn tls_files(src: &Sources<'_>) -> Result<Option<TlsFiles>, ConfigError> {
                     Err(err(field, format!("{} is not a PEM file", p.display())))
                 }
             };
-            Ok(Some(TlsFiles {
+            Ok(Some(PeerTls {
                 cert: pem(&cert.field, &cert.value)?,
                 key: pem(&key.field, &key.value)?,
                 ca: pem(&ca.field, &ca.value)?,
