@@ -62,3 +62,5 @@ impl RecordMeta {
         (self.index << 16) | u64::from(self.position & 0xffff)
     }
 }
+#[cfg(test)]
+mod replay_tests;
