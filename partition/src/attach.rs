@@ -12,12 +12,16 @@
 //!
 //! Waiting invocations are stored in the target's record
 //! ([`InvocationRecord::attached`](crate::invocation::InvocationRecord)) and
-//! answered, through the outbox, by the command that completes it.
+//! answered, through the outbox, by the command that completes it. The
+//! `Attach` command registers them (`commands/attach.rs`, sharing
+//! `lifecycle::wait_for` with a repeated call); this module frames the
+//! answers and reads whom a command addresses.
 
+use crate::error::ApplyError;
 use crate::idempotency::{idempotent_id, workflow_run_id};
-use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationOutcome, InvocationResult, Status};
-use crate::outbox::{self, OutboxMessage};
-use crate::store::StateTxn;
+use crate::model::invocation::{Caller, InvocationKey, InvocationResult};
+use crate::model::message::OutboxMessage;
+use crate::model::storage::frame;
 use keel_protocol::proto::{
     AttachInvocationCompletionNotificationMessage, CallCompletionNotificationMessage, Failure,
     GetInvocationOutputCompletionNotificationMessage, IdempotentRequestTarget, Value, Void, WorkflowTarget,
@@ -25,29 +29,9 @@ use keel_protocol::proto::{
     call_completion_notification_message, get_invocation_output_command_message,
     get_invocation_output_completion_notification_message,
 };
-use keel_protocol::{Flags, InvocationId, Message};
-use serde::{Deserialize, Serialize};
+use keel_protocol::{InvocationId, Message};
 
-/// Which notification answers a waiting invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
-    /// `CallCompletionNotification`: the waiting invocation called the target.
-    Call,
-    /// `AttachInvocationCompletionNotification`: it attached.
-    Attach,
-    /// `GetInvocationOutputCompletionNotification`: answered at once, with
-    /// "not ready" (void) while the target has not completed.
-    Output,
-}
-
-/// An invocation waiting for another one's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attached {
-    /// Who waits, under which completion id.
-    pub caller: Caller,
-    /// How the answer is framed.
-    pub reply: Reply,
-}
+pub use crate::model::invocation::{Attached, Reply};
 
 /// The most invocations that may wait for one invocation at once: their
 /// answers are outbox messages of the command that completes it, and one
@@ -55,9 +39,11 @@ pub struct Attached {
 /// calls need some of them).
 pub const MAX_ATTACHERS: usize = 768;
 
-/// The notification frame that answers `completion_id` with `result`;
-/// `None` means "not ready" (only [`Reply::Output`] answers that).
-pub fn notification(completion_id: u32, reply: Reply, result: Option<&InvocationResult>) -> Result<Vec<u8>, String> {
+/// The notification frame that answers `caller` with `result`; `None`
+/// means "not ready" (only [`Reply::Output`] answers that).
+pub fn notification(caller: &Caller, reply: Reply, result: Option<&InvocationResult>) -> Result<Vec<u8>, ApplyError> {
+    let completion_id = caller.completion_id;
+    let no_result = || ApplyError::NoResult { id: caller.id, completion_id };
     let failure =
         |code: u16, message: &str| Failure { code: u32::from(code), message: message.into(), metadata: vec![] };
     let value = |v: &[u8]| Value { content: v.to_vec().into() };
@@ -67,7 +53,7 @@ pub fn notification(completion_id: u32, reply: Reply, result: Option<&Invocation
             let result = match result {
                 Some(InvocationResult::Success(v)) => R::Value(value(v)),
                 Some(InvocationResult::Failure { code, message }) => R::Failure(failure(*code, message)),
-                None => return Err("a call is answered only with a result".into()),
+                None => return Err(no_result()),
             };
             Message::CallCompletionNotification(CallCompletionNotificationMessage {
                 completion_id,
@@ -79,7 +65,7 @@ pub fn notification(completion_id: u32, reply: Reply, result: Option<&Invocation
             let result = match result {
                 Some(InvocationResult::Success(v)) => R::Value(value(v)),
                 Some(InvocationResult::Failure { code, message }) => R::Failure(failure(*code, message)),
-                None => return Err("an attach is answered only with a result".into()),
+                None => return Err(no_result()),
             };
             Message::AttachInvocationCompletionNotification(AttachInvocationCompletionNotificationMessage {
                 completion_id,
@@ -99,12 +85,12 @@ pub fn notification(completion_id: u32, reply: Reply, result: Option<&Invocation
             })
         }
     };
-    Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
+    frame(&caller.id, message)
 }
 
 /// The outbox message that answers `caller` (see [`notification`]).
-pub fn answer(caller: &Caller, reply: Reply, result: Option<&InvocationResult>) -> Result<OutboxMessage, String> {
-    let notification = notification(caller.completion_id, reply, result)?;
+pub fn answer(caller: &Caller, reply: Reply, result: Option<&InvocationResult>) -> Result<OutboxMessage, ApplyError> {
+    let notification = notification(caller, reply, result)?;
     Ok(OutboxMessage::Deliver { id: caller.id, completion_id: caller.completion_id, notification })
 }
 
@@ -152,45 +138,6 @@ pub fn addressed(command: &Message) -> Option<(Result<InvocationKey, String>, u3
         Some(Addressed::Workflow(t)) => Ok(workflow_run_id(&t.workflow_name, &t.workflow_key).to_bytes()),
     };
     Some((id, completion_id, reply))
-}
-
-/// `caller` asks for the result of invocation `target`: answered at once
-/// if it has completed (or is unknown: 404, or `reply` is
-/// [`Reply::Output`]: "not ready"), else registered and answered when it
-/// completes. Registering twice is harmless (a re-shipped request).
-pub fn attach(
-    txn: &mut impl StateTxn,
-    target: &InvocationKey,
-    caller: &Caller,
-    reply: Reply,
-    seq: u64,
-) -> Result<(InvocationOutcome, Vec<InvocationEffect>), String> {
-    let answer_now = |txn: &mut _, result: Option<&InvocationResult>| -> Result<_, String> {
-        Ok(vec![outbox::push(txn, invocation::outbox_seq(seq, 0), answer(caller, reply, result)?)])
-    };
-    let Some(mut record) = invocation::load(txn, target)? else {
-        let name = InvocationId::from_bytes(target).map(|id| id.to_string()).unwrap_or_default();
-        let not_found = InvocationResult::Failure { code: 404, message: format!("invocation {name} not found") };
-        return Ok((InvocationOutcome::NotFound, answer_now(txn, Some(&not_found))?));
-    };
-    let outcome = InvocationOutcome::Exists(record.status.clone());
-    match &record.status {
-        Status::Completed(result) => Ok((outcome, answer_now(txn, Some(result))?)),
-        _ if reply == Reply::Output => Ok((outcome, answer_now(txn, None)?)),
-        _ if record.attached.iter().any(|a| a.caller == *caller) => Ok((outcome, Vec::new())),
-        _ if record.attached.len() >= MAX_ATTACHERS => {
-            let busy = InvocationResult::Failure {
-                code: 429,
-                message: format!("more than {MAX_ATTACHERS} invocations wait for this one already"),
-            };
-            Ok((outcome, answer_now(txn, Some(&busy))?))
-        }
-        _ => {
-            record.attached.push(Attached { caller: caller.clone(), reply });
-            invocation::store(txn, target, &record);
-            Ok((outcome, Vec::new()))
-        }
-    }
 }
 
 #[cfg(test)]

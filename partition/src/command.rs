@@ -1,10 +1,37 @@
 //! Commands (what goes into the Raft log), responses (what the proposer gets
 //! back) and effects (what the leader must do afterwards).
 
-use crate::catalog::{CatalogOutcome, DeploymentRecord, ServiceOverrides};
-use crate::invocation::{InvocationEffect, InvocationKey, InvocationOutcome, InvocationRecord, InvocationResult};
+use crate::catalog::record::{CatalogOutcome, DeploymentRecord, ServiceOverrides};
+use crate::model::invocation::Reply;
+use crate::model::invocation::{
+    Caller, Intervention, InvocationKey, InvocationRecord, InvocationResult, ResumeDeployment,
+};
+use crate::model::outcome::{InvocationEffect, InvocationOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Facts about a log record that [`apply`](crate::apply) may depend on. They
+/// come from the Raft log entry, so every replica sees identical values:
+/// they are apply's only notion of order and its only source of fresh
+/// numbers (no clock, no randomness).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// The log index of the entry; unique per partition and a source of fresh ids.
+    pub index: u64,
+    /// The Raft term of the leader that appended the entry; used for fencing.
+    pub term: u64,
+    /// Position of the command within its entry's batch.
+    pub position: u32,
+}
+
+impl RecordMeta {
+    /// A sequence number unique to this command and ordered like the log:
+    /// the log index, then the position in the batch (batches hold far
+    /// fewer than 2^16 commands).
+    pub fn seq(&self) -> u64 {
+        (self.index << 16) | u64::from(self.position & 0xffff)
+    }
+}
 
 /// The named state entries of one virtual object, ordered by name.
 pub type StateMap = BTreeMap<String, Vec<u8>>;
@@ -138,9 +165,9 @@ pub enum Command {
         /// The invocation whose result is wanted.
         id: InvocationKey,
         /// Who asks.
-        caller: crate::invocation::Caller,
+        caller: Caller,
         /// How the answer is framed.
-        reply: crate::attach::Reply,
+        reply: Reply,
     },
     /// Delivers a call's result from another invocation (deduplicated by
     /// completion id).
@@ -163,7 +190,7 @@ pub enum Command {
         /// The invocation id.
         id: InvocationKey,
         /// What to do.
-        what: crate::invocation::Intervention,
+        what: Intervention,
         /// Now (ms since the Unix epoch), stamped by the proposer: a record
         /// completed by this command is purged its retention later.
         completed_at_ms: u64,
@@ -173,7 +200,7 @@ pub enum Command {
         /// The invocation id.
         id: InvocationKey,
         /// Which deployment the new attempt uses.
-        deployment: crate::invocation::ResumeDeployment,
+        deployment: ResumeDeployment,
     },
     /// Completes an invocation with its result.
     Complete {

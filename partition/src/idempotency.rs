@@ -3,8 +3,8 @@
 //! Deduplication needs no index of its own: an idempotent request's
 //! invocation id is *derived* from its target and idempotency key, and a
 //! workflow run's from the workflow and its id, so a repeated request is an
-//! `Invoke` of an id that exists already, which [`crate::invocation::invoke`]
-//! refuses in the partition's apply. Concurrent duplicates are ordered by the
+//! `Invoke` of an id that exists already, which the `Invoke` handler
+//! (`commands/invoke.rs`) refuses in the partition's apply. Concurrent duplicates are ordered by the
 //! log: the first creates the invocation, the rest see it.
 //!
 //! The completed record (with the result) stays for the invocation's
@@ -12,9 +12,11 @@
 //! (the catalog is not part of the partition's state), and is then removed
 //! by a durable purge timer. Once purged, the same key runs again.
 
-use crate::catalog::ServiceOverrides;
-use crate::invocation::{self, HandlerKind, InvocationKey};
+use crate::catalog::record::ServiceOverrides;
+use crate::error::ApplyError;
 use crate::keys;
+use crate::model::invocation::{HandlerKind, InvocationKey, InvocationRecord, PURGE_TIMER, handler_kind};
+use crate::model::storage::load;
 use crate::store::StateTxn;
 use keel_protocol::InvocationId;
 use keel_protocol::manifest::{Handler, Service};
@@ -52,7 +54,7 @@ pub fn idempotent_id(service: &str, key: Option<&str>, handler: &str, idempotenc
     }
     push_part(&mut seed, handler.as_bytes());
     push_part(&mut seed, idempotency_key.as_bytes());
-    let pk = crate::partition_key(key.unwrap_or(idempotency_key).as_bytes());
+    let pk = keys::partition_key(key.unwrap_or(idempotency_key).as_bytes());
     InvocationId::new(pk, xxhash_rust::xxh3::xxh3_128(&seed))
 }
 
@@ -60,7 +62,7 @@ pub fn idempotent_id(service: &str, key: Option<&str>, handler: &str, idempotenc
 /// workflow, so a second run of the same id is a duplicate of the first.
 pub fn workflow_run_id(service: &str, key: &str) -> InvocationId {
     let uuid = xxhash_rust::xxh3::xxh3_128(format!("workflow\0{service}\0{key}").as_bytes());
-    InvocationId::new(crate::partition_key(key.as_bytes()), uuid)
+    InvocationId::new(keys::partition_key(key.as_bytes()), uuid)
 }
 
 /// The idempotency retention of `handler`: the handler's own setting, else
@@ -86,7 +88,7 @@ pub fn workflow_retention_ms(overrides: &ServiceOverrides, service: &Service) ->
 /// state go with it), the idempotency retention for a request with an
 /// idempotency key, else [`COMPLETED_RETENTION_MS`].
 pub fn retention_ms(overrides: &ServiceOverrides, service: &Service, handler: &Handler, idempotent: bool) -> u64 {
-    match crate::invocation::handler_kind(service, handler) {
+    match handler_kind(service, handler) {
         HandlerKind::Workflow => workflow_retention_ms(overrides, service),
         _ if idempotent => idempotency_retention_ms(overrides, service, handler),
         _ => COMPLETED_RETENTION_MS,
@@ -95,16 +97,16 @@ pub fn retention_ms(overrides: &ServiceOverrides, service: &Service, handler: &H
 
 /// When a completed invocation's record is purged (its purge timer);
 /// `None` while it has not completed.
-pub fn expiry(record: &invocation::InvocationRecord) -> Option<u64> {
-    record.timers.iter().find(|(_, c)| *c == invocation::PURGE_TIMER).map(|(at, _)| *at)
+pub fn expiry(record: &InvocationRecord) -> Option<u64> {
+    record.timers.iter().find(|(_, c)| *c == PURGE_TIMER).map(|(at, _)| *at)
 }
 
 /// Forgets an invocation when its retention ends (or an operator purges
 /// it): its record and any timers left. A workflow run takes its instance
 /// with it: the workflow's state and promises were kept for the shared
 /// handlers only as long as the run's result.
-pub(crate) fn purge(txn: &mut impl StateTxn, id: &InvocationKey) -> Result<(), String> {
-    let Some(record) = invocation::load(txn, id)? else { return Ok(()) };
+pub(crate) fn purge(txn: &mut impl StateTxn, id: &InvocationKey) -> Result<(), ApplyError> {
+    let Some(record) = load(txn, id)? else { return Ok(()) };
     txn.delete(keys::invocation_key(id));
     txn.delete(keys::running_key(id));
     for (fire_at_ms, completion_id) in &record.timers {

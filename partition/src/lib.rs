@@ -20,6 +20,22 @@
 //!
 //! Nothing in this crate reads a clock, draws randomness or does I/O: the only
 //! notion of "now" and the only source of fresh identifiers is [`RecordMeta`].
+//!
+//! # Layout
+//!
+//! Modules depend on each other in layers, never in a circle:
+//!
+//! - leaves: [`keys`] (the key layout), [`codec`], the storage traits,
+//!   the error type, and `model/` (the records: invocations, outbox
+//!   messages, outcomes and effects, and how they are read and written);
+//! - features on top of the model: [`idempotency`], [`attach`], [`outbox`],
+//!   [`promise`], object state, and `lifecycle` (admitting, waking and
+//!   finishing invocations);
+//! - `commands/`: one handler per [`Command`] variant;
+//! - [`apply`]: the fence check and the dispatch to the handlers.
+//!
+//! [`invocation`], [`outbox`], [`attach`] and [`catalog`] are also where
+//! other crates find the model's types.
 #![deny(missing_docs)]
 
 mod apply;
@@ -27,40 +43,27 @@ pub mod attach;
 pub mod catalog;
 pub mod codec;
 mod command;
+mod commands;
+mod error;
 pub mod idempotency;
 pub mod invocation;
 pub mod keys;
+mod lifecycle;
+mod model;
 pub mod outbox;
 pub mod promise;
 mod read;
+mod state;
 mod store;
+#[cfg(test)]
+mod testing;
 pub mod wait;
 
-pub use apply::{ApplyError, apply, leader_epoch, state_version};
-pub use command::{Command, Effect, Envelope, Response, StateMap};
+pub use apply::apply;
+pub use command::{Command, Effect, Envelope, RecordMeta, Response, StateMap};
+pub use commands::announce_leader::leader_epoch;
+pub use error::ApplyError;
 pub use keys::{METADATA_GROUP, PartitionId, partition_for_key, partition_key};
 pub use read::{Query, QueryResult, read};
+pub use state::state_version;
 pub use store::{MemStore, StateTxn, StateView};
-
-/// Facts about a log record that [`apply`] may depend on. They come from the
-/// Raft log entry, so every replica sees identical values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordMeta {
-    /// The log index of the entry; unique per partition and a source of fresh ids.
-    pub index: u64,
-    /// The Raft term of the leader that appended the entry; used for fencing.
-    pub term: u64,
-    /// Position of the command within its entry's batch.
-    pub position: u32,
-}
-
-impl RecordMeta {
-    /// A sequence number unique to this command and ordered like the log:
-    /// the log index, then the position in the batch (batches hold far
-    /// fewer than 2^16 commands).
-    pub fn seq(&self) -> u64 {
-        (self.index << 16) | u64::from(self.position & 0xffff)
-    }
-}
-#[cfg(test)]
-mod replay_tests;

@@ -5,112 +5,38 @@
 //! the same batch as the journal entry that causes them; the leader's
 //! shipper delivers them (through the router) and then removes them, and the
 //! receiving side deduplicates, so each takes effect exactly once.
+//!
+//! This module reads journaled commands and says what they send
+//! ([`on_command`]); storing the message is the `AppendJournal` handler's
+//! job, removing it the `OutboxDone` handler's, and journaling a delivered
+//! result the `Deliver` handler's (all in `commands/`).
 
-use crate::codec::{decode, encode};
-use crate::invocation::{self, Caller, InvocationEffect, InvocationKey, InvocationRecord};
+use crate::error::ApplyError;
 use crate::keys;
-use crate::store::{StateTxn, StateView};
+use crate::model::invocation::{Caller, InvocationKey, InvocationResult, NAMED_SIGNAL_KEY};
+use crate::model::storage::{decode_entry, frame};
 use keel_protocol::proto::{
     CallCommandMessage, CallInvocationIdCompletionNotificationMessage, InputCommandMessage, OneWayCallCommandMessage,
     SendSignalCommandMessage, SignalNotificationMessage, Value, Void, complete_awakeable_command_message,
     send_signal_command_message, signal_notification_message,
 };
-use keel_protocol::{AwakeableId, Flags, InvocationId, Message};
-use serde::{Deserialize, Serialize};
+use keel_protocol::{AwakeableId, InvocationId, Message};
 
-/// One message waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OutboxMessage {
-    /// Create an invocation (the shipper resolves the handler's kind from
-    /// the catalog, which the state machine cannot read).
-    Invoke {
-        /// The new invocation's id (derived from the caller's id and the
-        /// command's completion index, so it is the same on every replica).
-        id: InvocationKey,
-        /// Target service.
-        service: String,
-        /// Target handler.
-        handler: String,
-        /// Object or workflow key.
-        key: Option<String>,
-        /// The raw `InputCommand` frame.
-        input: Vec<u8>,
-        /// The caller to answer, for request-response calls.
-        caller: Option<Caller>,
-        /// A delayed send: not before this time (ms since the Unix epoch).
-        not_before_ms: u64,
-        /// The call carries an idempotency key (its result is kept for the
-        /// idempotency retention).
-        idempotent: bool,
-    },
-    /// Ask for another invocation's result (attach, get output).
-    Attach {
-        /// The invocation whose result is wanted.
-        target: InvocationKey,
-        /// Who asks, and under which completion id.
-        caller: Caller,
-        /// How the answer is framed.
-        reply: crate::attach::Reply,
-    },
-    /// Deliver a call's result to the caller.
-    Deliver {
-        /// The caller.
-        id: InvocationKey,
-        /// The completion id the result answers.
-        completion_id: u32,
-        /// The raw `CallCompletionNotification` frame.
-        notification: Vec<u8>,
-    },
-    /// Kill a child call of a killed invocation (the shipper stamps the
-    /// purge time of the `Intervene` it proposes).
-    Kill {
-        /// The child invocation.
-        id: InvocationKey,
-    },
-}
-
-fn frame(message: Message) -> Result<Vec<u8>, String> {
-    Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
-}
-
-/// Stores `message` in the outbox under `seq` and tells the leader.
-pub fn push(txn: &mut impl StateTxn, seq: u64, message: OutboxMessage) -> InvocationEffect {
-    txn.put(keys::outbox_key(seq), encode(&message));
-    InvocationEffect::Outbox(seq, message)
-}
-
-/// Every message in the outbox, in order.
-pub fn pending(view: &impl StateView) -> Vec<(u64, OutboxMessage)> {
-    view.scan_prefix(&[keys::KIND_OUTBOX])
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let seq = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
-            let message = decode(&v).ok()?;
-            Some((seq, message))
-        })
-        .collect()
-}
-
-/// Removes a shipped message.
-pub fn done(txn: &mut impl StateTxn, seq: u64) {
-    txn.delete(keys::outbox_key(seq));
-}
+pub use crate::model::invocation::SIGNAL_KEY;
+pub use crate::model::message::OutboxMessage;
+pub use crate::model::storage::pending;
 
 /// The id of the invocation a call creates: derived, so every replica and
 /// every retry agree on it.
-fn callee_id(caller: &InvocationKey, index: u32, key: Option<&str>) -> InvocationKey {
+fn callee_id(caller: &InvocationKey, index: u32, key: Option<&str>) -> InvocationId {
     let mut seed = caller.to_vec();
     seed.extend_from_slice(&index.to_be_bytes());
     let pk = match key {
         Some(k) => keys::partition_key(k.as_bytes()),
         None => xxhash_rust::xxh3::xxh3_64(&seed),
     };
-    InvocationId::new(pk, xxhash_rust::xxh3::xxh3_128(&seed)).to_bytes()
+    InvocationId::new(pk, xxhash_rust::xxh3::xxh3_128(&seed))
 }
-
-/// Dedup keys of signals delivered to an invocation carry this bit, so they
-/// never collide with call completion ids.
-pub const SIGNAL_KEY: u32 = 0x8000_0000;
 
 /// The message that delivers a signal (an awakeable's result) to the
 /// invocation that awaits it.
@@ -118,24 +44,25 @@ pub fn signal(
     target: &InvocationKey,
     signal_index: u32,
     result: signal_notification_message::Result,
-) -> Result<OutboxMessage, String> {
-    let notification = frame(Message::SignalNotification(SignalNotificationMessage {
-        signal_id: Some(signal_notification_message::SignalId::Idx(signal_index)),
-        result: Some(result),
-    }))?;
+) -> Result<OutboxMessage, ApplyError> {
+    let notification = frame(
+        target,
+        Message::SignalNotification(SignalNotificationMessage {
+            signal_id: Some(signal_notification_message::SignalId::Idx(signal_index)),
+            result: Some(result),
+        }),
+    )?;
     Ok(OutboxMessage::Deliver { id: *target, completion_id: SIGNAL_KEY | signal_index, notification })
 }
-
-/// Dedup keys of named signals carry these bits and 30 bits of a hash of
-/// the sender, the name and the result: a re-shipped signal is journaled
-/// once (an identical signal from the same sender counts as the same one).
-pub const NAMED_SIGNAL_KEY: u32 = 0xC000_0000;
 
 /// The message of a `SendSignalCommand` (V5+): a numbered signal (1 is
 /// CANCEL, which is how `ctx.cancel(id)` and the SDKs' cancellation of
 /// child calls are expressed) or a named signal (`ctx.signal(name)` on the
 /// receiving side). `None` for a malformed target id, which signals nothing.
-fn send_signal(sender: &InvocationKey, command: &SendSignalCommandMessage) -> Result<Option<OutboxMessage>, String> {
+fn send_signal(
+    sender: &InvocationKey,
+    command: &SendSignalCommandMessage,
+) -> Result<Option<OutboxMessage>, ApplyError> {
     let Ok(target) = command.target_invocation_id.parse::<InvocationId>() else { return Ok(None) };
     let target = target.to_bytes();
     let result = match &command.result {
@@ -148,10 +75,13 @@ fn send_signal(sender: &InvocationKey, command: &SendSignalCommandMessage) -> Re
     match &command.signal_id {
         Some(send_signal_command_message::SignalId::Idx(idx)) => signal(&target, *idx, result).map(Some),
         Some(send_signal_command_message::SignalId::Name(name)) => {
-            let notification = frame(Message::SignalNotification(SignalNotificationMessage {
-                signal_id: Some(signal_notification_message::SignalId::Name(name.clone())),
-                result: Some(result),
-            }))?;
+            let notification = frame(
+                &target,
+                Message::SignalNotification(SignalNotificationMessage {
+                    signal_id: Some(signal_notification_message::SignalId::Name(name.clone())),
+                    result: Some(result),
+                }),
+            )?;
             let mut seed = sender.to_vec();
             seed.extend_from_slice(&notification);
             let completion_id = NAMED_SIGNAL_KEY | (xxhash_rust::xxh3::xxh3_64(&seed) as u32 & 0x3fff_ffff);
@@ -175,7 +105,11 @@ pub struct Outgoing {
 /// no other invocation. `workflow_run` says that a call or send targets a
 /// workflow's run handler (the invoker resolved it from the catalog): its
 /// invocation id is the workflow run's, so it runs once per workflow id.
-pub fn on_command(caller: &InvocationKey, command: &Message, workflow_run: bool) -> Result<Option<Outgoing>, String> {
+pub fn on_command(
+    caller: &InvocationKey,
+    command: &Message,
+    workflow_run: bool,
+) -> Result<Option<Outgoing>, ApplyError> {
     if let Message::SendSignalCommand(send) = command {
         return Ok(send_signal(caller, send)?.map(|message| Outgoing { follow_up: None, message: Some(message) }));
     }
@@ -186,8 +120,8 @@ pub fn on_command(caller: &InvocationKey, command: &Message, workflow_run: bool)
                 Outgoing { follow_up: None, message: Some(OutboxMessage::Attach { target, caller: asker, reply }) }
             }
             Err(reason) => {
-                let failure = invocation::InvocationResult::Failure { code: 400, message: reason };
-                let follow_up = crate::attach::notification(completion_id, reply, Some(&failure))?;
+                let failure = InvocationResult::Failure { code: 400, message: reason };
+                let follow_up = crate::attach::notification(&asker, reply, Some(&failure))?;
                 Outgoing { follow_up: Some(follow_up), message: None }
             }
         }));
@@ -262,22 +196,27 @@ pub fn on_command(caller: &InvocationKey, command: &Message, workflow_run: bool)
     // call's from the caller and the command, so retries agree on it.
     let id = match (idempotency_key, &key) {
         (Some(idempotency_key), _) => {
-            crate::idempotency::idempotent_id(service, key.as_deref(), handler, idempotency_key).to_bytes()
+            crate::idempotency::idempotent_id(service, key.as_deref(), handler, idempotency_key)
         }
-        (None, Some(key)) if workflow_run => crate::idempotency::workflow_run_id(service, key).to_bytes(),
+        (None, Some(key)) if workflow_run => crate::idempotency::workflow_run_id(service, key),
         _ => callee_id(caller, idx, key.as_deref()),
     };
-    let display = InvocationId::from_bytes(&id).map_err(|e| e.to_string())?.to_string();
-    let id_notification =
-        frame(Message::CallInvocationIdCompletionNotification(CallInvocationIdCompletionNotificationMessage {
+    let id_notification = frame(
+        caller,
+        Message::CallInvocationIdCompletionNotification(CallInvocationIdCompletionNotificationMessage {
             completion_id: idx,
-            invocation_id: display,
-        }))?;
-    let input = frame(Message::InputCommand(InputCommandMessage {
-        headers: headers.clone(),
-        value: Some(Value { content: parameter.clone() }),
-        name: String::new(),
-    }))?;
+            invocation_id: id.to_string(),
+        }),
+    )?;
+    let id = id.to_bytes();
+    let input = frame(
+        &id,
+        Message::InputCommand(InputCommandMessage {
+            headers: headers.clone(),
+            value: Some(Value { content: parameter.clone() }),
+            name: String::new(),
+        }),
+    )?;
     let message = OutboxMessage::Invoke {
         id,
         service: service.clone(),
@@ -296,7 +235,7 @@ pub fn on_command(caller: &InvocationKey, command: &Message, workflow_run: bool)
 /// them (`CallInvocationIdCompletionNotification`). One-way sends are not
 /// children.
 pub fn pending_calls(journal: &[Vec<u8>]) -> Vec<InvocationKey> {
-    let messages: Vec<Message> = journal.iter().filter_map(|e| crate::invocation::decode_entry(e)).collect();
+    let messages: Vec<Message> = journal.iter().filter_map(|e| decode_entry(e)).collect();
     let answered: Vec<u32> = messages
         .iter()
         .filter_map(|m| match m {
@@ -321,24 +260,6 @@ pub fn pending_calls(journal: &[Vec<u8>]) -> Vec<InvocationKey> {
             _ => None,
         })
         .collect()
-}
-
-/// Journals a delivered call result once (a re-delivery changes nothing).
-pub fn deliver(
-    txn: &mut impl StateTxn,
-    id: &InvocationKey,
-    completion_id: u32,
-    notification: &[u8],
-) -> Result<(invocation::InvocationOutcome, Vec<InvocationEffect>), String> {
-    let Some(mut record): Option<InvocationRecord> = invocation::load(txn, id)? else {
-        return Ok((invocation::InvocationOutcome::NotFound, Vec::new()));
-    };
-    if record.delivered.contains(&completion_id) {
-        return Ok((invocation::InvocationOutcome::Exists(record.status), Vec::new()));
-    }
-    record.delivered.push(completion_id);
-    invocation::store(txn, id, &record);
-    invocation::notify(txn, id, notification)
 }
 
 #[cfg(test)]

@@ -5,17 +5,21 @@
 //! partition and everything happens in one apply: completing a promise
 //! journals the result into every invocation waiting for it.
 
-use crate::codec::{decode, encode};
-use crate::invocation::{self, InvocationEffect, InvocationKey};
+use crate::codec::encode;
+use crate::error::ApplyError;
 use crate::keys;
+use crate::lifecycle::notify;
+use crate::model::invocation::InvocationKey;
+use crate::model::outcome::InvocationEffect;
+use crate::model::storage::{frame, get};
 use crate::store::{StateTxn, StateView};
+use keel_protocol::Message;
 use keel_protocol::proto::{
     CompletePromiseCompletionNotificationMessage, Failure, GetPromiseCompletionNotificationMessage,
     PeekPromiseCompletionNotificationMessage, Value, Void, complete_promise_command_message,
     complete_promise_completion_notification_message, get_promise_completion_notification_message,
     peek_promise_completion_notification_message,
 };
-use keel_protocol::{Flags, Message};
 use serde::{Deserialize, Serialize};
 
 /// A completed promise.
@@ -25,16 +29,13 @@ enum Completion {
     Failure { code: u32, message: String },
 }
 
-fn frame(message: Message) -> Result<Vec<u8>, String> {
-    Ok(message.to_frame(Flags::NONE).map_err(|e| e.to_string())?.to_bytes().to_vec())
-}
-
 /// The completion of promise `name`, if it was completed.
-fn stored(view: &impl StateView, service: &str, key: &str, name: &str) -> Result<Option<Completion>, String> {
-    view.get(&keys::promise_key(service, key, name)).map(|b| decode(&b)).transpose()
+fn stored(view: &impl StateView, service: &str, key: &str, name: &str) -> Result<Option<Completion>, ApplyError> {
+    get(view, keys::promise_key(service, key, name))
 }
 
-fn get_notification(completion_id: u32, c: &Completion) -> Result<Vec<u8>, String> {
+/// The answer to invocation `id`'s `GetPromiseCommand` `completion_id`.
+fn get_notification(id: &InvocationKey, completion_id: u32, c: &Completion) -> Result<Vec<u8>, ApplyError> {
     use get_promise_completion_notification_message::Result as R;
     let result = match c {
         Completion::Value(v) => R::Value(Value { content: v.clone().into() }),
@@ -42,10 +43,13 @@ fn get_notification(completion_id: u32, c: &Completion) -> Result<Vec<u8>, Strin
             R::Failure(Failure { code: *code, message: message.clone(), metadata: Vec::new() })
         }
     };
-    frame(Message::GetPromiseCompletionNotification(GetPromiseCompletionNotificationMessage {
-        completion_id,
-        result: Some(result),
-    }))
+    frame(
+        id,
+        Message::GetPromiseCompletionNotification(GetPromiseCompletionNotificationMessage {
+            completion_id,
+            result: Some(result),
+        }),
+    )
 }
 
 /// What a promise command does: notifications for the invocation that
@@ -66,11 +70,11 @@ pub fn on_command(
     service: &str,
     key: &str,
     command: &Message,
-) -> Result<Option<Handled>, String> {
+) -> Result<Option<Handled>, ApplyError> {
     match command {
         Message::GetPromiseCommand(m) => {
             let follow_ups = match stored(txn, service, key, &m.key)? {
-                Some(c) => vec![get_notification(m.result_completion_id, &c)?],
+                Some(c) => vec![get_notification(id, m.result_completion_id, &c)?],
                 None => {
                     txn.put(keys::promise_waiter_key(service, key, &m.key, id, m.result_completion_id), Vec::new());
                     Vec::new()
@@ -87,20 +91,25 @@ pub fn on_command(
                 }
                 None => R::Void(Void {}),
             };
-            let notification =
-                frame(Message::PeekPromiseCompletionNotification(PeekPromiseCompletionNotificationMessage {
+            let notification = frame(
+                id,
+                Message::PeekPromiseCompletionNotification(PeekPromiseCompletionNotificationMessage {
                     completion_id: m.result_completion_id,
                     result: Some(result),
-                }))?;
+                }),
+            )?;
             Ok(Some(Handled { follow_ups: vec![notification], effects: Vec::new() }))
         }
         Message::CompletePromiseCommand(m) => {
             use complete_promise_completion_notification_message::Result as R;
             let reply = |result: R| {
-                frame(Message::CompletePromiseCompletionNotification(CompletePromiseCompletionNotificationMessage {
-                    completion_id: m.result_completion_id,
-                    result: Some(result),
-                }))
+                frame(
+                    id,
+                    Message::CompletePromiseCompletionNotification(CompletePromiseCompletionNotificationMessage {
+                        completion_id: m.result_completion_id,
+                        result: Some(result),
+                    }),
+                )
             };
             if stored(txn, service, key, &m.key)?.is_some() {
                 let failure = Failure { code: 409, message: "promise already completed".into(), metadata: Vec::new() };
@@ -127,11 +136,11 @@ pub fn on_command(
                 ) else {
                     continue;
                 };
-                let notification = get_notification(completion_id, &completion)?;
+                let notification = get_notification(&waiter, completion_id, &completion)?;
                 if waiter == *id {
                     handled.follow_ups.push(notification);
                 } else {
-                    handled.effects.extend(invocation::notify(txn, &waiter, &notification)?.1);
+                    handled.effects.extend(notify(txn, &waiter, &notification)?.1);
                 }
             }
             Ok(Some(handled))

@@ -1,9 +1,12 @@
 //! Read-only queries, served by the leader after a linearizability check.
 
-use crate::apply::{ApplyError, state_version};
-use crate::catalog::{self, CatalogData};
+use crate::catalog::record::{self as catalog, CatalogData};
 use crate::command::StateMap;
+use crate::error::ApplyError;
 use crate::keys;
+use crate::model::invocation::{InvocationKey, Status};
+use crate::model::storage::load;
+use crate::state::{load_state, state_version};
 use crate::store::StateView;
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +23,9 @@ pub enum Query {
     /// The whole service catalog (metadata group).
     Catalog,
     /// The status of one invocation.
-    Invocation(crate::invocation::InvocationKey),
+    Invocation(InvocationKey),
     /// When a completed invocation's record is purged.
-    Expiry(crate::invocation::InvocationKey),
+    Expiry(InvocationKey),
 }
 
 /// The answer to a [`Query`].
@@ -38,7 +41,7 @@ pub enum QueryResult {
     /// The service catalog.
     Catalog(CatalogData),
     /// An invocation's status (`None`: unknown, or purged after completion).
-    Invocation(Option<crate::invocation::Status>),
+    Invocation(Option<Status>),
     /// When the record is purged (ms since the Unix epoch); `None` while it
     /// runs or if unknown.
     Expiry(Option<u64>),
@@ -55,19 +58,7 @@ pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyEr
         Query::Catalog => catalog::load(view)
             .map(QueryResult::Catalog)
             .map_err(|reason| ApplyError::Corrupt { key: vec![keys::KIND_DEPLOYMENT], reason }),
-        Query::Invocation(id) => crate::invocation::load(view, id)
-            .map(|r| QueryResult::Invocation(r.map(|r| r.status)))
-            .map_err(|reason| ApplyError::Corrupt { key: keys::invocation_key(id), reason }),
-        Query::Expiry(id) => crate::invocation::load(view, id)
-            .map(|r| QueryResult::Expiry(r.and_then(|r| crate::idempotency::expiry(&r))))
-            .map_err(|reason| ApplyError::Corrupt { key: keys::invocation_key(id), reason }),
+        Query::Invocation(id) => Ok(QueryResult::Invocation(load(view, id)?.map(|r| r.status))),
+        Query::Expiry(id) => Ok(QueryResult::Expiry(load(view, id)?.and_then(|r| crate::idempotency::expiry(&r)))),
     }
-}
-
-/// Collects all state entries under an object's prefix.
-pub(crate) fn load_state(view: &impl StateView, prefix: &[u8]) -> StateMap {
-    view.scan_prefix(prefix)
-        .into_iter()
-        .filter_map(|(k, v)| keys::state_name(prefix, &k).map(|n| (n.to_string(), v)))
-        .collect()
 }

@@ -1,7 +1,7 @@
 use super::*;
-use crate::MemStore;
-use crate::invocation::tests::{id, record};
-use crate::invocation::{HandlerKind, Intervention, complete, intervene, invoke};
+use crate::invocation::{HandlerKind, Intervention, InvocationEffect, InvocationOutcome, InvocationRecord, Status};
+use crate::model::storage::{decode_entry, outbox_seq};
+use crate::testing::{TestPartition, id, record};
 use keel_protocol::proto::{AttachInvocationCommandMessage, GetInvocationOutputCommandMessage};
 
 fn caller(n: u8, completion_id: u32) -> Caller {
@@ -14,7 +14,7 @@ fn deliveries(effects: &[InvocationEffect]) -> Vec<(InvocationKey, u32, Message)
         .iter()
         .filter_map(|e| match e {
             InvocationEffect::Outbox(_, OutboxMessage::Deliver { id, completion_id, notification }) => {
-                Some((*id, *completion_id, invocation::decode_entry(notification).expect("a notification frame")))
+                Some((*id, *completion_id, decode_entry(notification).expect("a notification frame")))
             }
             _ => None,
         })
@@ -32,17 +32,17 @@ fn attach_value(completion_id: u32, v: &[u8]) -> Message {
 
 #[test]
 fn attached_invocations_are_answered_when_the_target_completes() {
-    let mut s = MemStore::default();
-    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
-    let (outcome, effects) = attach(&mut s, &id(1), &caller(2, 5), Reply::Attach, 2).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(id(1), record(HandlerKind::Service, None), b"input");
+    let (outcome, effects) = p.attach(id(1), caller(2, 5), Reply::Attach);
     assert_eq!(outcome, InvocationOutcome::Exists(Status::Invoked));
     assert!(effects.is_empty());
     // Registered twice (a re-shipped request): answered once.
-    attach(&mut s, &id(1), &caller(2, 5), Reply::Attach, 3).unwrap();
-    attach(&mut s, &id(1), &caller(3, 7), Reply::Attach, 4).unwrap();
-    let (_, effects) = complete(&mut s, &id(1), &InvocationResult::Success(b"42".to_vec()), 10, 5).unwrap();
+    p.attach(id(1), caller(2, 5), Reply::Attach);
+    p.attach(id(1), caller(3, 7), Reply::Attach);
+    let (_, effects) = p.complete(id(1), &InvocationResult::Success(b"42".to_vec()), 10);
     assert_eq!(deliveries(&effects), vec![(id(2), 5, attach_value(5, b"42")), (id(3), 7, attach_value(7, b"42"))]);
-    assert!(invocation::load(&s, &id(1)).unwrap().unwrap().attached.is_empty());
+    assert!(p.load(id(1)).unwrap().attached.is_empty());
     // Each answer has its own outbox slot.
     let seqs: Vec<u64> = effects
         .iter()
@@ -51,16 +51,16 @@ fn attached_invocations_are_answered_when_the_target_completes() {
             _ => None,
         })
         .collect();
-    assert_eq!(seqs, vec![invocation::outbox_seq(5, 1), invocation::outbox_seq(5, 2)]);
+    assert_eq!(seqs, vec![outbox_seq(p.seq(), 1), outbox_seq(p.seq(), 2)]);
 }
 
 #[test]
 fn completed_and_unknown_targets_answer_at_once() {
-    let mut s = MemStore::default();
-    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(id(1), record(HandlerKind::Service, None), b"input");
     let failed = InvocationResult::Failure { code: 418, message: "teapot".into() };
-    complete(&mut s, &id(1), &failed, 10, 2).unwrap();
-    let (_, effects) = attach(&mut s, &id(1), &caller(2, 5), Reply::Attach, 3).unwrap();
+    p.complete(id(1), &failed, 10);
+    let (_, effects) = p.attach(id(1), caller(2, 5), Reply::Attach);
     let delivered = deliveries(&effects);
     let [(who, 5, Message::AttachInvocationCompletionNotification(n))] = delivered.as_slice() else {
         panic!("unexpected effects {effects:?}")
@@ -72,7 +72,7 @@ fn completed_and_unknown_targets_answer_at_once() {
     assert_eq!((f.code, f.message.as_str()), (418, "teapot"));
 
     let unknown = InvocationId::new(1, 2).to_bytes();
-    let (outcome, effects) = attach(&mut s, &unknown, &caller(2, 6), Reply::Output, 4).unwrap();
+    let (outcome, effects) = p.attach(unknown, caller(2, 6), Reply::Output);
     assert_eq!(outcome, InvocationOutcome::NotFound);
     let delivered = deliveries(&effects);
     let [(_, 6, Message::GetInvocationOutputCompletionNotification(n))] = delivered.as_slice() else {
@@ -87,23 +87,23 @@ fn completed_and_unknown_targets_answer_at_once() {
 
 #[test]
 fn get_output_of_a_running_invocation_is_not_ready_and_waits_for_nothing() {
-    let mut s = MemStore::default();
-    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
-    let (_, effects) = attach(&mut s, &id(1), &caller(2, 9), Reply::Output, 2).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(id(1), record(HandlerKind::Service, None), b"input");
+    let (_, effects) = p.attach(id(1), caller(2, 9), Reply::Output);
     let delivered = deliveries(&effects);
     let [(_, 9, Message::GetInvocationOutputCompletionNotification(n))] = delivered.as_slice() else {
         panic!("unexpected effects {effects:?}")
     };
     assert!(matches!(n.result, Some(get_invocation_output_completion_notification_message::Result::Void(_))));
-    assert!(invocation::load(&s, &id(1)).unwrap().unwrap().attached.is_empty());
+    assert!(p.load(id(1)).unwrap().attached.is_empty());
 }
 
 #[test]
 fn a_killed_target_answers_its_attached() {
-    let mut s = MemStore::default();
-    invoke(&mut s, &id(1), record(HandlerKind::Service, None), b"input", 1).unwrap();
-    attach(&mut s, &id(1), &caller(2, 5), Reply::Attach, 2).unwrap();
-    let (_, effects) = intervene(&mut s, &id(1), Intervention::Kill, 10, 3).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(id(1), record(HandlerKind::Service, None), b"input");
+    p.attach(id(1), caller(2, 5), Reply::Attach);
+    let (_, effects) = p.intervene(id(1), Intervention::Kill, 10);
     let delivered = deliveries(&effects);
     let [(who, 5, Message::AttachInvocationCompletionNotification(n))] = delivered.as_slice() else {
         panic!("unexpected effects {effects:?}")
@@ -117,27 +117,23 @@ fn a_killed_target_answers_its_attached() {
 
 #[test]
 fn a_repeated_idempotent_call_waits_for_the_first_and_a_second_workflow_run_is_refused() {
-    let mut s = MemStore::default();
-    let first =
-        crate::invocation::InvocationRecord { caller: Some(caller(2, 4)), ..record(HandlerKind::Service, None) };
-    invoke(&mut s, &id(1), first.clone(), b"input", 1).unwrap();
+    let mut p = TestPartition::new();
+    let first = InvocationRecord { caller: Some(caller(2, 4)), ..record(HandlerKind::Service, None) };
+    p.invoke(id(1), first.clone(), b"input");
     // The same call shipped again: nothing.
-    assert!(invoke(&mut s, &id(1), first, b"input", 2).unwrap().1.is_empty());
+    assert!(p.invoke(id(1), first, b"input").1.is_empty());
     // Another caller with the same idempotency key: waits.
-    let second =
-        crate::invocation::InvocationRecord { caller: Some(caller(3, 4)), ..record(HandlerKind::Service, None) };
-    let (outcome, effects) = invoke(&mut s, &id(1), second, b"input", 3).unwrap();
+    let second = InvocationRecord { caller: Some(caller(3, 4)), ..record(HandlerKind::Service, None) };
+    let (outcome, effects) = p.invoke(id(1), second, b"input");
     assert_eq!((outcome, effects), (InvocationOutcome::Exists(Status::Invoked), Vec::new()));
-    let (_, effects) = complete(&mut s, &id(1), &InvocationResult::Success(b"1".to_vec()), 10, 4).unwrap();
+    let (_, effects) = p.complete(id(1), &InvocationResult::Success(b"1".to_vec()), 10);
     let answered: Vec<_> = deliveries(&effects).into_iter().map(|(who, c, _)| (who, c)).collect();
     assert_eq!(answered, vec![(id(2), 4), (id(3), 4)]);
 
-    let run =
-        crate::invocation::InvocationRecord { caller: Some(caller(2, 8)), ..record(HandlerKind::Workflow, Some("w")) };
-    invoke(&mut s, &id(5), run, b"input", 5).unwrap();
-    let again =
-        crate::invocation::InvocationRecord { caller: Some(caller(3, 8)), ..record(HandlerKind::Workflow, Some("w")) };
-    let (_, effects) = invoke(&mut s, &id(5), again, b"input", 6).unwrap();
+    let run = InvocationRecord { caller: Some(caller(2, 8)), ..record(HandlerKind::Workflow, Some("w")) };
+    p.invoke(id(5), run, b"input");
+    let again = InvocationRecord { caller: Some(caller(3, 8)), ..record(HandlerKind::Workflow, Some("w")) };
+    let (_, effects) = p.invoke(id(5), again, b"input");
     let delivered = deliveries(&effects);
     let [(who, 8, Message::CallCompletionNotification(n))] = delivered.as_slice() else {
         panic!("unexpected effects {effects:?}")

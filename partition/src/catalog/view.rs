@@ -5,7 +5,7 @@
 //! the admin API and the invoker read through a [`Catalog`] instead (the
 //! node keeps one, rebuilt when the metadata group applies a change).
 
-use super::{CatalogData, DeploymentRecord, ServiceRecord};
+use super::record::{CatalogData, DeploymentRecord, ServiceRecord};
 use keel_protocol::EndpointManifest;
 use keel_protocol::manifest::Service;
 use std::collections::BTreeMap;

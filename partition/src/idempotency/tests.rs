@@ -1,9 +1,9 @@
 use super::*;
 use crate::invocation::{
-    Intervention, InvocationEffect, InvocationOutcome, InvocationRecord, InvocationResult, PURGE_TIMER, START_TIMER,
-    Status, Target, complete, fire_timer, intervene, invoke, load, timers,
+    Intervention, InvocationEffect, InvocationOutcome, InvocationResult, START_TIMER, Status, Target,
 };
-use crate::{MemStore, StateView};
+use crate::testing::TestPartition;
+use crate::{StateTxn, StateView};
 use keel_protocol::EndpointManifest;
 
 const TS_MANIFEST: &[u8] = include_bytes!("../../../protocol/testdata/manifest_v4_sdk_ts.json");
@@ -84,81 +84,81 @@ fn retention_depends_on_the_kind_of_request() {
 
 #[test]
 fn a_repeated_invoke_is_deduplicated_and_purged_after_its_retention() {
-    let mut s = MemStore::default();
+    let mut p = TestPartition::new();
     let id = idempotent_id("Greeter", None, "greet", "k1").to_bytes();
-    let first = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 1).unwrap();
+    let first = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(first, (InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(id)]));
-    let second = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 2).unwrap();
+    let second = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(second, (InvocationOutcome::Exists(Status::Invoked), Vec::new()));
-    assert_eq!(expiry(&load(&s, &id).unwrap().unwrap()), None);
+    assert_eq!(expiry(&p.load(id).unwrap()), None);
     let ok = InvocationResult::Success(b"1".to_vec());
-    complete(&mut s, &id, &ok, 10_000, 3).unwrap();
+    p.complete(id, &ok, 10_000);
     // Purged the retention after the stamped completion time.
-    assert_eq!(timers(&s, 0, u64::MAX), vec![(12_000, id, PURGE_TIMER)]);
-    assert_eq!(expiry(&load(&s, &id).unwrap().unwrap()), Some(12_000));
-    let repeat = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 4).unwrap();
+    assert_eq!(p.timers(), vec![(12_000, id, PURGE_TIMER)]);
+    assert_eq!(expiry(&p.load(id).unwrap()), Some(12_000));
+    let repeat = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(repeat, (InvocationOutcome::Exists(Status::Completed(ok)), Vec::new()));
-    fire_timer(&mut s, 12_000, &id, PURGE_TIMER, 5).unwrap();
-    assert!(s.entries.is_empty(), "left behind: {:?}", s.entries.keys().collect::<Vec<_>>());
+    p.fire_timer(12_000, id, PURGE_TIMER);
+    assert!(p.store.entries.is_empty(), "left behind: {:?}", p.store.entries.keys().collect::<Vec<_>>());
     // The key is free again: the same request runs anew.
-    let again = invoke(&mut s, &id, record(HandlerKind::Service, None, 2_000), b"in", 6).unwrap();
+    let again = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(again.0, InvocationOutcome::Invoked);
 }
 
 #[test]
 fn purging_a_workflow_run_removes_its_state_and_promises() {
-    let mut s = MemStore::default();
+    let mut p = TestPartition::new();
     let run = workflow_run_id("Signup", "w1").to_bytes();
-    invoke(&mut s, &run, record(HandlerKind::Workflow, Some("w1"), 500), b"in", 1).unwrap();
-    s.put(keys::state_key("Signup", "w1", "x"), b"1".to_vec());
-    s.put(keys::promise_key("Signup", "w1", "confirm"), b"v".to_vec());
-    s.put(keys::state_key("Signup", "w2", "x"), b"other".to_vec());
-    complete(&mut s, &run, &InvocationResult::Success(Vec::new()), 1_000, 2).unwrap();
+    p.invoke(run, record(HandlerKind::Workflow, Some("w1"), 500), b"in");
+    p.store.put(keys::state_key("Signup", "w1", "x"), b"1".to_vec());
+    p.store.put(keys::promise_key("Signup", "w1", "confirm"), b"v".to_vec());
+    p.store.put(keys::state_key("Signup", "w2", "x"), b"other".to_vec());
+    p.complete(run, &InvocationResult::Success(Vec::new()), 1_000);
     // Until the retention ends, shared handlers still see the instance.
-    assert!(s.get(&keys::promise_key("Signup", "w1", "confirm")).is_some());
-    fire_timer(&mut s, 1_500, &run, PURGE_TIMER, 3).unwrap();
-    let left: Vec<_> = s.entries.keys().cloned().collect();
+    assert!(p.store.get(&keys::promise_key("Signup", "w1", "confirm")).is_some());
+    p.fire_timer(1_500, run, PURGE_TIMER);
+    let left: Vec<_> = p.store.entries.keys().cloned().collect();
     assert_eq!(left, vec![keys::state_key("Signup", "w2", "x")]);
 }
 
 #[test]
 fn scheduled_invocations_start_when_their_timer_fires() {
-    let mut s = MemStore::default();
+    let mut p = TestPartition::new();
     let id = [3u8; 24];
     let scheduled = InvocationRecord {
         status: Status::Scheduled { fire_at_ms: 9_000 },
         ..record(HandlerKind::Exclusive, Some("k"), 0)
     };
-    let (outcome, effects) = invoke(&mut s, &id, scheduled.clone(), b"in", 1).unwrap();
+    let (outcome, effects) = p.invoke(id, scheduled.clone(), b"in");
     assert_eq!(outcome, InvocationOutcome::Scheduled);
     assert_eq!(effects, vec![InvocationEffect::TimerRegistered { fire_at_ms: 9_000, id, completion_id: START_TIMER }]);
-    assert_eq!(load(&s, &id).unwrap().unwrap().status, Status::Scheduled { fire_at_ms: 9_000 });
+    assert_eq!(p.load(id).unwrap().status, Status::Scheduled { fire_at_ms: 9_000 });
     // Stored at once: a repeat (the same idempotent send) is a duplicate.
-    assert!(matches!(invoke(&mut s, &id, scheduled, b"in", 2).unwrap().0, InvocationOutcome::Exists(_)));
+    assert!(matches!(p.invoke(id, scheduled, b"in").0, InvocationOutcome::Exists(_)));
     // The key's lock is taken by another invocation meanwhile: firing queues it.
     let other = [4u8; 24];
-    invoke(&mut s, &other, record(HandlerKind::Exclusive, Some("k"), 0), b"in", 3).unwrap();
-    let (outcome, effects) = fire_timer(&mut s, 9_000, &id, START_TIMER, 4).unwrap();
+    p.invoke(other, record(HandlerKind::Exclusive, Some("k"), 0), b"in");
+    let (outcome, effects) = p.fire_timer(9_000, id, START_TIMER);
     assert_eq!((outcome, effects), (InvocationOutcome::Inboxed, Vec::new()));
-    assert_eq!(load(&s, &id).unwrap().unwrap().timers, Vec::new());
+    assert_eq!(p.load(id).unwrap().timers, Vec::new());
     // Firing twice (a leader change) changes nothing.
-    assert_eq!(fire_timer(&mut s, 9_000, &id, START_TIMER, 5).unwrap().0, InvocationOutcome::NotFound);
-    let (_, effects) = complete(&mut s, &other, &InvocationResult::Success(Vec::new()), 1, 6).unwrap();
+    assert_eq!(p.fire_timer(9_000, id, START_TIMER).0, InvocationOutcome::NotFound);
+    let (_, effects) = p.complete(other, &InvocationResult::Success(Vec::new()), 1);
     assert!(effects.contains(&InvocationEffect::Invoke(id)));
 }
 
 #[test]
 fn cancelling_a_scheduled_invocation_completes_it_without_running() {
-    let mut s = MemStore::default();
+    let mut p = TestPartition::new();
     let id = [5u8; 24];
     let scheduled =
         InvocationRecord { status: Status::Scheduled { fire_at_ms: 9_000 }, ..record(HandlerKind::Service, None, 100) };
-    invoke(&mut s, &id, scheduled, b"in", 1).unwrap();
-    let (outcome, effects) = intervene(&mut s, &id, Intervention::Cancel, 50, 2).unwrap();
+    p.invoke(id, scheduled, b"in");
+    let (outcome, effects) = p.intervene(id, Intervention::Cancel, 50);
     assert_eq!(outcome, InvocationOutcome::Completed);
     let canceled = InvocationResult::Failure { code: 409, message: "canceled".into() };
     assert_eq!(effects[0], InvocationEffect::Completed(id, canceled));
     // Only the purge timer is left; the start timer is gone.
-    assert_eq!(timers(&s, 0, u64::MAX), vec![(150, id, PURGE_TIMER)]);
-    assert_eq!(fire_timer(&mut s, 9_000, &id, START_TIMER, 3).unwrap().0, InvocationOutcome::NotFound);
+    assert_eq!(p.timers(), vec![(150, id, PURGE_TIMER)]);
+    assert_eq!(p.fire_timer(9_000, id, START_TIMER).0, InvocationOutcome::NotFound);
 }

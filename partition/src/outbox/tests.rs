@@ -1,7 +1,12 @@
 use super::*;
-use crate::invocation::InvocationResult;
-use crate::invocation::{HandlerKind, InvocationOutcome, Status, Target, append, complete, journal, load};
-use crate::{MemStore, StateView};
+use crate::StateView;
+use crate::invocation::{HandlerKind, InvocationEffect, InvocationOutcome, InvocationRecord, Status, Target};
+use crate::testing::TestPartition;
+use keel_protocol::{EncodeError, Flags};
+
+fn frame(message: Message) -> Result<Vec<u8>, EncodeError> {
+    Ok(message.to_frame(Flags::NONE)?.to_bytes().to_vec())
+}
 use keel_protocol::proto::{CallCompletionNotificationMessage, call_completion_notification_message};
 
 fn caller_record() -> InvocationRecord {
@@ -39,9 +44,9 @@ fn call_frame() -> Vec<u8> {
 #[test]
 fn a_call_journals_the_callee_id_and_queues_the_invocation() {
     let caller = [3u8; 24];
-    let mut s = MemStore::default();
-    crate::invocation::invoke(&mut s, &caller, caller_record(), b"input", 1).unwrap();
-    let (outcome, effects) = append(&mut s, &caller, &[call_frame()], &[], 5).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(caller, caller_record(), b"input");
+    let (outcome, effects) = p.append(caller, &[call_frame()]);
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 3 });
     let [
         InvocationEffect::Outbox(seq, OutboxMessage::Invoke { id, service, handler, key, caller: who, .. }),
@@ -53,12 +58,12 @@ fn a_call_journals_the_callee_id_and_queues_the_invocation() {
     assert_eq!((service.as_str(), handler.as_str(), key), ("Greeter", "greet", &None));
     assert_eq!(who, &Some(Caller { id: caller, completion_id: 2 }));
     assert_eq!(n_id, &caller);
-    assert_eq!(&journal(&s, &caller)[2], notification);
-    assert_eq!(pending(&s), vec![(*seq, effects_message(&effects))]);
+    assert_eq!(&p.journal(caller)[2], notification);
+    assert_eq!(pending(&p.store), vec![(*seq, effects_message(&effects))]);
     // Same caller and index: the same callee id, on every replica.
-    assert_eq!(*id, callee_id(&caller, 1, None));
-    done(&mut s, *seq);
-    assert!(pending(&s).is_empty());
+    assert_eq!(*id, callee_id(&caller, 1, None).to_bytes());
+    p.outbox_done(*seq);
+    assert!(pending(&p.store).is_empty());
 }
 
 fn effects_message(effects: &[InvocationEffect]) -> OutboxMessage {
@@ -71,26 +76,26 @@ fn effects_message(effects: &[InvocationEffect]) -> OutboxMessage {
 #[test]
 fn a_finished_callee_answers_its_caller_once() {
     let (caller, callee) = ([3u8; 24], [4u8; 24]);
-    let mut s = MemStore::default();
-    crate::invocation::invoke(&mut s, &caller, caller_record(), b"input", 1).unwrap();
+    let mut p = TestPartition::new();
+    p.invoke(caller, caller_record(), b"input");
     let record = InvocationRecord { caller: Some(Caller { id: caller, completion_id: 2 }), ..caller_record() };
-    crate::invocation::invoke(&mut s, &callee, record, b"input", 2).unwrap();
+    p.invoke(callee, record, b"input");
     let result = InvocationResult::Success(b"\"Hello, Bo!\"".to_vec());
-    let (_, effects) = complete(&mut s, &callee, &result, 99, 9).unwrap();
+    let (_, effects) = p.complete(callee, &result, 99);
     let Some(InvocationEffect::Outbox(_, OutboxMessage::Deliver { id, completion_id, notification })) = effects.last()
     else {
         panic!("unexpected effects {effects:?}")
     };
     assert_eq!((id, *completion_id), (&caller, 2));
-    let (outcome, effects) = deliver(&mut s, &caller, 2, notification).unwrap();
+    let (outcome, effects) = p.deliver(caller, 2, notification);
     assert_eq!(outcome, InvocationOutcome::Appended { journal_len: 2 });
     assert_eq!(effects, vec![InvocationEffect::Notify(caller, notification.clone())]);
     // A re-delivery (the shipper retried) journals nothing.
-    let before = s.dump();
-    assert!(matches!(deliver(&mut s, &caller, 2, notification).unwrap().0, InvocationOutcome::Exists(_)));
-    assert_eq!(s.dump(), before);
-    assert_eq!(load(&s, &caller).unwrap().unwrap().delivered, vec![2]);
-    assert!(s.get(&crate::keys::invocation_key(&callee)).is_some());
+    let before = p.store.dump();
+    assert!(matches!(p.deliver(caller, 2, notification).0, InvocationOutcome::Exists(_)));
+    assert_eq!(p.store.dump(), before);
+    assert_eq!(p.load(caller).unwrap().delivered, vec![2]);
+    assert!(p.store.get(&crate::keys::invocation_key(&callee)).is_some());
 }
 
 #[test]
@@ -207,9 +212,9 @@ fn idempotent_calls_and_workflow_runs_get_the_ids_the_ingress_gives() {
     let idempotent = crate::idempotency::idempotent_id("S", Some("k"), "run", "once").to_bytes();
     assert_eq!(callee_of(&call("k", Some("once")), false), idempotent);
     assert_eq!(callee_of(&call("k", None), true), crate::idempotency::workflow_run_id("S", "k").to_bytes());
-    assert_eq!(callee_of(&call("k", None), false), callee_id(&[3u8; 24], 1, Some("k")));
+    assert_eq!(callee_of(&call("k", None), false), callee_id(&[3u8; 24], 1, Some("k")).to_bytes());
     // An empty idempotency key is none.
-    assert_eq!(callee_of(&call("", Some("")), false), callee_id(&[3u8; 24], 1, None));
+    assert_eq!(callee_of(&call("", Some("")), false), callee_id(&[3u8; 24], 1, None).to_bytes());
     let Some(OutboxMessage::Invoke { idempotent, .. }) =
         on_command(&[3u8; 24], &call("k", Some("once")), false).unwrap().and_then(|o| o.message)
     else {

@@ -48,7 +48,7 @@ fn kind(command: &Command) -> usize {
     }
 }
 
-const TS_MANIFEST: &[u8] = include_bytes!("../../protocol/testdata/manifest_v4_sdk_ts.json");
+const TS_MANIFEST: &[u8] = include_bytes!("../../../protocol/testdata/manifest_v4_sdk_ts.json");
 
 fn frame(message: Message) -> Vec<u8> {
     message.to_frame(Flags::NONE).expect("small frames encode").to_bytes().to_vec()
