@@ -15,13 +15,18 @@ mod http;
 
 use anyhow::Result;
 use clap::Parser;
+use keel_leader::clock::SystemClock;
+use keel_leader::endpoints::HttpEndpoints;
+use keel_leader::{LeaderOptions, Leaders};
 use keel_partition::{Command, Envelope, Response, partition_for_key, partition_key};
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
+use keel_raft::handler::NodeHandler;
 use keel_raft::metrics::RaftMetricsSet;
-use keel_raft::network::{self, Peers};
 use keel_raft::peer_auth::PeerSecurity;
 use keel_raft::router::Router;
+use keel_raft::transport::grpc::GrpcTransport;
+use keel_raft::transport::{self, Peers};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -177,13 +182,8 @@ impl BenchCluster {
             addrs.insert(id, l.local_addr()?.to_string());
             listeners.push(l);
         }
-        let settings = RaftSettings {
-            heartbeat_ms: 100,
-            election_timeout_ms: 1000,
-            snapshot_logs: 50_000,
-            keep_logs: 10_000,
-            max_concurrent_invocations: 1000,
-        };
+        let settings =
+            RaftSettings { heartbeat_ms: 100, election_timeout_ms: 1000, snapshot_logs: 50_000, keep_logs: 10_000 };
         let mut routers = Vec::new();
         let mut registries = Vec::new();
         let mut dirs = Vec::new();
@@ -197,11 +197,18 @@ impl BenchCluster {
             let db = Db::open(dir.path(), fsync, metrics.clone())?;
             // A cluster secret, as a real cluster has: its check is part of every RPC.
             let security = PeerSecurity::new(Some("keel-bench-cluster-secret".into()), None);
-            let peers = Arc::new(Peers::new(addrs.clone(), security.clone()));
+            let grpc = Arc::new(GrpcTransport::new(addrs.clone(), security.clone()));
+            let peers = Arc::new(Peers::new(addrs.clone(), grpc));
             let registry = Registry::start(id, partitions, n.min(3), peers.clone(), &settings, db, metrics).await?;
-            tokio::spawn(network::serve(registry.clone(), security, listener, std::future::pending()));
             let router = Arc::new(Router::new(registry.clone(), peers));
-            registry.set_router(&router);
+            let options = LeaderOptions {
+                max_concurrent_invocations: 1000,
+                endpoints: Arc::new(HttpEndpoints::default()),
+                clock: Arc::new(SystemClock),
+            };
+            let leaders = Leaders::start(&registry, router.clone(), options);
+            let handler = Arc::new(NodeHandler::new(registry.clone(), leaders));
+            tokio::spawn(transport::server::serve(handler, security, listener, std::future::pending()));
             routers.push(router);
             registries.push(registry);
             dirs.push(dir);

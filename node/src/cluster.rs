@@ -1,6 +1,7 @@
 //! The real cluster behind the HTTP layer: routes to Raft leaders.
 
 use keel_ingress::{ClusterApi, ClusterError};
+use keel_leader::Leaders;
 use keel_partition::catalog::Catalog;
 use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Envelope, Query, QueryResult, Response};
@@ -12,6 +13,8 @@ use std::sync::Arc;
 pub struct NodeCluster {
     /// Routes requests to partition leaders.
     pub router: Arc<Router>,
+    /// The leader runtime of this node's groups (local calls, the catalog).
+    pub leaders: Arc<Leaders>,
     /// All metrics of the node.
     pub metrics: Arc<MetricsRegistry>,
 }
@@ -36,15 +39,15 @@ impl ClusterApi for NodeCluster {
     }
 
     async fn call(&self, partition: u32, envelope: Envelope, policy: WaitPolicy) -> Result<Waited, ClusterError> {
-        self.router.call(partition, envelope, policy).await.map_err(map_route_error)
+        self.router.call(partition, envelope, policy, self.leaders.as_ref()).await.map_err(map_route_error)
     }
 
     async fn attach(&self, partition: u32, id: [u8; 24], policy: WaitPolicy) -> Result<Option<Waited>, ClusterError> {
-        self.router.attach(partition, id, policy).await.map_err(map_route_error)
+        self.router.attach(partition, id, policy, self.leaders.as_ref()).await.map_err(map_route_error)
     }
 
     fn local_catalog(&self) -> Result<Arc<Catalog>, ClusterError> {
-        self.router.registry().local_catalog().map_err(ClusterError::Internal)
+        self.leaders.catalog().map_err(ClusterError::Internal)
     }
 
     async fn read(&self, partition: u32, query: Query) -> Result<QueryResult, ClusterError> {

@@ -508,7 +508,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let max_body_bytes = src.value("max_body_bytes", num::<usize>, 10 * 1024 * 1024)?;
     // A request becomes one command in one Raft entry, with its headers
     // and the invocation's fields beside the body: leave room for them.
-    let body_limit = keel_raft::groups::MAX_ENTRY_BYTES - (1 << 20);
+    let body_limit = keel_raft::proposer::MAX_ENTRY_BYTES - (1 << 20);
     max_body_bytes.check(|v| (1..=body_limit).contains(v), format!("must be between 1 and {body_limit}"))?;
     let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
     max_invocations

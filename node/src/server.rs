@@ -5,12 +5,17 @@ use crate::config::{Config, Secret};
 use crate::lock::lock_data_dir;
 use anyhow::{Context, Result};
 use keel_ingress::{AdminOptions, IngressOptions, ServeOptions};
+use keel_leader::clock::SystemClock;
+use keel_leader::endpoints::HttpEndpoints;
+use keel_leader::{LeaderOptions, Leaders};
 use keel_raft::db::Db;
 use keel_raft::groups::{RaftSettings, Registry};
+use keel_raft::handler::NodeHandler;
 use keel_raft::metrics::RaftMetricsSet;
-use keel_raft::network::{self, Peers};
 use keel_raft::peer_auth::PeerSecurity;
 use keel_raft::router::Router;
+use keel_raft::transport::grpc::GrpcTransport;
+use keel_raft::transport::{self, Peers};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -33,14 +38,18 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     db.check_partition_count(config.partitions)?;
 
+    // Replication first: the groups, and the router that finds their
+    // leaders from any node. Then the leader runtime, which acts on the
+    // groups' effects while this node leads them and routes through the
+    // router; then the node port, which serves peers with both.
     let security = peer_security(&config);
-    let peers = Arc::new(Peers::new(config.peers.clone(), security.clone()));
+    let grpc = Arc::new(GrpcTransport::new(config.peers.clone(), security.clone()));
+    let peers = Arc::new(Peers::new(config.peers.clone(), grpc));
     let settings = RaftSettings {
         heartbeat_ms: config.heartbeat_ms,
         election_timeout_ms: config.election_timeout_ms,
         snapshot_logs: config.snapshot_logs,
         keep_logs: config.keep_logs,
-        max_concurrent_invocations: config.max_concurrent_invocations,
     };
     let registry = Registry::start(
         config.node_id,
@@ -53,14 +62,21 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await?;
     let router = Arc::new(Router::new(registry.clone(), peers));
-    registry.set_router(&router);
-    let cluster = Arc::new(NodeCluster { router, metrics: Arc::new(metrics_registry) });
+    let leader_options = LeaderOptions {
+        max_concurrent_invocations: config.max_concurrent_invocations,
+        endpoints: Arc::new(HttpEndpoints::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let leaders = Leaders::start(&registry, router.clone(), leader_options);
+    let handler = Arc::new(NodeHandler::new(registry.clone(), leaders.clone()));
+    let cluster = Arc::new(NodeCluster { router, leaders, metrics: Arc::new(metrics_registry) });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let node_server = tokio::spawn(network::serve(registry.clone(), security, node_listener, stopped(stop_rx.clone())));
+    let node_server =
+        tokio::spawn(transport::server::serve(handler, security, node_listener, stopped(stop_rx.clone())));
     let admin_options =
         AdminOptions { max_body_bytes: config.max_body_bytes, token: token(&config.security.admin_token) };
     let admin = keel_ingress::admin_router(cluster.clone(), admin_options);

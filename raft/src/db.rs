@@ -79,9 +79,11 @@ struct Job {
 /// group-commit writer.
 pub struct Db {
     db: Arc<DB>,
-    /// `None` only while dropping.
+    /// `None` while dropping, and in [`Db::open_inline`]'s mode.
     writer: Option<std_mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Completions run inside [`Db::submit`], without a sync.
+    inline: bool,
 }
 
 impl Drop for Db {
@@ -101,6 +103,27 @@ impl Db {
     /// Opens (or creates) the database at `path` and starts the writer thread.
     /// `fsync` false trades durability for speed (benchmarks of the sync cost).
     pub fn open(path: &Path, fsync: bool, metrics: Arc<RaftMetricsSet>) -> Result<Arc<Db>, DbError> {
+        let db = Self::open_rocks(path)?;
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("keel-wal-sync".into())
+            .spawn(move || run_writer(writer_db, rx, fsync, metrics))
+            .map_err(|e| DbError::Corrupt(format!("cannot start the WAL syncer thread: {e}")))?;
+        Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread), inline: false }))
+    }
+
+    /// Opens the database for a deterministic test: no syncer thread, no
+    /// fsync; a write's completion runs inside [`Db::submit`]. A thread
+    /// finishing syncs at its own pace would make the order of events
+    /// differ from run to run, and let paused test time jump ahead while
+    /// nothing but a sync is pending. What was written stays readable
+    /// after the `Db` is dropped and reopened, as after a process crash.
+    pub fn open_inline(path: &Path) -> Result<Arc<Db>, DbError> {
+        Ok(Arc::new(Db { db: Self::open_rocks(path)?, writer: None, writer_thread: None, inline: true }))
+    }
+
+    fn open_rocks(path: &Path) -> Result<Arc<DB>, DbError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -113,13 +136,7 @@ impl Db {
                 return Err(DbError::Corrupt(format!("column family {name} missing after open")));
             }
         }
-        let (tx, rx) = std_mpsc::channel::<Job>();
-        let writer_db = db.clone();
-        let thread = std::thread::Builder::new()
-            .name("keel-wal-sync".into())
-            .spawn(move || run_writer(writer_db, rx, fsync, metrics))
-            .map_err(|e| DbError::Corrupt(format!("cannot start the WAL syncer thread: {e}")))?;
-        Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread) }))
+        Ok(db)
     }
 
     /// The raw RocksDB handle.
@@ -135,10 +152,18 @@ impl Db {
     /// Writes `ops` now (readable at once) and runs `done` once they are
     /// durable, after the next WAL sync.
     pub fn submit(&self, ops: Vec<Op>, done: Completion) -> Result<(), DbError> {
-        let writer = self.writer.as_ref().ok_or(DbError::WriterStopped)?;
+        let writer = match (&self.writer, self.inline) {
+            (Some(writer), _) => Some(writer),
+            (None, true) => None,
+            (None, false) => return Err(DbError::WriterStopped),
+        };
         let mut batch = WriteBatch::default();
         fill_batch(&self.db, &mut batch, &ops);
         self.db.write(batch)?;
+        let Some(writer) = writer else {
+            done(Ok(()));
+            return Ok(());
+        };
         writer.send(Job { done, submitted: Instant::now() }).map_err(|_| DbError::WriterStopped)
     }
 

@@ -7,15 +7,18 @@
 //! until a deadline, after which the caller gets [`RouteError::NoLeader`]
 //! (the HTTP layer answers 503 with `Retry-After`) rather than a hang.
 
-use crate::groups::{COMMIT_TIMEOUT, GroupStatus, ProposeError, Registry};
-use crate::network::{PeerError, Peers};
+use crate::groups::{GroupStatus, ProposeError, Registry};
+use crate::leader_calls::LeaderCalls;
+use crate::proposer::COMMIT_TIMEOUT;
+use crate::transport::{PeerError, Peers};
 use keel_partition::invocation::InvocationKey;
 use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Envelope, Query, QueryResult, Response};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long a request keeps looking for a leader.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -95,14 +98,21 @@ impl Router {
     /// result as `policy` allows. Safe to repeat after a leader change: the
     /// invocation id deduplicates, so a retry attaches to the same
     /// invocation. The policy's timeout counts from this call, across retries.
-    pub async fn call(&self, partition: u32, envelope: Envelope, policy: WaitPolicy) -> Result<Waited, RouteError> {
+    /// `local` serves the call when this node leads.
+    pub async fn call(
+        &self,
+        partition: u32,
+        envelope: Envelope,
+        policy: WaitPolicy,
+        local: &dyn LeaderCalls,
+    ) -> Result<Waited, RouteError> {
         let started = Instant::now();
         self.route(partition, |leader| {
             let envelope = envelope.clone();
             let policy = remaining(policy, started);
             async move {
                 if leader == self.registry.node_id() {
-                    self.registry.call_local(partition, envelope, policy).await
+                    local.call(partition, envelope, policy).await
                 } else {
                     match self.peers.call(leader, partition, &envelope, policy).await {
                         Ok(r) => r,
@@ -116,19 +126,20 @@ impl Router {
     }
 
     /// Waits for the result of invocation `id` of `partition` as `policy`
-    /// allows (`None`: unknown).
+    /// allows (`None`: unknown). `local` serves it when this node leads.
     pub async fn attach(
         &self,
         partition: u32,
         id: InvocationKey,
         policy: WaitPolicy,
+        local: &dyn LeaderCalls,
     ) -> Result<Option<Waited>, RouteError> {
         let started = Instant::now();
         self.route(partition, |leader| {
             let policy = remaining(policy, started);
             async move {
                 if leader == self.registry.node_id() {
-                    self.registry.attach_local(partition, id, policy).await
+                    local.attach(partition, id, policy).await
                 } else {
                     match self.peers.attach(leader, partition, &id, policy).await {
                         Ok(r) => r,
@@ -270,11 +281,9 @@ fn remaining(policy: WaitPolicy, started: Instant) -> WaitPolicy {
 /// (unknown node, no connection) another leader may be tried; otherwise the
 /// outcome is unknown and must not be retried blindly.
 fn forward_failed<T>(e: PeerError) -> Result<T, ProposeError> {
-    match &e {
-        PeerError::UnknownNode(_) | PeerError::BadAddress { .. } => Err(ProposeError::NotLeader { leader: None }),
-        PeerError::Rpc { status, .. } if status.code() == tonic::Code::Unavailable => {
-            Err(ProposeError::NotLeader { leader: None })
-        }
-        _ => Err(ProposeError::Unavailable(e.to_string())),
+    if e.unreachable() {
+        Err(ProposeError::NotLeader { leader: None })
+    } else {
+        Err(ProposeError::Unavailable(e.to_string()))
     }
 }

@@ -25,6 +25,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = crate::runtime::KeelRuntime,
 );
 
 /// Shorthands for openraft types instantiated with [`TypeConfig`].

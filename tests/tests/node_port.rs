@@ -16,8 +16,8 @@ use keel_e2e::{
     Cluster, E2E_CLUSTER_SECRET, EXIT_TIMEOUT, LEADER_TIMEOUT, free_ports, make_state, run_keel_to_exit_with_env,
     run_test,
 };
-use keel_raft::network::proto::node_client::NodeClient;
-use keel_raft::network::proto::{GroupRequest, RaftRequest, StatusRequest};
+use keel_raft::transport::proto::node_client::NodeClient;
+use keel_raft::transport::proto::{GroupRequest, RaftRequest, StatusRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;

@@ -16,8 +16,8 @@ use anyhow::{Context, Result, bail, ensure};
 use keel_e2e::{
     Cluster, E2E_CLUSTER_SECRET, LEADER_TIMEOUT, WRITE_TIMEOUT, make_state, poll_until, read_retrying, run_test,
 };
-use keel_raft::network::proto::StatusRequest;
-use keel_raft::network::proto::node_client::NodeClient;
+use keel_raft::transport::proto::StatusRequest;
+use keel_raft::transport::proto::node_client::NodeClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 

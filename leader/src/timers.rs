@@ -9,11 +9,10 @@
 //! millions, and a new leader would have to read them all before firing the
 //! first one.
 
-use crate::groups::{Group, ProposeError};
-use crate::invocations::now_ms;
-use crate::state_machine::GroupView;
+use crate::partition::Partition;
 use keel_partition::invocation::{self, InvocationKey};
 use keel_partition::{Command, Envelope};
+use keel_raft::groups::ProposeError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +36,12 @@ pub struct Timers {
 impl Timers {
     /// Loads the stored timers due up to `now + WINDOW_MS` that are not
     /// loaded yet (at the start of an epoch: every overdue one too).
-    pub fn load(&mut self, group: &Group, now: u64) {
+    pub fn load(&mut self, partition: &Partition, now: u64) {
         let until = now.saturating_add(WINDOW_MS);
         if until <= self.loaded_until {
             return;
         }
-        let view = GroupView::new(&group.db, group.id);
+        let view = partition.view();
         self.due.extend(invocation::timers(&view, self.loaded_until, until));
         self.loaded_until = until;
     }
@@ -70,30 +69,30 @@ impl Timers {
     /// timer, each in a task of its own (with the actor's other tasks), so
     /// that timers due together are proposed together and the proposer packs
     /// them into few Raft entries.
-    pub fn fire_due(&mut self, group: &Arc<Group>, term: u64, tasks: &mut JoinSet<()>) {
-        let now = now_ms();
+    pub fn fire_due(&mut self, partition: &Arc<Partition>, term: u64, tasks: &mut JoinSet<()>) {
+        let now = partition.now_ms();
         if self.loaded_until > 0 && now + WINDOW_MS / 2 >= self.loaded_until {
-            self.load(group, now);
+            self.load(partition, now);
         }
         while let Some(&(fire_at_ms, id, completion_id)) = self.due.first() {
             if fire_at_ms > now {
                 return;
             }
             self.due.pop_first();
-            tasks.spawn(fire(group.clone(), term, Command::FireTimer { fire_at_ms, id, completion_id }));
+            tasks.spawn(fire(partition.clone(), term, Command::FireTimer { fire_at_ms, id, completion_id }));
         }
     }
 }
 
 /// Proposes one `FireTimer` until it is applied or this leader is deposed
 /// (the next leader reloads the timer; firing twice is a no-op).
-async fn fire(group: Arc<Group>, term: u64, fire: Command) {
+async fn fire(partition: Arc<Partition>, term: u64, fire: Command) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match group.propose(Envelope::fenced(term, fire.clone())).await {
+        match partition.propose(Envelope::fenced(term, fire.clone())).await {
             Ok(_) | Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => return,
             Err(e) => {
-                tracing::warn!(partition = group.id, "firing a timer failed, retrying in {backoff:?}: {e}");
+                tracing::warn!(partition = partition.id(), "firing a timer failed, retrying in {backoff:?}: {e}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -6,9 +6,9 @@
 //! dropped, so its caller sees the channel close and retries against the
 //! new leader (where the invocation id deduplicates or attaches).
 
-use crate::groups::ProposeError;
 use keel_partition::invocation::{InvocationKey, InvocationResult};
 use keel_partition::wait::{WaitPolicy, Waited};
+use keel_raft::groups::ProposeError;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -6,10 +6,10 @@
 //! every applied batch or installed snapshot; the cache rebuilds lazily when
 //! the counter moved since its copy was read.
 
-use crate::db::Db;
-use crate::state_machine::GroupView;
 use keel_partition::METADATA_GROUP;
 use keel_partition::catalog::{self, Catalog};
+use keel_raft::db::Db;
+use keel_raft::state_machine::GroupView;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,14 +21,10 @@ pub struct CatalogCache {
 }
 
 impl CatalogCache {
-    /// An empty cache over the node's database.
-    pub fn new(db: Arc<Db>) -> Self {
-        CatalogCache { db, changes: Arc::default(), current: Mutex::default() }
-    }
-
-    /// The counter the metadata group's state machine bumps after writing.
-    pub fn changes(&self) -> Arc<AtomicU64> {
-        self.changes.clone()
+    /// An empty cache over the node's database; `changes` is the counter
+    /// the metadata group's state machine bumps after writing.
+    pub fn new(db: Arc<Db>, changes: Arc<AtomicU64>) -> Self {
+        CatalogCache { db, changes, current: Mutex::default() }
     }
 
     /// The catalog as this node's replica has applied it (not linearizable:
@@ -55,20 +51,20 @@ impl CatalogCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Cf, Op};
-    use crate::metrics::RaftMetricsSet;
     use keel_partition::StateView;
     use keel_partition::catalog::{CatalogData, DeploymentRecord, ServiceOverrides, ServiceRecord};
+    use keel_raft::db::{Cf, Op};
+    use keel_raft::metrics::RaftMetricsSet;
 
     /// Writes `data` as the metadata group's records, as its apply would.
     fn store(db: &Db, data: &CatalogData) {
         let ops: Vec<Op> = catalog::to_store(data)
             .scan_prefix(&[])
             .into_iter()
-            .map(|(k, v)| Op::Put(Cf::State, crate::keys::state_key(METADATA_GROUP, &k), v))
+            .map(|(k, v)| Op::Put(Cf::State, keel_raft::keys::state_key(METADATA_GROUP, &k), v))
             .collect();
         let mut batch = rocksdb::WriteBatch::default();
-        crate::db::fill_batch(db.raw(), &mut batch, &ops);
+        keel_raft::db::fill_batch(db.raw(), &mut batch, &ops);
         db.raw().write(batch).unwrap();
     }
 
@@ -76,7 +72,8 @@ mod tests {
     fn rebuilds_only_after_a_change() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), false, Arc::new(RaftMetricsSet::unregistered())).unwrap();
-        let cache = CatalogCache::new(db.clone());
+        let changes = Arc::new(AtomicU64::new(0));
+        let cache = CatalogCache::new(db.clone(), changes.clone());
         let empty = cache.get().unwrap();
         assert!(empty.services.is_empty());
         assert!(Arc::ptr_eq(&empty, &cache.get().unwrap()), "unchanged catalog is rebuilt");
@@ -101,7 +98,7 @@ mod tests {
         store(&db, &data);
         // Written but not announced: the cached copy stays.
         assert!(cache.get().unwrap().services.is_empty());
-        cache.changes().fetch_add(1, Ordering::Release);
+        changes.fetch_add(1, Ordering::Release);
         let fresh = cache.get().unwrap();
         let (schema, public) = fresh.schema("Greeter").expect("Greeter after the change");
         assert_eq!(schema.handlers[0].name, "greet");

@@ -13,13 +13,11 @@
 //! timeouts (handler manifest value, else the service's admin override, else
 //! the service's manifest value, else Restate's defaults).
 
-use crate::db::Db;
-use crate::groups::{Group, ProposeError};
+use crate::partition::Partition;
 use crate::retry::{self, Decision, Failure, RetryPolicy};
-use crate::state_machine::GroupView;
 use bytes::Bytes;
-use keel_endpoint::{EndpointAddress, EndpointClient, HttpVersion};
-use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts, run_attempt};
+use keel_endpoint::{EndpointAddress, HttpVersion};
+use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams, AttemptTimeouts};
 use keel_partition::catalog::ServiceOverrides;
 use keel_partition::invocation::{
     self, HandlerKind, Intervention, InvocationKey, InvocationOutcome, InvocationResult, Status,
@@ -28,23 +26,23 @@ use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
+use keel_raft::groups::ProposeError;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 mod frames;
 use frames::{awaited, decode_journal, parks};
 
 /// The invoker of one leader term.
 pub struct Invoker {
-    group: Arc<Group>,
+    partition: Arc<Partition>,
     term: u64,
-    db: Arc<Db>,
-    client: EndpointClient,
     /// Invocations with a run loop on this leader (at most one each).
     loops: Mutex<HashMap<InvocationKey, RunLoop>>,
     /// Attempts in flight, to deliver journaled notifications live.
@@ -95,10 +93,9 @@ struct Attempts {
 }
 
 impl Invoker {
-    /// The invoker of `group` for the leader term `term`.
-    pub fn new(group: Arc<Group>, term: u64) -> Self {
-        let (db, client) = (group.db.clone(), group.client.clone());
-        Invoker { group, term, db, client, loops: Mutex::default(), live: Mutex::default() }
+    /// The invoker of `partition` for the leader term `term`.
+    pub fn new(partition: Arc<Partition>, term: u64) -> Self {
+        Invoker { partition, term, loops: Mutex::default(), live: Mutex::default() }
     }
 
     /// The term this invoker works for.
@@ -173,7 +170,7 @@ impl Invoker {
             let failure = match self.attempt(&id, &mut attempts).await {
                 Next::Done => return,
                 Next::Stop(reason) => {
-                    tracing::debug!(partition = self.group.id, "invoker stops: {reason}");
+                    tracing::debug!(partition = self.partition.id(), "invoker stops: {reason}");
                     return;
                 }
                 Next::Retry(failure) => failure,
@@ -182,11 +179,11 @@ impl Invoker {
             attempts.failures_since_stored += 1;
             let n = attempts.failures;
             let decision = retry::decide(&attempts.policy, n, &failure);
-            tracing::warn!(partition = self.group.id, invocation = %id_string(&id), "attempt {n} failed ({decision:?}): {}", failure.message);
+            tracing::warn!(partition = self.partition.id(), invocation = %id_string(&id), "attempt {n} failed ({decision:?}): {}", failure.message);
             let delay = match decision {
                 Decision::RetryAfter(delay) => {
                     // Backing off is parking: a caller waiting for a handoff stops here.
-                    self.group.waiters.park(&id);
+                    self.partition.waiters.park(&id);
                     delay
                 }
                 Decision::Pause => {
@@ -194,20 +191,22 @@ impl Invoker {
                     let pause = Command::Intervene { id, what: Intervention::Pause, completed_at_ms: 0 };
                     match self.propose(pause).await {
                         Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => {
-                            self.group.waiters.park(&id);
+                            self.partition.waiters.park(&id);
                             return;
                         }
                         Err(Next::Retry(_)) => attempts.policy.delay(n),
                     }
                 }
                 Decision::Fail(result) => {
-                    match self.propose(Command::Complete { id, result, completed_at_ms: now_ms() }).await {
+                    match self.propose(Command::Complete { id, result, completed_at_ms: self.partition.now_ms() }).await
+                    {
                         Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
                         Err(Next::Retry(_)) => attempts.policy.delay(n),
                     }
                 }
             };
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep(delay) => {}
                 // A resume, kill or pause ends the backoff; the next attempt
                 // starts only if the invocation is still running.
@@ -217,14 +216,14 @@ impl Invoker {
     }
 
     async fn propose(&self, command: Command) -> Result<Response, Next> {
-        checked(self.group.propose(Envelope::fenced(self.term, command)).await)
+        checked(self.partition.propose(Envelope::fenced(self.term, command)).await)
     }
 
     /// Queues `command` behind the attempt's earlier proposals without
     /// waiting for it to be applied.
     async fn queue(&self, pending: &mut Pending, command: Command) -> Result<(), Next> {
         let is_append = matches!(command, Command::AppendJournal { .. });
-        match self.group.submit(Envelope::fenced(self.term, command)).await {
+        match self.partition.group.submit(Envelope::fenced(self.term, command)).await {
             Ok(outcome) => {
                 pending.push_back((is_append, Box::pin(outcome)));
                 Ok(())
@@ -278,7 +277,7 @@ impl Invoker {
                 Ok(Message::OneWayCallCommand(c)) => (c.service_name, c.handler_name),
                 _ => continue,
             };
-            let Some(catalog) = catalog.get_or_insert_with(|| self.group.catalog.get().ok()) else { continue };
+            let Some(catalog) = catalog.get_or_insert_with(|| self.partition.catalog().ok()) else { continue };
             let workflow_run = catalog.service(&service).is_some_and(|(_, s)| {
                 s.handlers.iter().any(|h| h.name == handler && invocation::handler_kind(s, h) == HandlerKind::Workflow)
             });
@@ -312,10 +311,10 @@ impl Invoker {
         // One of the node's slots for attempts in flight, held until the
         // attempt ends. Waiting for it is not a failure; the record is read
         // after the wait, so an invocation killed meanwhile does not start.
-        let Ok(_slot) = self.group.invocation_slots.acquire().await else {
+        let Ok(_slot) = self.partition.services.slots.acquire().await else {
             return Next::Stop("the node's invocation slots are closed".into());
         };
-        let view = GroupView::new(&self.db, self.group.id);
+        let view = self.partition.view();
         let (record, journal) = match invocation::load(&view, id) {
             Ok(Some(record)) => {
                 let journal = invocation::journal_of(&view, id, &record);
@@ -327,7 +326,7 @@ impl Invoker {
         if record.status != Status::Invoked {
             return Next::Done;
         }
-        let catalog = match self.group.catalog.get() {
+        let catalog = match self.partition.catalog() {
             Ok(c) => c,
             Err(e) => return Next::Retry(Failure::transient(format!("catalog unreadable: {e}"))),
         };
@@ -410,9 +409,9 @@ impl Invoker {
             timeouts,
         };
         drop(view);
-        tracing::debug!(partition = self.group.id, invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
+        tracing::debug!(partition = self.partition.id(), invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
         let known = params.journal.len() as u32;
-        self.group.waiters.unpark(id);
+        self.partition.waiters.unpark(id);
         let (next, seen) = self.drive(id, &address, params, pin).await;
         if seen > known {
             attempts.failures_since_stored = 0;
@@ -457,10 +456,9 @@ impl Invoker {
         mut pin: Option<Command>,
     ) -> Next {
         let mut pending = Pending::new();
-        let client = self.client.clone();
-        let address = address.clone();
         let attempt_start = params.journal.len() as u32;
-        let attempt = tokio::spawn(async move { run_attempt(&client, &address, params, events_tx, inputs_rx).await });
+        let attempt =
+            tokio::spawn(self.partition.services.endpoints.run_attempt(address.clone(), params, events_tx, inputs_rx));
         let mut output = None;
         // Completion ids of the runs this attempt proposed: awaiting one of
         // them is waiting on keel's own ack, not parking.
@@ -475,13 +473,14 @@ impl Invoker {
             let event = match peeked.take() {
                 Some(event) => Some(event),
                 None => tokio::select! {
-                    // Cancellation-safe: `recv` removes a message only when it returns it.
-                    event = events.recv() => event,
+                    biased;
                     // Killed or paused: nothing the SDK does now may take effect.
                     _ = stop.notified() => {
                         attempt.abort();
                         break Next::Stop("the invocation was stopped".into());
                     }
+                    // Cancellation-safe: `recv` removes a message only when it returns it.
+                    event = events.recv() => event,
                 },
             };
             let Some(event) = event else { break Next::Retry(Failure::transient("attempt ended without a result")) };
@@ -540,7 +539,7 @@ impl Invoker {
                 }
                 AttemptEvent::AwaitingOn { frame } => {
                     if parks(&frame, &runs) {
-                        self.group.waiters.park(id);
+                        self.partition.waiters.park(id);
                     }
                 }
                 AttemptEvent::Suspended { frame } => {
@@ -552,7 +551,7 @@ impl Invoker {
                     }
                     break match self.settle(&mut pending).await {
                         Ok(()) => {
-                            self.group.waiters.park(id);
+                            self.partition.waiters.park(id);
                             Next::Done
                         }
                         Err(next) => next,
@@ -570,8 +569,8 @@ impl Invoker {
                         code: 500,
                         message: "the handler ended without an output".into(),
                     });
-                    tracing::debug!(partition = self.group.id, invocation = %id_string(id), "invocation ended");
-                    let complete = Command::Complete { id: *id, result, completed_at_ms: now_ms() };
+                    tracing::debug!(partition = self.partition.id(), invocation = %id_string(id), "invocation ended");
+                    let complete = Command::Complete { id: *id, result, completed_at_ms: self.partition.now_ms() };
                     break match self.queue(&mut pending, complete).await {
                         Ok(()) => self.settle(&mut pending).await.err().unwrap_or(Next::Done),
                         Err(next) => next,
@@ -657,12 +656,6 @@ fn effective_timeouts(overrides: Option<&ServiceOverrides>, service: &Service, h
         ),
         abort: pick(h.abort_timeout, overrides.and_then(|o| o.abort_timeout_ms), s.abort_timeout, default.abort),
     }
-}
-
-/// Wall-clock time in ms since the Unix epoch (leader-side only: never
-/// inside the state machine).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn id_string(id: &InvocationKey) -> String {

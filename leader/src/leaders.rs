@@ -1,0 +1,93 @@
+//! The leader runtime of one node: a supervisor per hosted group, and the
+//! calls served on the leaders this node holds.
+
+use crate::calls;
+use crate::catalog_cache::CatalogCache;
+use crate::clock::Clock;
+use crate::endpoints::Endpoints;
+use crate::partition::{Partition, Services};
+use crate::supervisor;
+use crate::waiters::Waiters;
+use futures::future::BoxFuture;
+use keel_partition::Envelope;
+use keel_partition::catalog::Catalog;
+use keel_partition::invocation::InvocationKey;
+use keel_partition::wait::{WaitPolicy, Waited};
+use keel_raft::groups::{ProposeError, Registry};
+use keel_raft::leader_calls::LeaderCalls;
+use keel_raft::router::Router;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// How the leader runtime runs.
+pub struct LeaderOptions {
+    /// Invocation attempts in flight at once on this node, over all its
+    /// partitions; more wait for a slot (they never fail for it).
+    pub max_concurrent_invocations: usize,
+    /// Runs attempts against SDK endpoints.
+    pub endpoints: Arc<dyn Endpoints>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The leader runtime of every group hosted on one node.
+pub struct Leaders {
+    partitions: BTreeMap<u32, Arc<Partition>>,
+    services: Arc<Services>,
+}
+
+impl Leaders {
+    /// Starts a supervisor for every group of `registry`: while this node
+    /// leads a group, it acts on the group's effects. Each group's effects
+    /// can be taken once, so a registry gets one runtime.
+    pub fn start(registry: &Registry, router: Arc<Router>, options: LeaderOptions) -> Arc<Leaders> {
+        let catalog = Arc::new(CatalogCache::new(registry.db().clone(), registry.catalog_changes()));
+        let services = Arc::new(Services {
+            node_id: registry.node_id(),
+            router,
+            catalog,
+            endpoints: options.endpoints,
+            clock: options.clock,
+            slots: Arc::new(Semaphore::new(options.max_concurrent_invocations)),
+        });
+        let mut partitions = BTreeMap::new();
+        for group in registry.groups() {
+            let partition =
+                Arc::new(Partition { group: group.clone(), waiters: Waiters::default(), services: services.clone() });
+            match group.take_effects() {
+                Some(effects) => {
+                    tokio::spawn(supervisor::supervise(partition.clone(), effects));
+                }
+                None => tracing::error!(partition = group.id, "effects already taken; no leader runtime for it"),
+            }
+            partitions.insert(group.id, partition);
+        }
+        Arc::new(Leaders { partitions, services })
+    }
+
+    /// The service catalog as this node's replica of the metadata group
+    /// has applied it (not linearizable: it may lag the leader briefly).
+    pub fn catalog(&self) -> Result<Arc<Catalog>, String> {
+        self.services.catalog.get()
+    }
+
+    fn partition(&self, group: u32) -> Result<&Arc<Partition>, ProposeError> {
+        self.partitions.get(&group).ok_or(ProposeError::NoSuchGroup(group))
+    }
+}
+
+impl LeaderCalls for Leaders {
+    fn call(&self, group: u32, envelope: Envelope, policy: WaitPolicy) -> BoxFuture<'_, Result<Waited, ProposeError>> {
+        Box::pin(async move { calls::call(self.partition(group)?, envelope, policy).await })
+    }
+
+    fn attach(
+        &self,
+        group: u32,
+        id: InvocationKey,
+        policy: WaitPolicy,
+    ) -> BoxFuture<'_, Result<Option<Waited>, ProposeError>> {
+        Box::pin(async move { calls::attach(self.partition(group)?, id, policy).await })
+    }
+}

@@ -1,0 +1,42 @@
+//! The partition leader's runtime: everything a node does for the
+//! partitions it leads, on top of replication (`keel-raft`).
+//!
+//! Replication turns proposals into applied entries, and applied entries
+//! into effects. This crate acts on the effects, and only on the leader:
+//! it runs invocation attempts against SDK endpoints, fires durable timers,
+//! ships outbox messages to other partitions and answers the callers
+//! waiting for results. Each of those side effects becomes durable only by
+//! being proposed back through Raft, fenced with the leader's term, so a
+//! deposed leader's late work is refused by the state machine instead of
+//! applied twice.
+//!
+//! - [`Leaders`]: the runtime of one node, started over its registry and
+//!   router; it serves [`keel_raft::leader_calls::LeaderCalls`];
+//! - [`partition`]: the leader-side handle of one hosted partition and the
+//!   node-wide services it uses;
+//! - [`supervisor`], [`actor`]: one leader actor per term, started and
+//!   stopped as leadership comes and goes;
+//! - [`invocations`]: the run loop of invocations (attempts, frames,
+//!   retries, timeouts), with [`retry`] its policy;
+//! - [`timers`], [`outbox`], [`waiters`], [`calls`]: durable timers, the
+//!   outbox shipper, callers waiting for results, and calls themselves;
+//! - [`catalog_cache`]: the node's parsed service catalog;
+//! - [`clock`], [`endpoints`]: where "now" and SDK attempts come from, so
+//!   a test can replace both.
+#![deny(missing_docs)]
+
+pub mod actor;
+pub mod calls;
+pub mod catalog_cache;
+pub mod clock;
+pub mod endpoints;
+pub mod invocations;
+pub mod outbox;
+pub mod partition;
+pub mod retry;
+pub mod supervisor;
+pub mod timers;
+pub mod waiters;
+
+mod leaders;
+pub use leaders::{LeaderOptions, Leaders};

@@ -1,0 +1,80 @@
+//! The leader-side supervisor of a partition.
+//!
+//! It watches the group's Raft metrics: when this node becomes leader in a
+//! term, it starts a leader actor ([`crate::actor`]) for that term; when
+//! leadership is lost (or a new term begins) it stops the old actor and
+//! drops the waiting callers, who retry on the new leader. Effects of
+//! applied entries are routed to the running actor; on followers they are
+//! dropped (a follower acts on nothing).
+
+use crate::actor;
+use crate::partition::Partition;
+use keel_partition::Effect;
+use openraft::ServerState;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+struct RunningActor {
+    term: u64,
+    effects: mpsc::UnboundedSender<Vec<Effect>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunningActor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs until the group's Raft instance shuts down.
+pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
+    let node_id = partition.services.node_id;
+    // Server metrics change only with role, vote, leader or membership, not
+    // with every commit, so this loop wakes only when leadership may change.
+    let mut metrics = partition.group.raft.server_metrics();
+    let mut running: Option<RunningActor> = None;
+    loop {
+        let (leading_term, shut_down) = {
+            let m = metrics.borrow_and_update();
+            let leading = m.state == ServerState::Leader && m.current_leader == Some(node_id);
+            (leading.then_some(m.vote.leader_id().get_term()), m.state == ServerState::Shutdown)
+        };
+        if shut_down {
+            return;
+        }
+        match (leading_term, running.as_ref().map(|a| a.term)) {
+            (Some(term), Some(current)) if term == current => {}
+            (Some(term), _) => {
+                tracing::info!(partition = partition.id(), term, "became leader; starting leader actor");
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(actor::run(term, partition.clone(), rx));
+                running = Some(RunningActor { term, effects: tx, task });
+            }
+            (None, Some(term)) => {
+                tracing::info!(partition = partition.id(), term, "lost leadership; stopping leader actor");
+                running = None;
+                partition.waiters.abandon_all();
+            }
+            (None, None) => {}
+        }
+        tokio::select! {
+            // Leadership changes first: effects applied after a step-down
+            // must not reach the deposed actor.
+            biased;
+            // Cancellation-safe: `changed` only marks the watch as seen.
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            // Cancellation-safe: a message is only removed when this arm runs.
+            batch = effects.recv() => {
+                let Some(batch) = batch else { return };
+                if let Some(a) = &running {
+                    let _ = a.effects.send(batch);
+                }
+            }
+        }
+    }
+}

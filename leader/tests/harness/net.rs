@@ -1,0 +1,174 @@
+//! The harness's network: requests between in-process nodes, through links
+//! the test controls. A request goes to the target node's `NodeHandler`
+//! encoded exactly as over gRPC; on the way it may be delayed, lost, or
+//! refused (a partitioned link, a crashed node). Loss and delays are drawn
+//! from the cluster's seeded generator, so a seed replays them.
+
+use futures::future::BoxFuture;
+use keel_raft::handler::NodeHandler;
+use keel_raft::transport::{NodeRequest, PeerError, Transport};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a caller waits for a lost message before its connection is
+/// reported broken (as HTTP/2 pings would find a dead connection).
+const LOST_AFTER: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Links {
+    /// Live nodes' request handlers; crashed nodes have none.
+    handlers: BTreeMap<u64, Arc<NodeHandler>>,
+    /// Pairs (a < b) that cannot talk.
+    cut: BTreeSet<(u64, u64)>,
+    /// Probability that a request or reply is lost.
+    loss: f64,
+    /// Upper bound of a one-way delay (uniform from zero).
+    max_delay: Duration,
+}
+
+/// The network between the harness's nodes.
+pub struct SimNet {
+    links: Mutex<Links>,
+    rng: Mutex<StdRng>,
+}
+
+/// What happens to one message on its way.
+enum Fate {
+    Delivered(Duration),
+    Lost,
+    Refused,
+}
+
+impl SimNet {
+    /// A network without faults, its randomness drawn from `seed`.
+    pub fn new(seed: u64) -> Arc<Self> {
+        Arc::new(SimNet {
+            links: Mutex::default(),
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x006e_6574_776f_726b)),
+        })
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `node` is up and serves with `handler`.
+    pub fn attach(&self, node: u64, handler: Arc<NodeHandler>) {
+        self.links().handlers.insert(node, handler);
+    }
+
+    /// `node` is down: requests to it are refused.
+    pub fn detach(&self, node: u64) {
+        self.links().handlers.remove(&node);
+    }
+
+    /// Cuts the link between `a` and `b` both ways.
+    pub fn cut(&self, a: u64, b: u64) {
+        self.links().cut.insert((a.min(b), a.max(b)));
+    }
+
+    /// Cuts every link between a node of `side` and one outside it.
+    pub fn isolate(&self, side: &[u64], all: &[u64]) {
+        for a in side {
+            for b in all.iter().filter(|b| !side.contains(b)) {
+                self.cut(*a, *b);
+            }
+        }
+    }
+
+    /// Restores every link, stops loss and delays.
+    pub fn heal(&self) {
+        let mut links = self.links();
+        links.cut.clear();
+        links.loss = 0.0;
+        links.max_delay = Duration::ZERO;
+    }
+
+    /// Loses each message with probability `loss`, and delays each by up to `max_delay`.
+    pub fn degrade(&self, loss: f64, max_delay: Duration) {
+        let mut links = self.links();
+        links.loss = loss;
+        links.max_delay = max_delay;
+    }
+
+    fn fate(&self, from: u64, to: u64) -> Fate {
+        let links = self.links();
+        if links.cut.contains(&(from.min(to), from.max(to))) || !links.handlers.contains_key(&to) {
+            return Fate::Refused;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        if links.loss > 0.0 && rng.gen_bool(links.loss) {
+            return Fate::Lost;
+        }
+        let max = links.max_delay.as_micros() as u64;
+        Fate::Delivered(Duration::from_micros(if max == 0 { 0 } else { rng.gen_range(0..=max) }))
+    }
+
+    fn handler(&self, node: u64) -> Option<Arc<NodeHandler>> {
+        self.links().handlers.get(&node).cloned()
+    }
+
+    /// The transport of node `from`.
+    pub fn transport(self: &Arc<Self>, from: u64) -> Arc<dyn Transport> {
+        Arc::new(SimTransport { from, net: self.clone() })
+    }
+}
+
+struct SimTransport {
+    from: u64,
+    net: Arc<SimNet>,
+}
+
+fn unavailable(node: u64, why: &str) -> PeerError {
+    PeerError::Rpc { node, status: tonic::Status::unavailable(why.to_string()) }
+}
+
+impl SimTransport {
+    /// One leg of a message: waits for its delay, or fails as its fate says.
+    async fn travel(&self, to: u64, from: u64) -> Result<(), PeerError> {
+        match self.net.fate(from, to) {
+            Fate::Delivered(delay) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(())
+            }
+            Fate::Lost => {
+                tokio::time::sleep(LOST_AFTER).await;
+                Err(unavailable(to, "connection lost"))
+            }
+            Fate::Refused => Err(unavailable(to, "connection refused")),
+        }
+    }
+}
+
+impl Transport for SimTransport {
+    fn send(
+        &self,
+        node: u64,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, PeerError>> {
+        let this = SimTransport { from: self.from, net: self.net.clone() };
+        Box::pin(async move {
+            let exchange = async {
+                this.travel(node, this.from).await?;
+                let handler = this.net.handler(node).ok_or_else(|| unavailable(node, "node down"))?;
+                let reply = handler.handle(request).await.map_err(|status| PeerError::Rpc { node, status })?;
+                // The reply travels back on the same link.
+                this.travel(this.from, node).await?;
+                Ok(reply)
+            };
+            if timeout == Duration::MAX {
+                return exchange.await;
+            }
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(PeerError::Rpc { node, status: tonic::Status::deadline_exceeded("timed out") }),
+            }
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! An SDK that lives in the test process: the harness's deployment. It
+//! speaks the same events as a real attempt (journal commands, suspension,
+//! end) and replays like a real SDK: a command already in the journal it
+//! is given is not sent again, and a value read in an earlier attempt is
+//! taken from the journal, not read anew. Its handlers:
+//!
+//! - `Counter/add` (virtual object): reads `count`, stores `count + 1`,
+//!   answers the new count;
+//! - `Sleeper/nap` (service): sleeps the milliseconds of its input, then
+//!   answers `woke`;
+//! - `Sender/send` (service): a one-way call of `Counter/add` for the key
+//!   in its input, then answers `sent`.
+//!
+//! It records what it sees that a correct runtime never shows it (a nap
+//! woken twice or early) as violations for the test to report.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use keel_endpoint::EndpointAddress;
+use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams};
+use keel_leader::clock::{Clock, TokioClock};
+use keel_leader::endpoints::Endpoints;
+use keel_protocol::proto::{
+    GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage, SetStateCommandMessage,
+    SleepCommandMessage, SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
+};
+use keel_protocol::{Flags, Frame, Message};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The manifest the harness registers for this SDK.
+pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
+  "services":[
+    {"name":"Counter","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]},
+    {"name":"Sleeper","ty":"SERVICE","handlers":[{"name":"nap"}]},
+    {"name":"Sender","ty":"SERVICE","handlers":[{"name":"send"}]}]}"#;
+
+/// The in-process SDK (clones share what they saw).
+#[derive(Clone)]
+pub struct FakeSdk {
+    clock: TokioClock,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeSdk {
+    /// An SDK reading time from `clock` (the cluster's).
+    pub fn new(clock: TokioClock) -> Self {
+        FakeSdk { clock, violations: Arc::default() }
+    }
+
+    /// What the SDK saw that it never should have.
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn violation(&self, what: String) {
+        self.violations.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    }
+}
+
+fn frame(message: Message) -> Frame {
+    message.to_frame(Flags::NONE).expect("small frames encode")
+}
+
+/// The journal's messages, decoded (entry 0 is the input).
+fn decoded(journal: &[Frame]) -> Vec<Message> {
+    journal.iter().filter_map(|f| f.decode_message().ok()).collect()
+}
+
+fn input_of(journal: &[Message]) -> Bytes {
+    match journal.first() {
+        Some(Message::InputCommand(input)) => input.value.as_ref().map(|v| v.content.clone()).unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+fn output(content: impl Into<Bytes>) -> Frame {
+    frame(Message::OutputCommand(OutputCommandMessage {
+        name: String::new(),
+        result: Some(output_command_message::Result::Value(Value { content: content.into() })),
+    }))
+}
+
+/// Sends the commands of `script` that the journal does not hold yet (a
+/// replay skips what was journaled), then `end`.
+async fn play(events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>, end: AttemptEvent) {
+    // Entry 0 is the input; command `i` of the script is journal entry `i + 1`.
+    for (index, frame) in script.into_iter().enumerate().skip(journaled.saturating_sub(1)) {
+        if events.send(AttemptEvent::Command { index: index as u32, frame }).await.is_err() {
+            return;
+        }
+    }
+    let _ = events.send(end).await;
+}
+
+impl FakeSdk {
+    async fn counter(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        let journal = decoded(&params.journal);
+        // A replayed read answers from the journal; a first one from the eager state.
+        let read = match journal.get(1) {
+            Some(Message::GetEagerStateCommand(get)) => match &get.result {
+                Some(get_eager_state_command_message::Result::Value(v)) => Some(v.content.clone()),
+                _ => None,
+            },
+            _ => params
+                .eager_state
+                .as_ref()
+                .and_then(|state| state.iter().find(|(k, _)| k.as_ref() == b"count").map(|(_, v)| v.clone())),
+        };
+        let count: u64 = read.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        let next = Bytes::from((count + 1).to_string());
+        let get = GetEagerStateCommandMessage {
+            key: Bytes::from_static(b"count"),
+            name: String::new(),
+            result: Some(match read {
+                Some(v) => get_eager_state_command_message::Result::Value(Value { content: v }),
+                None => get_eager_state_command_message::Result::Void(Void {}),
+            }),
+        };
+        let set = SetStateCommandMessage {
+            key: Bytes::from_static(b"count"),
+            value: Some(Value { content: next.clone() }),
+            name: String::new(),
+        };
+        let script =
+            vec![frame(Message::GetEagerStateCommand(get)), frame(Message::SetStateCommand(set)), output(next)];
+        play(&events, journal.len(), script, AttemptEvent::Ended).await;
+    }
+
+    async fn nap(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        let journal = decoded(&params.journal);
+        let sleep = journal.iter().find_map(|m| match m {
+            Message::SleepCommand(s) => Some(s.wake_up_time),
+            _ => None,
+        });
+        let woken = journal.iter().filter(|m| matches!(m, Message::SleepCompletionNotification(_))).count();
+        let Some(wake_up_time) = sleep else {
+            let ms: u64 = std::str::from_utf8(&input_of(&journal)).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let sleep = SleepCommandMessage {
+                wake_up_time: self.clock.now_ms() + ms,
+                result_completion_id: 1,
+                name: String::new(),
+            };
+            return play(&events, journal.len(), vec![frame(Message::SleepCommand(sleep))], suspended()).await;
+        };
+        if woken == 0 {
+            return play(&events, journal.len(), Vec::new(), suspended()).await;
+        }
+        let now = self.clock.now_ms();
+        if woken > 1 {
+            self.violation(format!("{}: the sleep completed {woken} times", params.invocation_id));
+        }
+        if now < wake_up_time {
+            self.violation(format!("{}: woke at {now}, before {wake_up_time}", params.invocation_id));
+        }
+        // The output is the first command the journal does not hold.
+        play(&events, 1, vec![output("woke")], AttemptEvent::Ended).await;
+    }
+
+    async fn send(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        let journal = decoded(&params.journal);
+        let call = OneWayCallCommandMessage {
+            service_name: "Counter".into(),
+            handler_name: "add".into(),
+            key: String::from_utf8_lossy(&input_of(&journal)).into_owned(),
+            invocation_id_notification_idx: 1,
+            ..Default::default()
+        };
+        // Journaling the call also journals the callee's id (entry 2).
+        let script = vec![frame(Message::OneWayCallCommand(call)), output("sent")];
+        let journaled = if journal.len() > 1 { journal.len() - 1 } else { 1 };
+        play(&events, journaled, script, AttemptEvent::Ended).await;
+    }
+}
+
+fn suspended() -> AttemptEvent {
+    let suspension = SuspensionMessage { waiting_completions: vec![1], ..Default::default() };
+    AttemptEvent::Suspended { frame: frame(Message::Suspension(suspension)) }
+}
+
+impl Endpoints for FakeSdk {
+    fn run_attempt(
+        &self,
+        _address: EndpointAddress,
+        params: AttemptParams,
+        events: mpsc::Sender<AttemptEvent>,
+        _inputs: mpsc::Receiver<AttemptInput>,
+    ) -> BoxFuture<'static, ()> {
+        let sdk = self.clone();
+        Box::pin(async move {
+            match (params.service.as_str(), params.handler.as_str()) {
+                ("Counter", "add") => sdk.counter(params, events).await,
+                ("Sleeper", "nap") => sdk.nap(params, events).await,
+                ("Sender", "send") => sdk.send(params, events).await,
+                (s, h) => sdk.violation(format!("an attempt of unknown handler {s}/{h}")),
+            }
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The leader runtime on the in-process cluster, one failure at a time:
+//! each test runs in paused time on its own seed (`KEEL_SIM_SEED`
+//! overrides it) and checks that the failure costs nothing but time.
+
+mod harness;
+
+use harness::{Cluster, call_envelope, run, seed_or};
+use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+const BUDGET: Duration = Duration::from_secs(300);
+
+/// The count of counter `key`, read through the leader.
+async fn count(cluster: &Cluster, key: &str) -> u64 {
+    let partition = keel_partition::partition_for_key(keel_partition::partition_key(key.as_bytes()), 2);
+    let query = Query::GetState { service: "Counter".into(), object_key: key.into() };
+    let router = cluster.router(cluster.live()[0]);
+    match harness::retry(|| router.read(partition, &query)).await {
+        Ok(QueryResult::State { state, .. }) => {
+            state.get("count").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0)
+        }
+        other => panic!("seed {}: reading {key}: {other:?}", cluster.seed),
+    }
+}
+
+#[test]
+fn a_leader_change_during_an_invocation_completes_it_once() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(101)).await);
+        let (id, envelope) = call_envelope("Sleeper", None, "nap", b"2000", "nap", cluster.clock_now());
+        let leader = cluster.leader(cluster.partition_of(&id)).await;
+        let call = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.call(&envelope, &id, BUDGET).await }
+        });
+        // The nap is running (suspended, waiting for its timer) when its leader dies.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.crash(leader).await;
+        assert_eq!(call.await.expect("call task").as_deref(), Some(b"woke".as_slice()), "seed {}", cluster.seed);
+        assert_ne!(cluster.leader(cluster.partition_of(&id)).await, leader);
+        assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}
+
+#[test]
+fn a_deposed_leaders_late_proposal_is_fenced() {
+    run(async {
+        let cluster = Cluster::start(3, 2, seed_or(102)).await;
+        let old = cluster.leader(0).await;
+        let old_term = cluster.registry(old).and_then(|r| r.group(0).map(|g| g.raft.metrics().borrow().current_term));
+        let old_term = old_term.expect("the leader's term");
+        cluster.net.isolate(&[old], &cluster.ids());
+        let new = harness::poll(Duration::from_secs(30), || {
+            let others: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != old).collect();
+            std::future::ready(others.into_iter().find(|id| {
+                cluster.registry(*id).and_then(|r| r.group(0).map(|g| g.raft.metrics().borrow().current_leader))
+                    == Some(Some(*id))
+            }))
+        })
+        .await
+        .expect("a new leader among the majority");
+        // What the old leader's actor would still propose, stamped with its term.
+        let state: StateMap = [("count".to_string(), b"999".to_vec())].into();
+        let late = Envelope::fenced(
+            old_term,
+            Command::SetState {
+                service: "Counter".into(),
+                object_key: "k".into(),
+                new_state: state,
+                expected_version: None,
+            },
+        );
+        let router = cluster.router(new);
+        let answer = harness::retry(|| router.propose(0, late.clone())).await;
+        assert!(matches!(answer, Ok(Response::Fenced { .. })), "seed {}: {answer:?}", cluster.seed);
+        cluster.net.heal();
+        let query = Query::GetState { service: "Counter".into(), object_key: "k".into() };
+        let state = harness::retry(|| router.read(0, &query)).await;
+        assert!(
+            matches!(&state, Ok(QueryResult::State { state, .. }) if state.is_empty()),
+            "seed {}: {state:?}",
+            cluster.seed
+        );
+    });
+}
+
+#[test]
+fn a_timer_fires_once_after_failover() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(103)).await);
+        let (id, envelope) = call_envelope("Sleeper", None, "nap", b"5000", "nap", cluster.clock_now());
+        let leader = cluster.leader(cluster.partition_of(&id)).await;
+        let call = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.call(&envelope, &id, BUDGET).await }
+        });
+        // Just before the timer is due, its leader dies; the new one loads it.
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        cluster.crash(leader).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cluster.restart(leader).await;
+        assert_eq!(call.await.expect("call task").as_deref(), Some(b"woke".as_slice()), "seed {}", cluster.seed);
+        // The SDK saw exactly one completion, and not before the wake-up time.
+        assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}
+
+#[test]
+fn an_outbox_message_is_delivered_once_across_a_leader_change() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(104)).await);
+        let (id, envelope) = call_envelope("Sender", None, "send", b"target", "send", cluster.clock_now());
+        let sender_leader = cluster.leader(cluster.partition_of(&id)).await;
+        assert_eq!(cluster.call(&envelope, &id, BUDGET).await.as_deref(), Some(b"sent".as_slice()));
+        // The send's outbox message may not be shipped (or removed) yet.
+        cluster.crash(sender_leader).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        cluster.restart(sender_leader).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(count(&cluster, "target").await, 1, "seed {}", cluster.seed);
+    });
+}
+
+#[test]
+fn a_commit_timeout_does_not_apply_a_call_twice() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(105)).await);
+        let (id, envelope) = call_envelope("Counter", Some("k"), "add", b"", "once", cluster.clock_now());
+        let partition = cluster.partition_of(&id);
+        let leader = cluster.leader(partition).await;
+        // The leader loses its followers while the call's entries are proposed:
+        // its proposals time out (5 s) and the call is retried elsewhere.
+        cluster.net.isolate(&[leader], &cluster.ids());
+        let call = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.call(&envelope, &id, BUDGET).await }
+        });
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        cluster.net.heal();
+        assert_eq!(call.await.expect("call task").as_deref(), Some(b"1".as_slice()), "seed {}", cluster.seed);
+        assert_eq!(count(&cluster, "k").await, 1, "seed {}", cluster.seed);
+    });
+}

@@ -1,0 +1,72 @@
+//! The receiving end of node-to-node requests: decodes a [`NodeRequest`],
+//! hands it to the local replica of its group (or to the leader runtime
+//! for calls and attaches), and encodes the answer. The gRPC server and
+//! the test harness's in-process network both deliver here.
+
+use crate::groups::{Group, Registry};
+use crate::leader_calls::LeaderCalls;
+use crate::transport::{GroupCall, NodeRequest, RaftKind};
+use crate::types::{decode, encode, typ};
+use serde::{Serialize, de::DeserializeOwned};
+use std::sync::Arc;
+
+/// Serves other nodes' requests on this node.
+pub struct NodeHandler {
+    registry: Arc<Registry>,
+    calls: Arc<dyn LeaderCalls>,
+}
+
+impl NodeHandler {
+    /// A handler over this node's groups and leader runtime.
+    pub fn new(registry: Arc<Registry>, calls: Arc<dyn LeaderCalls>) -> Self {
+        NodeHandler { registry, calls }
+    }
+
+    /// Answers one request with its encoded reply. Errors are statuses as
+    /// the node port reports them: a payload that does not decode is
+    /// `InvalidArgument`, an unknown group `NotFound`.
+    pub async fn handle(&self, request: NodeRequest) -> Result<Vec<u8>, tonic::Status> {
+        match request {
+            NodeRequest::Raft { group, kind, payload } => {
+                let raft: &typ::Raft = &self.hosted(group)?.raft;
+                match kind {
+                    RaftKind::AppendEntries => reply(&raft.append_entries(decode_req(&payload)?).await),
+                    RaftKind::Vote => reply(&raft.vote(decode_req(&payload)?).await),
+                    RaftKind::InstallSnapshot => reply(&raft.install_snapshot(decode_req(&payload)?).await),
+                }
+            }
+            NodeRequest::Group { group, call, payload } => match call {
+                GroupCall::Propose => reply(&self.registry.propose_local(group, decode_req(&payload)?).await),
+                GroupCall::Read => reply(&self.registry.read_local(group, &decode_req(&payload)?).await),
+                GroupCall::Call => {
+                    let (envelope, policy) = decode_req(&payload)?;
+                    reply(&self.calls.call(group, envelope, policy).await)
+                }
+                GroupCall::Attach => {
+                    let (id, policy) = decode_req(&payload)?;
+                    reply(&self.calls.attach(group, id, policy).await)
+                }
+            },
+            NodeRequest::Status => reply(&self.registry.status()),
+        }
+    }
+}
+
+impl NodeHandler {
+    /// `NotFound` unless this node hosts a replica of `group`.
+    pub fn check_hosted(&self, group: u32) -> Result<(), tonic::Status> {
+        self.hosted(group).map(|_| ())
+    }
+
+    fn hosted(&self, group: u32) -> Result<&Arc<Group>, tonic::Status> {
+        self.registry.group(group).ok_or_else(|| tonic::Status::not_found(format!("no replica of group {group} here")))
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Vec<u8>, tonic::Status> {
+    encode(value).map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+fn decode_req<T: DeserializeOwned>(payload: &[u8]) -> Result<T, tonic::Status> {
+    decode(payload).map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}")))
+}
