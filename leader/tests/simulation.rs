@@ -68,7 +68,7 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
     let mut expected: BTreeMap<String, u64> = KEYS.iter().map(|k| (k.to_string(), 0)).collect();
     let mut tasks = Vec::new();
 
-    let calls = rng.gen_range(6..14);
+    let calls = rng.gen_range(10..30);
     for i in 0..calls {
         let key = KEYS[rng.gen_range(0..KEYS.len())];
         *expected.entry(key.into()).or_default() += 1;
@@ -159,10 +159,24 @@ async fn inject_faults(cluster: &Cluster, rng: &mut StdRng) {
     let ids = cluster.ids();
     let deadline = tokio::time::Instant::now() + CHAOS;
     while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3_000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..2_000))).await;
         let node = ids[rng.gen_range(0..ids.len())];
-        match rng.gen_range(0..5) {
+        match rng.gen_range(0..6) {
             0 => cluster.net.isolate(&[node], &ids),
+            // A leader cut off long enough for the others to elect a new
+            // one, then given back the lead while its old term's work may
+            // still be queued: its late proposals must be fenced.
+            5 => {
+                cluster.net.heal();
+                let group = rng.gen_range(0..PARTITIONS);
+                let old = cluster.leader(group).await;
+                cluster.net.isolate(&[old], &ids);
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(400..1_500))).await;
+                cluster.net.heal();
+                let others: Vec<u64> = ids.iter().copied().filter(|id| *id != old).collect();
+                cluster.net.isolate(&others[..1], &ids);
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(50..800))).await;
+            }
             1 => {
                 for id in &ids {
                     cluster.restart(*id).await;

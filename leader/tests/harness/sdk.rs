@@ -20,6 +20,7 @@ use keel_endpoint::EndpointAddress;
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams};
 use keel_leader::clock::{Clock, TokioClock};
 use keel_leader::endpoints::Endpoints;
+use keel_protocol::message::MessageType;
 use keel_protocol::proto::{
     GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage, SetStateCommandMessage,
     SleepCommandMessage, SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
@@ -51,6 +52,16 @@ impl FakeSdk {
     /// What the SDK saw that it never should have.
     pub fn violations(&self) -> Vec<String> {
         self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a violation unless the journal is a prefix of `shape` (a
+    /// real SDK fails such an attempt with a journal mismatch).
+    fn check_journal(&self, params: &AttemptParams, shape: &[MessageType]) {
+        let types: Vec<Option<MessageType>> = params.journal.iter().map(Frame::message_type).collect();
+        let fits = types.len() <= shape.len() && types.iter().zip(shape).all(|(t, s)| *t == Some(*s));
+        if !fits {
+            self.violation(format!("{} {}: journal mismatch: {types:?}", params.invocation_id, params.handler));
+        }
     }
 
     fn violation(&self, what: String) {
@@ -107,6 +118,9 @@ impl FakeSdk {
                 .as_ref()
                 .and_then(|state| state.iter().find(|(k, _)| k.as_ref() == b"count").map(|(_, v)| v.clone())),
         };
+        // A real SDK refuses a journal that its code does not produce.
+        let shape = [MessageType::InputCommand, MessageType::GetEagerStateCommand, MessageType::SetStateCommand];
+        self.check_journal(&params, &shape);
         let count: u64 = read.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
         let next = Bytes::from((count + 1).to_string());
         let get = GetEagerStateCommandMessage {
@@ -133,6 +147,8 @@ impl FakeSdk {
             Message::SleepCommand(s) => Some(s.wake_up_time),
             _ => None,
         });
+        let shape = [MessageType::InputCommand, MessageType::SleepCommand, MessageType::SleepCompletionNotification];
+        self.check_journal(&params, &shape);
         let woken = journal.iter().filter(|m| matches!(m, Message::SleepCompletionNotification(_))).count();
         let Some(wake_up_time) = sleep else {
             let ms: u64 = std::str::from_utf8(&input_of(&journal)).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -158,6 +174,12 @@ impl FakeSdk {
     }
 
     async fn send(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        let shape = [
+            MessageType::InputCommand,
+            MessageType::OneWayCallCommand,
+            MessageType::CallInvocationIdCompletionNotification,
+        ];
+        self.check_journal(&params, &shape);
         let journal = decoded(&params.journal);
         let call = OneWayCallCommandMessage {
             service_name: "Counter".into(),
