@@ -8,7 +8,7 @@
 //! Keeping it a trait keeps `raft` free of the invoker and of the SDK
 //! endpoint client.
 
-use crate::groups::ProposeError;
+use crate::messages::ProposeError;
 use futures::future::BoxFuture;
 use keel_partition::Envelope;
 use keel_partition::invocation::InvocationKey;

@@ -16,6 +16,7 @@
 //! - [`peer_auth`]: the cluster secret and mutual TLS on the node port;
 //! - [`placement`]: replica sets of partitions over the static peer list;
 //! - [`groups`]: the registry of hosted groups and their local reads;
+//! - [`messages`]: failures and group views that cross the wire;
 //! - [`proposer`]: group commit, one proposer per group;
 //! - [`leader_calls`]: what replication needs from the leader runtime;
 //! - [`router`]: routing client requests to partition leaders from any node;
@@ -30,6 +31,7 @@ pub mod handler;
 pub mod keys;
 pub mod leader_calls;
 pub mod log_store;
+pub mod messages;
 pub mod metrics;
 pub mod peer_auth;
 pub mod placement;

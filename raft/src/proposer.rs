@@ -7,7 +7,7 @@
 //! on when it pipelines its journal entries. Admission is by bytes, so a
 //! flood of large commands cannot make small ones wait behind it forever.
 
-use crate::groups::ProposeError;
+use crate::messages::ProposeError;
 use crate::metrics::{GroupLabel, RaftMetricsSet};
 use crate::types::{Batch, encoded_len, typ};
 use keel_partition::{Envelope, Response};

@@ -116,7 +116,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
 }
 
 /// Above this many encoded bytes an append-entries request is split (one
-/// entry alone may be larger: [`crate::groups::MAX_ENTRY_BYTES`] keeps it
+/// entry alone may be larger: [`crate::proposer::MAX_ENTRY_BYTES`] keeps it
 /// well below [`crate::transport::MAX_MESSAGE_BYTES`]).
 const MAX_APPEND_BYTES: usize = 16 << 20;
 

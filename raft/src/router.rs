@@ -7,8 +7,9 @@
 //! until a deadline, after which the caller gets [`RouteError::NoLeader`]
 //! (the HTTP layer answers 503 with `Retry-After`) rather than a hang.
 
-use crate::groups::{GroupStatus, ProposeError, Registry};
+use crate::groups::Registry;
 use crate::leader_calls::LeaderCalls;
+use crate::messages::{GroupStatus, ProposeError};
 use crate::proposer::COMMIT_TIMEOUT;
 use crate::transport::{PeerError, Peers};
 use keel_partition::invocation::InvocationKey;

@@ -17,7 +17,7 @@
 pub mod grpc;
 pub mod server;
 
-use crate::groups::{GroupStatus, ProposeError};
+use crate::messages::{GroupStatus, ProposeError};
 use crate::types::{decode, encode};
 use futures::future::BoxFuture;
 use keel_partition::invocation::InvocationKey;

@@ -206,7 +206,7 @@ pub const NAMED_SIGNAL_KEY: u32 = 0xC000_0000;
 
 /// The key of an awaited notification in [`Status::Suspended`]: completion
 /// ids as they are, signal indexes with [`SIGNAL_KEY`], signal names as
-/// [`NAMED_SIGNAL_KEY`] with 30 bits of the name's hash (a collision only
+/// `NAMED_SIGNAL_KEY` with 30 bits of the name's hash (a collision only
 /// costs a spurious attempt).
 pub fn awaited_key(id: &NotificationId) -> u32 {
     match id {
