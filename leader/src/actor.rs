@@ -14,7 +14,7 @@ use crate::timers::Timers;
 use keel_partition::invocation::{self, InvocationEffect};
 use keel_partition::outbox::{self, OutboxMessage};
 use keel_partition::{Command, Effect, Envelope, Response};
-use keel_raft::groups::ProposeError;
+use keel_raft::messages::ProposeError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -8,7 +8,7 @@ use crate::waiters;
 use keel_partition::invocation::{InvocationKey, InvocationOutcome, Status};
 use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Command, Envelope, Query, QueryResult, Response};
-use keel_raft::groups::ProposeError;
+use keel_raft::messages::ProposeError;
 use tokio::sync::oneshot;
 
 /// Creates an invocation on `partition` (which this node must lead) and

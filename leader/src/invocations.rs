@@ -26,7 +26,7 @@ use keel_partition::{Command, Envelope, Query, QueryResult, Response};
 use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, InvocationId, Message, VersionPolicy};
-use keel_raft::groups::ProposeError;
+use keel_raft::messages::ProposeError;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;

@@ -12,7 +12,7 @@
 use crate::partition::Partition;
 use keel_partition::invocation::{self, InvocationKey};
 use keel_partition::{Command, Envelope};
-use keel_raft::groups::ProposeError;
+use keel_raft::messages::ProposeError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 use keel_partition::invocation::{InvocationKey, InvocationResult};
 use keel_partition::wait::{WaitPolicy, Waited};
-use keel_raft::groups::ProposeError;
+use keel_raft::messages::ProposeError;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

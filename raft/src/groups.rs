@@ -9,7 +9,7 @@
 
 use crate::db::Db;
 use crate::log_store::{CommittedIndex, LogStore};
-pub use crate::messages::{GroupStatus, ProposeError};
+use crate::messages::{GroupStatus, ProposeError};
 use crate::metrics::RaftMetricsSet;
 use crate::placement::replica_sets;
 use crate::proposer::{COMMIT_TIMEOUT, Proposer};

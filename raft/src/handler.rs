@@ -28,7 +28,10 @@ impl NodeHandler {
     pub async fn handle(&self, request: NodeRequest) -> Result<Vec<u8>, tonic::Status> {
         match request {
             NodeRequest::Raft { group, kind, payload } => {
+                // A group not hosted here is refused whatever the request is.
                 let raft: &typ::Raft = &self.hosted(group)?.raft;
+                let kind = RaftKind::try_from(kind)
+                    .map_err(|_| tonic::Status::invalid_argument(format!("unknown raft rpc kind {kind}")))?;
                 match kind {
                     RaftKind::AppendEntries => reply(&raft.append_entries(decode_req(&payload)?).await),
                     RaftKind::Vote => reply(&raft.vote(decode_req(&payload)?).await),
@@ -53,11 +56,7 @@ impl NodeHandler {
 }
 
 impl NodeHandler {
-    /// `NotFound` unless this node hosts a replica of `group`.
-    pub fn check_hosted(&self, group: u32) -> Result<(), tonic::Status> {
-        self.hosted(group).map(|_| ())
-    }
-
+    /// This node's replica of `group`, else `NotFound`.
     fn hosted(&self, group: u32) -> Result<&Arc<Group>, tonic::Status> {
         self.registry.group(group).ok_or_else(|| tonic::Status::not_found(format!("no replica of group {group} here")))
     }

@@ -61,8 +61,9 @@ pub enum NodeRequest {
     Raft {
         /// The group.
         group: u32,
-        /// Which RPC.
-        kind: RaftKind,
+        /// Which RPC: a [`RaftKind`] as it travels (the receiver checks the
+        /// group first, then the kind).
+        kind: i32,
         /// The encoded openraft request.
         payload: Vec<u8>,
     },
@@ -166,7 +167,7 @@ impl Peers {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerError> {
-        self.transport.send(node, NodeRequest::Raft { group, kind, payload }, timeout).await
+        self.transport.send(node, NodeRequest::Raft { group, kind: kind as i32, payload }, timeout).await
     }
 
     async fn unary<Req: Serialize, Resp: DeserializeOwned>(

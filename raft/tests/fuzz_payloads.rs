@@ -25,7 +25,7 @@ use keel_partition::invocation::{
 };
 use keel_partition::wait::{WaitPolicy, Waited};
 use keel_partition::{Command, Envelope, Query, QueryResult, Response};
-use keel_raft::groups::{GroupStatus, ProposeError};
+use keel_raft::messages::{GroupStatus, ProposeError};
 use keel_raft::types::{Batch, TypeConfig, decode, encode};
 use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{

@@ -75,7 +75,7 @@ impl Transport for GrpcTransport {
         // Built now, so the future borrows nothing from `self`.
         let request = match request {
             NodeRequest::Raft { group, kind, payload } => {
-                Rpc::Raft(self.request(RaftRequest { group_id: group, kind: kind as i32, payload }, timeout))
+                Rpc::Raft(self.request(RaftRequest { group_id: group, kind, payload }, timeout))
             }
             NodeRequest::Group { group, call, payload } => {
                 Rpc::Group(call, self.request(GroupRequest { group_id: group, payload }, timeout))

@@ -4,7 +4,7 @@
 //! [`NodeRequest`] for the node's [`NodeHandler`], the same entry point an
 //! in-process test network uses.
 
-use super::proto::{self, GroupRequest, RaftKind, RaftRequest, Reply, StatusRequest};
+use super::proto::{self, GroupRequest, RaftRequest, Reply, StatusRequest};
 use super::{GroupCall, MAX_MESSAGE_BYTES, NodeRequest};
 use crate::handler::NodeHandler;
 use crate::peer_auth::PeerSecurity;
@@ -67,10 +67,6 @@ impl NodeService {
 impl proto::node_server::Node for NodeService {
     async fn raft(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<Reply>, tonic::Status> {
         let RaftRequest { group_id, kind, payload } = request.into_inner();
-        // A group not hosted here is refused whatever the request is.
-        self.handler.check_hosted(group_id)?;
-        let kind = RaftKind::try_from(kind)
-            .map_err(|_| tonic::Status::invalid_argument(format!("unknown raft rpc kind {kind}")))?;
         self.answer(NodeRequest::Raft { group: group_id, kind, payload }).await
     }
 
