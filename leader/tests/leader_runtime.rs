@@ -11,17 +11,10 @@ use std::time::Duration;
 
 const BUDGET: Duration = Duration::from_secs(300);
 
-/// The count of counter `key`, read through the leader.
+/// The count of counter `key`, once it can be read.
 async fn count(cluster: &Cluster, key: &str) -> u64 {
-    let partition = keel_partition::partition_for_key(keel_partition::partition_key(key.as_bytes()), 2);
-    let query = Query::GetState { service: "Counter".into(), object_key: key.into() };
-    let router = cluster.router(cluster.live()[0]);
-    match harness::retry(|| router.read(partition, &query)).await {
-        Ok(QueryResult::State { state, .. }) => {
-            state.get("count").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0)
-        }
-        other => panic!("seed {}: reading {key}: {other:?}", cluster.seed),
-    }
+    let count = harness::poll(Duration::from_secs(60), || cluster.counter(key)).await;
+    count.unwrap_or_else(|| panic!("seed {}: counter {key} unreadable", cluster.seed))
 }
 
 #[test]

@@ -24,7 +24,6 @@
 mod harness;
 
 use harness::{Cluster, call_envelope, poll, run};
-use keel_partition::{Query, QueryResult};
 use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,53 +65,26 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
     let cluster = Arc::new(Cluster::start(NODES, PARTITIONS, seed).await);
     let observed = Arc::new(Mutex::new(Observed::default()));
     let mut expected: BTreeMap<String, u64> = KEYS.iter().map(|k| (k.to_string(), 0)).collect();
-    let mut tasks = Vec::new();
-
-    let calls = rng.gen_range(10..30);
-    for i in 0..calls {
+    let mut calls = Vec::new();
+    let start = |rng: &mut StdRng| Duration::from_millis(rng.gen_range(0..CHAOS.as_millis() as u64));
+    for i in 0..rng.gen_range(10..30) {
         let key = KEYS[rng.gen_range(0..KEYS.len())];
         *expected.entry(key.into()).or_default() += 1;
-        let start = Duration::from_millis(rng.gen_range(0..CHAOS.as_millis() as u64));
-        let (cluster, observed) = (cluster.clone(), observed.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(start).await;
-            let (id, envelope) =
-                call_envelope("Counter", Some(key), "add", b"", &format!("call-{i}"), cluster.clock_now());
-            let out = cluster.call(&envelope, &id, CALL_BUDGET).await;
-            let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
-            match out.as_deref().and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()) {
-                Some(count) => o.counts.entry(key.into()).or_default().push(count),
-                None => o.stuck.push(format!("Counter/{key}/add call-{i}")),
-            }
-        }));
+        let call =
+            Call { service: "Counter", key: Some(key), handler: "add", input: Vec::new(), tag: format!("call-{i}") };
+        calls.push((call.spawn(&cluster, start(&mut rng)), Answer::Count(key)));
     }
     for i in 0..rng.gen_range(1..5) {
         let key = KEYS[rng.gen_range(0..KEYS.len())];
         *expected.entry(key.into()).or_default() += 1;
-        let start = Duration::from_millis(rng.gen_range(0..CHAOS.as_millis() as u64));
-        let (cluster, observed) = (cluster.clone(), observed.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(start).await;
-            let (id, envelope) =
-                call_envelope("Sender", None, "send", key.as_bytes(), &format!("send-{i}"), cluster.clock_now());
-            if cluster.call(&envelope, &id, CALL_BUDGET).await.as_deref() != Some(b"sent".as_slice()) {
-                observed.lock().unwrap_or_else(|e| e.into_inner()).stuck.push(format!("Sender/send send-{i}"));
-            }
-        }));
+        let input = key.as_bytes().to_vec();
+        let call = Call { service: "Sender", key: None, handler: "send", input, tag: format!("send-{i}") };
+        calls.push((call.spawn(&cluster, start(&mut rng)), Answer::Is(b"sent")));
     }
     for i in 0..rng.gen_range(1..5) {
-        let nap_ms: u64 = rng.gen_range(100..20_000);
-        let start = Duration::from_millis(rng.gen_range(0..CHAOS.as_millis() as u64));
-        let (cluster, observed) = (cluster.clone(), observed.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(start).await;
-            let input = nap_ms.to_string();
-            let (id, envelope) =
-                call_envelope("Sleeper", None, "nap", input.as_bytes(), &format!("nap-{i}"), cluster.clock_now());
-            if cluster.call(&envelope, &id, CALL_BUDGET).await.as_deref() != Some(b"woke".as_slice()) {
-                observed.lock().unwrap_or_else(|e| e.into_inner()).stuck.push(format!("Sleeper/nap nap-{i}"));
-            }
-        }));
+        let input = rng.gen_range(100..20_000u64).to_string().into_bytes();
+        let call = Call { service: "Sleeper", key: None, handler: "nap", input, tag: format!("nap-{i}") };
+        calls.push((call.spawn(&cluster, start(&mut rng)), Answer::Is(b"woke")));
     }
     let sampler = tokio::spawn(sample_leaders(cluster.clone(), observed.clone()));
 
@@ -121,8 +93,15 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
     for id in cluster.ids() {
         cluster.restart(id).await;
     }
-    for task in tasks {
-        task.await.map_err(|e| format!("a workload task failed: {e}"))?;
+    for (task, answer) in calls {
+        let (label, out) = task.await.map_err(|e| format!("a workload task failed: {e}"))?;
+        let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
+        let count = out.as_deref().and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
+        match (answer, count) {
+            (Answer::Count(key), Some(count)) => o.counts.entry(key.into()).or_default().push(count),
+            (Answer::Is(want), _) if out.as_deref() == Some(want) => {}
+            _ => o.stuck.push(label),
+        }
     }
 
     let mut failures = Vec::new();
@@ -151,6 +130,38 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
     failures.extend(cluster.sdk.violations());
     failures.extend(diverged(&cluster).await);
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+}
+
+/// One call of the workload: a target, and the idempotency key `tag`.
+struct Call {
+    service: &'static str,
+    key: Option<&'static str>,
+    handler: &'static str,
+    input: Vec<u8>,
+    tag: String,
+}
+
+/// What a call must answer.
+enum Answer {
+    /// A counter's new count (recorded per key).
+    Count(&'static str),
+    /// Exactly these bytes.
+    Is(&'static [u8]),
+}
+
+impl Call {
+    /// Makes the call after `start`, retried until answered or [`CALL_BUDGET`]
+    /// passes; yields its label and its answer (`None`: stuck).
+    fn spawn(self, cluster: &Arc<Cluster>, start: Duration) -> tokio::task::JoinHandle<(String, Option<Vec<u8>>)> {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(start).await;
+            let (id, envelope) =
+                call_envelope(self.service, self.key, self.handler, &self.input, &self.tag, cluster.clock_now());
+            let label = format!("{}/{}/{} {}", self.service, self.key.unwrap_or("-"), self.handler, self.tag);
+            (label, cluster.call(&envelope, &id, CALL_BUDGET).await)
+        })
+    }
 }
 
 /// Random faults for [`CHAOS`], one every 0.5 to 3 s, at most one node
@@ -219,23 +230,11 @@ async fn sample_leaders(cluster: Arc<Cluster>, observed: Arc<Mutex<Observed>>) {
 /// The count of counter `key` once it reaches `want` (sends ship through
 /// the outbox after their call returned) and stays there for 5 s.
 async fn counter(cluster: &Cluster, key: &str, want: u64) -> Option<u64> {
-    let pk = keel_partition::partition_key(key.as_bytes());
-    let partition = keel_partition::partition_for_key(pk, PARTITIONS);
-    let query = Query::GetState { service: "Counter".into(), object_key: key.into() };
-    let read = || async {
-        let node = cluster.live()[0];
-        match cluster.router(node).read(partition, &query).await {
-            Ok(QueryResult::State { state, .. }) => {
-                Some(state.get("count").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
-            }
-            _ => None,
-        }
-    };
-    let reached = poll(Duration::from_secs(120), || async { read().await.filter(|c| *c >= want) }).await;
+    let reached = poll(Duration::from_secs(120), || async { cluster.counter(key).await.filter(|c| *c >= want) }).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     match reached {
-        Some(_) => read().await,
-        None => read().await.or(Some(0)),
+        Some(_) => cluster.counter(key).await,
+        None => cluster.counter(key).await.or(Some(0)),
     }
 }
 

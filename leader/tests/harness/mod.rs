@@ -23,7 +23,7 @@ use keel_partition::catalog::DeploymentRecord;
 use keel_partition::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION_MS, idempotent_id};
 use keel_partition::invocation::{HandlerKind, InvocationRecord, Status, Target};
 use keel_partition::wait::{WaitPolicy, Waited};
-use keel_partition::{Command, Envelope, METADATA_GROUP, partition_for_key};
+use keel_partition::{Command, Envelope, METADATA_GROUP, Query, QueryResult, partition_for_key, partition_key};
 use keel_protocol::proto::{InputCommandMessage, Value};
 use keel_protocol::{Flags, InvocationId, Message};
 use keel_raft::db::Db;
@@ -296,6 +296,22 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
+    }
+}
+
+impl Cluster {
+    /// The count of `Counter` object `key` (0 before its first call), read
+    /// through its leader from the first live node; `None` if the read fails.
+    pub async fn counter(&self, key: &str) -> Option<u64> {
+        let partition = partition_for_key(partition_key(key.as_bytes()), self.partitions);
+        let query = Query::GetState { service: "Counter".into(), object_key: key.into() };
+        let router = self.router(*self.live().first()?);
+        match router.read(partition, &query).await {
+            Ok(QueryResult::State { state, .. }) => {
+                Some(state.get("count").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
+            }
+            _ => None,
+        }
     }
 }
 
