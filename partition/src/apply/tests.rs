@@ -62,23 +62,19 @@ fn fenced_commands_are_ignored() {
 }
 
 fn invocation_record(key: u64) -> crate::invocation::InvocationRecord {
-    use crate::invocation::{HandlerKind, InvocationRecord, Status, Target};
+    use crate::invocation::{HandlerKind, InvocationRecord, Target};
+    let object = format!("k{key}");
+    let target = Target {
+        service: "Obj".into(),
+        handler: "add".into(),
+        key: Some(object.clone()),
+        kind: HandlerKind::Exclusive,
+    };
     InvocationRecord {
-        target: Target {
-            service: "Obj".into(),
-            handler: "add".into(),
-            key: Some(format!("k{key}")),
-            kind: HandlerKind::Exclusive,
-        },
-        deployment_id: None,
+        target,
         created_at_ms: key,
-        journal_len: 0,
-        status: Status::Invoked,
-        caller: None,
-        delivered: Vec::new(),
-        timers: Vec::new(),
         retention_ms: 1000,
-        attached: Vec::new(),
+        ..crate::testing::record(HandlerKind::Exclusive, Some(&object))
     }
 }
 

@@ -17,18 +17,8 @@ fn handler<'a>(service: &'a Service, name: &str) -> &'a Handler {
 }
 
 fn record(kind: HandlerKind, key: Option<&str>, retention_ms: u64) -> InvocationRecord {
-    InvocationRecord {
-        target: Target { service: "Signup".into(), handler: "run".into(), key: key.map(str::to_string), kind },
-        deployment_id: None,
-        created_at_ms: 5,
-        journal_len: 0,
-        status: Status::Invoked,
-        caller: None,
-        delivered: Vec::new(),
-        timers: Vec::new(),
-        retention_ms,
-        attached: Vec::new(),
-    }
+    let target = Target { service: "Signup".into(), handler: "run".into(), key: key.map(str::to_string), kind };
+    InvocationRecord { target, retention_ms, ..crate::testing::record(kind, key) }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use super::*;
 use crate::StateView;
-use crate::invocation::{HandlerKind, InvocationEffect, InvocationOutcome, InvocationRecord, Status, Target};
+use crate::invocation::{HandlerKind, InvocationEffect, InvocationOutcome, InvocationRecord, Target};
 use crate::testing::TestPartition;
 use keel_protocol::{EncodeError, Flags};
 
@@ -10,23 +10,9 @@ fn frame(message: Message) -> Result<Vec<u8>, EncodeError> {
 use keel_protocol::proto::{CallCompletionNotificationMessage, call_completion_notification_message};
 
 fn caller_record() -> InvocationRecord {
-    InvocationRecord {
-        target: Target {
-            service: "Greeter".into(),
-            handler: "greetTwice".into(),
-            key: None,
-            kind: HandlerKind::Service,
-        },
-        deployment_id: None,
-        created_at_ms: 1,
-        journal_len: 0,
-        status: Status::Invoked,
-        caller: None,
-        delivered: Vec::new(),
-        timers: Vec::new(),
-        retention_ms: 0,
-        attached: Vec::new(),
-    }
+    let target =
+        Target { service: "Greeter".into(), handler: "greetTwice".into(), key: None, kind: HandlerKind::Service };
+    InvocationRecord { target, created_at_ms: 1, ..crate::testing::record(HandlerKind::Service, None) }
 }
 
 fn call_frame() -> Vec<u8> {
