@@ -27,6 +27,36 @@ impl Drop for RunningActor {
     }
 }
 
+/// Stops a deposed actor: aborting its task aborts its attempts, timers
+/// and outbox shipper at their next await.
+///
+/// The abort is not instant in production either: it takes effect when the
+/// actor's task next yields, so a worker thread stalled inside one of its
+/// polls (a slow disk read, the process descheduled) lets it go on
+/// proposing with its old term, possibly after this node has won a newer
+/// one. The state machine's fence makes those proposals no-ops. The
+/// failpoint `deposed-actor-lingers` (its value: milliseconds) widens that
+/// window for the simulation, which must still find every promise kept.
+fn stop(actor: RunningActor) {
+    match linger() {
+        Some(linger) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(linger).await;
+                drop(actor);
+            });
+        }
+        None => drop(actor),
+    }
+}
+
+/// How long failpoint `deposed-actor-lingers` keeps a deposed actor going.
+fn linger() -> Option<std::time::Duration> {
+    fail::fail_point!("deposed-actor-lingers", |ms: Option<String>| {
+        ms.and_then(|ms| ms.parse().ok()).map(std::time::Duration::from_millis)
+    });
+    None
+}
+
 /// Runs until the group's Raft instance shuts down.
 pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
     let node_id = partition.services.node_id;
@@ -47,13 +77,18 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
             (Some(term), Some(current)) if term == current => {}
             (Some(term), _) => {
                 tracing::info!(partition = partition.id(), term, "became leader; starting leader actor");
+                if let Some(old) = running.take() {
+                    stop(old);
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
                 let task = tokio::spawn(actor::run(term, partition.clone(), rx));
                 running = Some(RunningActor { term, effects: tx, task });
             }
             (None, Some(term)) => {
                 tracing::info!(partition = partition.id(), term, "lost leadership; stopping leader actor");
-                running = None;
+                if let Some(old) = running.take() {
+                    stop(old);
+                }
                 partition.waiters.abandon_all();
             }
             (None, None) => {}

@@ -5,8 +5,12 @@
 //! virtual time, runs counter calls (each with its own idempotency key),
 //! one-way sends that call a counter, and durable sleeps, while faults
 //! come and go: a node cut off from the others, a node crashed and
-//! restarted, lost and delayed messages. Then it heals everything and
-//! checks:
+//! restarted, lost and delayed messages, a leader cut off until replaced
+//! and then given the lead back. Throughout, a deposed leader's actor
+//! lives on for [`LINGER`] before it stops (the failpoint
+//! `deposed-actor-lingers`), proposing with its old term, and the fake
+//! SDK's handlers take time, so attempts are under way when faults strike.
+//! Then it heals everything and checks:
 //!
 //! - every call was answered, within ten virtual minutes (none stuck);
 //! - every counter holds exactly the number of calls and sends made to it,
@@ -36,6 +40,9 @@ const PARTITIONS: u32 = 2;
 const KEYS: [&str; 3] = ["apple", "pear", "plum"];
 /// How long faults are injected.
 const CHAOS: Duration = Duration::from_secs(15);
+/// How long a deposed leader's actor goes on: longer than an election, so
+/// it is often still running when its node leads again.
+const LINGER: Duration = Duration::from_secs(2);
 /// How long a call may take, faults included, before it counts as stuck.
 const CALL_BUDGET: Duration = Duration::from_secs(600);
 
@@ -53,6 +60,8 @@ struct Observed {
 }
 
 fn simulate(seed: u64) -> Result<(), String> {
+    // Process-wide, and the same for every seed.
+    fail::cfg("deposed-actor-lingers", &format!("return({})", LINGER.as_millis())).expect("a valid failpoint action");
     let mut result = Err("the simulation did not finish".to_string());
     run(async {
         result = simulate_async(seed).await;

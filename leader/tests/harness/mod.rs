@@ -90,7 +90,7 @@ impl Cluster {
         let cluster = Cluster {
             seed,
             net: SimNet::new(seed),
-            sdk: FakeSdk::new(clock),
+            sdk: FakeSdk::new(clock, seed),
             clock,
             partitions,
             nodes: Mutex::new(nodes),

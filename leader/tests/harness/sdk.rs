@@ -11,6 +11,10 @@
 //! - `Sender/send` (service): a one-way call of `Counter/add` for the key
 //!   in its input, then answers `sent`.
 //!
+//! Like real handler code, it takes time: before each command it thinks
+//! for a seeded random while (up to [`MAX_THINK`]), so attempts are still
+//! running when faults strike.
+//!
 //! It records what it sees that a correct runtime never shows it (a nap
 //! woken twice or early) as violations for the test to report.
 
@@ -26,8 +30,14 @@ use keel_protocol::proto::{
     SleepCommandMessage, SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
 };
 use keel_protocol::{Flags, Frame, Message};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// The longest a handler works before sending its next command.
+pub const MAX_THINK: Duration = Duration::from_millis(300);
 
 /// The manifest the harness registers for this SDK.
 pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
@@ -41,12 +51,23 @@ pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion"
 pub struct FakeSdk {
     clock: TokioClock,
     violations: Arc<Mutex<Vec<String>>>,
+    /// Draws think times (the runtime is single-threaded and seeded, so
+    /// the draws happen in the same order on every run of a seed).
+    think: Arc<Mutex<StdRng>>,
 }
 
 impl FakeSdk {
-    /// An SDK reading time from `clock` (the cluster's).
-    pub fn new(clock: TokioClock) -> Self {
-        FakeSdk { clock, violations: Arc::default() }
+    /// An SDK reading time from `clock` (the cluster's), thinking for
+    /// times drawn from `seed`.
+    pub fn new(clock: TokioClock, seed: u64) -> Self {
+        let think = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+        FakeSdk { clock, violations: Arc::default(), think }
+    }
+
+    /// Works on the next command for a while.
+    async fn think(&self) {
+        let ms = self.think.lock().unwrap_or_else(|e| e.into_inner()).gen_range(0..=MAX_THINK.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
     /// What the SDK saw that it never should have.
@@ -92,19 +113,20 @@ fn output(content: impl Into<Bytes>) -> Frame {
     }))
 }
 
-/// Sends the commands of `script` that the journal does not hold yet (a
-/// replay skips what was journaled), then `end`.
-async fn play(events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>, end: AttemptEvent) {
-    // Entry 0 is the input; command `i` of the script is journal entry `i + 1`.
-    for (index, frame) in script.into_iter().enumerate().skip(journaled.saturating_sub(1)) {
-        if events.send(AttemptEvent::Command { index: index as u32, frame }).await.is_err() {
-            return;
-        }
-    }
-    let _ = events.send(end).await;
-}
-
 impl FakeSdk {
+    /// Sends the commands of `script` that the journal does not hold yet (a
+    /// replay skips what was journaled), each after some thought, then `end`.
+    async fn play(&self, events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>, end: AttemptEvent) {
+        // Entry 0 is the input; command `i` of the script is journal entry `i + 1`.
+        for (index, frame) in script.into_iter().enumerate().skip(journaled.saturating_sub(1)) {
+            self.think().await;
+            if events.send(AttemptEvent::Command { index: index as u32, frame }).await.is_err() {
+                return;
+            }
+        }
+        let _ = events.send(end).await;
+    }
+
     async fn counter(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
         let journal = decoded(&params.journal);
         // A replayed read answers from the journal; a first one from the eager state.
@@ -138,7 +160,7 @@ impl FakeSdk {
         };
         let script =
             vec![frame(Message::GetEagerStateCommand(get)), frame(Message::SetStateCommand(set)), output(next)];
-        play(&events, journal.len(), script, AttemptEvent::Ended).await;
+        self.play(&events, journal.len(), script, AttemptEvent::Ended).await;
     }
 
     async fn nap(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
@@ -157,10 +179,10 @@ impl FakeSdk {
                 result_completion_id: 1,
                 name: String::new(),
             };
-            return play(&events, journal.len(), vec![frame(Message::SleepCommand(sleep))], suspended()).await;
+            return self.play(&events, journal.len(), vec![frame(Message::SleepCommand(sleep))], suspended()).await;
         };
         if woken == 0 {
-            return play(&events, journal.len(), Vec::new(), suspended()).await;
+            return self.play(&events, journal.len(), Vec::new(), suspended()).await;
         }
         let now = self.clock.now_ms();
         if woken > 1 {
@@ -170,7 +192,7 @@ impl FakeSdk {
             self.violation(format!("{}: woke at {now}, before {wake_up_time}", params.invocation_id));
         }
         // The output is the first command the journal does not hold.
-        play(&events, 1, vec![output("woke")], AttemptEvent::Ended).await;
+        self.play(&events, 1, vec![output("woke")], AttemptEvent::Ended).await;
     }
 
     async fn send(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
@@ -191,7 +213,7 @@ impl FakeSdk {
         // Journaling the call also journals the callee's id (entry 2).
         let script = vec![frame(Message::OneWayCallCommand(call)), output("sent")];
         let journaled = if journal.len() > 1 { journal.len() - 1 } else { 1 };
-        play(&events, journaled, script, AttemptEvent::Ended).await;
+        self.play(&events, journaled, script, AttemptEvent::Ended).await;
     }
 }
 
