@@ -10,7 +10,7 @@ use keel_raft::transport::{NodeRequest, PeerError, Transport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long a caller waits for a lost message before its connection is
@@ -113,13 +113,17 @@ impl SimNet {
 
     /// The transport of node `from`.
     pub fn transport(self: &Arc<Self>, from: u64) -> Arc<dyn Transport> {
-        Arc::new(SimTransport { from, net: self.clone() })
+        Arc::new(SimTransport { from, net: Arc::downgrade(self) })
     }
 }
 
+/// A node's way into the network. It holds the network weakly: the network
+/// holds every node's handler, which holds the node's transport, and a
+/// strong reference back would keep a finished test's nodes (and their open
+/// databases) alive until the process ends.
 struct SimTransport {
     from: u64,
-    net: Arc<SimNet>,
+    net: Weak<SimNet>,
 }
 
 fn unavailable(node: u64, why: &str) -> PeerError {
@@ -128,8 +132,8 @@ fn unavailable(node: u64, why: &str) -> PeerError {
 
 impl SimTransport {
     /// One leg of a message: waits for its delay, or fails as its fate says.
-    async fn travel(&self, to: u64, from: u64) -> Result<(), PeerError> {
-        match self.net.fate(from, to) {
+    async fn travel(net: &SimNet, to: u64, from: u64) -> Result<(), PeerError> {
+        match net.fate(from, to) {
             Fate::Delivered(delay) => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -152,14 +156,15 @@ impl Transport for SimTransport {
         request: NodeRequest,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, PeerError>> {
-        let this = SimTransport { from: self.from, net: self.net.clone() };
+        let (from, net) = (self.from, self.net.upgrade());
         Box::pin(async move {
             let exchange = async {
-                this.travel(node, this.from).await?;
-                let handler = this.net.handler(node).ok_or_else(|| unavailable(node, "node down"))?;
+                let net = net.ok_or_else(|| unavailable(node, "the network is gone"))?;
+                SimTransport::travel(&net, node, from).await?;
+                let handler = net.handler(node).ok_or_else(|| unavailable(node, "node down"))?;
                 let reply = handler.handle(request).await.map_err(|status| PeerError::Rpc { node, status })?;
                 // The reply travels back on the same link.
-                this.travel(this.from, node).await?;
+                SimTransport::travel(&net, from, node).await?;
                 Ok(reply)
             };
             if timeout == Duration::MAX {
