@@ -1,6 +1,16 @@
 //! Admin API for the service catalog: deployments (register by discovery,
 //! list, show, delete) and services (list, show, handlers, patch), with
 //! Restate's shapes and status codes.
+//!
+//! The catalog lives in the metadata group, which every node replicates.
+//! Every write here is one catalog command proposed to that group's leader,
+//! and the state machine decides it (a conflicting or breaking change is
+//! refused there, so two admins racing cannot both win); reads are
+//! linearizable reads through the leader, so an admin sees its own write at
+//! once. Discovery (asking the SDK endpoint for its manifest) is the one
+//! step with I/O, and it happens here, before proposing: the log records
+//! the manifest as discovered, so every replica derives the same services
+//! from it without calling the endpoint again.
 
 use crate::api::ClusterApi;
 use crate::body::{json_body, null_as_default};
@@ -41,6 +51,8 @@ pub struct AdminCtx<C> {
 
 type Ctx<C> = State<Arc<AdminCtx<C>>>;
 
+/// The catalog as the metadata group's leader has it (a linearizable read).
+/// A stored manifest this version cannot read is logged and skipped.
 async fn load_catalog<C: ClusterApi>(cluster: &C) -> Result<Catalog, ApiError> {
     match cluster.read(METADATA_GROUP, keel_partition::Query::Catalog).await? {
         QueryResult::Catalog(data) => {
@@ -54,6 +66,7 @@ async fn load_catalog<C: ClusterApi>(cluster: &C) -> Result<Catalog, ApiError> {
     }
 }
 
+/// Proposes a catalog command and returns the state machine's verdict.
 async fn propose<C: ClusterApi>(cluster: &C, command: Command) -> Result<CatalogOutcome, ApiError> {
     match cluster.propose(METADATA_GROUP, Envelope::client(command)).await? {
         Response::Catalog(outcome) => Ok(outcome),
@@ -61,6 +74,7 @@ async fn propose<C: ClusterApi>(cluster: &C, command: Command) -> Result<Catalog
     }
 }
 
+/// The HTTP error for a refused catalog command.
 fn outcome_error(outcome: CatalogOutcome) -> ApiError {
     match outcome {
         CatalogOutcome::NotFound(m) => ApiError::not_found(m),
@@ -111,6 +125,11 @@ fn endpoint_address(req: &RegisterRequest) -> Result<(String, EndpointAddress), 
 }
 
 /// `POST /deployments`: discover the endpoint, validate, register.
+///
+/// Registering the same endpoint again with the same services is 200 with
+/// the existing id; a changed manifest needs `force` (or is a new
+/// revision of its services, per Restate's rules). `dry_run` runs the same
+/// check against a copy of the current catalog and stores nothing.
 pub async fn register<C: ClusterApi>(
     State(ctx): Ctx<C>,
     headers: HeaderMap,
@@ -238,6 +257,7 @@ pub async fn list_services<C: ClusterApi>(State(ctx): Ctx<C>) -> Result<Json<Val
     Ok(Json(json!({ "services": services })))
 }
 
+/// A service and its schema, or 404.
 fn find_service<'a>(
     view: &'a Catalog,
     name: &str,

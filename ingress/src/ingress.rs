@@ -5,6 +5,17 @@
 //! handler and wait for its result; a trailing `/send` only enqueues it.
 //! Which form a path has depends on the service's type, so the path is
 //! parsed against the service catalog (this node's replica of it).
+//!
+//! A request becomes one `Invoke` command, built entirely here: the
+//! invocation id (random, or derived from the idempotency key or workflow
+//! id so that a repeat finds the first), the record with its retention, and
+//! the input entry carrying body and headers. The id's partition key picks
+//! the partition, and the command goes to that partition's leader through
+//! the [`ClusterApi`], wherever it runs: a call proposes it and waits for
+//! the result there; a send (or a workflow's `run`, which attaches
+//! afterwards) only proposes it and answers with the id. The ingress keeps
+//! nothing per request after it answers, which is why any node can serve
+//! any request behind a plain load balancer.
 
 use crate::api::{ClusterApi, ClusterError};
 use crate::error::ApiError;
@@ -128,16 +139,23 @@ async fn admit(inflight: Arc<Semaphore>, request: axum::extract::Request, next: 
     next.run(request).await
 }
 
+/// `GET /restate/health`: 200 with the services this node knows. It takes
+/// no in-flight permit and asks no leader, so it answers while the node is
+/// overloaded or a partition is electing.
 async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
     let services: Vec<String> =
         cluster.local_catalog().map(|c| c.services.keys().cloned().collect()).unwrap_or_default();
     Json(serde_json::json!({ "services": services }))
 }
 
+/// An error raised by the ingress itself (not by the invoked handler).
 pub(crate) fn ingress_error(e: ApiError) -> Response {
     error_response(e.status, e.message, "ingress")
 }
 
+/// Restate's error shape: `{code, message, source}` with the source also in
+/// `x-restate-error-source`, which clients use to tell a refused request
+/// (`ingress`) from a handler's terminal failure (`invocation`).
 fn error_response(status: StatusCode, message: String, source: &'static str) -> Response {
     let body = serde_json::json!({ "code": status.as_u16(), "message": message, "source": source });
     let mut response = (status, Json(body)).into_response();
@@ -167,6 +185,7 @@ struct Request {
     send: bool,
 }
 
+/// A percent-decoded path segment (keys may hold `/` and any UTF-8).
 fn decode_segment(s: &str) -> Result<String, ApiError> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
@@ -174,6 +193,9 @@ fn decode_segment(s: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("bad path: segment '{s}' is not valid UTF-8 once decoded")))
 }
 
+/// Splits the path into service, key, handler and `/send`, checking each
+/// against the catalog: unknown service or handler → 404, a private one
+/// or a malformed path → 400.
 async fn parse<C: ClusterApi>(state: &IngressState<C>, uri: &Uri) -> Result<Request, Response> {
     let raw: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     if raw.len() < 2 || raw.len() > 4 || raw.iter().any(|s| s.is_empty()) {
@@ -217,6 +239,12 @@ fn forwarded_headers(headers: &HeaderMap, uri: &Uri) -> Vec<Header> {
         .collect()
 }
 
+/// `GET|POST /{service}[/{key}]/{handler}[/send]`: validates the request,
+/// builds its `Invoke` command (see the module comment) and proposes it on
+/// the invocation's partition. A call answers with the handler's result
+/// (or 202 with a handoff when the caller asked not to wait long); a send
+/// answers 202 `Accepted`, or `PreviouslyAccepted` for a repeat of an
+/// idempotent one; a second `run` of a workflow id is 409.
 async fn invoke<C: ClusterApi>(
     State(state): State<IngressState<C>>,
     method: Method,

@@ -1,4 +1,23 @@
 //! Startup, serving and graceful shutdown of one node.
+//!
+//! Start-up goes from what can fail cheaply to what costs: the data
+//! directory's lock (two processes on one RocksDB would corrupt it), then
+//! the three listeners (a taken port fails before any Raft group starts and
+//! votes), then the database, whose partition count must match the flag
+//! (the keyspace is sharded by it, so a different count would route keys to
+//! the wrong partitions).
+//!
+//! The parts are built in dependency order, each handed what it needs:
+//!
+//! ```text
+//! GrpcTransport -> Peers -> Registry (Raft groups) -> Router -> Leaders -> NodeHandler -> node port
+//!                                                          \-> NodeCluster -> ingress, admin
+//! ```
+//!
+//! Shutdown runs the other way: the HTTP servers stop taking requests and
+//! drain, then the Raft groups shut down (their leader actors stop with
+//! them), and only then the node port closes, so peers can still reach this
+//! node while its groups hand over.
 
 use crate::cluster::NodeCluster;
 use crate::config::{Config, Secret};
@@ -21,6 +40,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Binds `addr`, naming the listener in the error.
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
 }
@@ -136,6 +156,7 @@ fn peer_security(config: &Config) -> PeerSecurity {
     PeerSecurity::new(token(&s.cluster_secret), s.tls.clone())
 }
 
+/// Waits for SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
 async fn wait_for_signal() -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

@@ -2,6 +2,26 @@
 //! [`keel_partition::apply`] over RocksDB and writes the resulting state in
 //! one batch together with the applied log id and membership, so a restart
 //! resumes exactly where the durable state ends.
+//!
+//! Three rules keep replicas identical and restarts exact:
+//!
+//! - **One batch per apply call.** openraft hands over a run of committed
+//!   entries; their commands run through an [`Overlay`] (so a command sees
+//!   the writes of the commands before it) and everything they wrote goes
+//!   to RocksDB in one write batch with the new applied log id. A crash
+//!   leaves either all of it or none of it.
+//! - **The log is the durable copy.** That batch is not fsynced: entries
+//!   are durable in the log before they are applied, and after a crash the
+//!   entries past the stored applied id are applied again, from the same
+//!   state, to the same result.
+//! - **Effects leave only after the write.** Work the entries ask for (run
+//!   an attempt, answer a caller) goes to the leader runtime once the state
+//!   it refers to is written, so an actor never acts on state it cannot
+//!   read back. Followers produce the same effects; their supervisor drops
+//!   them.
+//!
+//! Snapshots are the group's whole key range read from one RocksDB
+//! snapshot, so the state, the applied id and the membership in it agree.
 
 use crate::db::{Cf, Db, Op, fill_batch};
 use crate::keys::{self, MetaKind};
@@ -18,8 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
-/// Effects produced by applied entries, tagged with the term they were
-/// appended in; consumed by the group's leader-side supervisor.
+/// Where the effects of applied entries go, one batch per apply call:
+/// the group's leader-side supervisor, which passes them to the actor of
+/// the current term (or drops them on a follower).
 pub type EffectSender = mpsc::UnboundedSender<Vec<Effect>>;
 
 /// The state machine of one partition group.
@@ -59,12 +80,14 @@ impl StateMachine {
         self
     }
 
+    /// Tells the listener, if any, that the state changed.
     fn changed(&self) {
         if let Some(c) = &self.changes {
             c.fetch_add(1, Ordering::Release);
         }
     }
 
+    /// Reads and decodes one of the group's metadata records.
     fn read_meta<T: serde::de::DeserializeOwned>(&self, kind: MetaKind) -> Result<Option<T>, typ::StorageError> {
         let bytes = self.db.get_meta(self.group, kind).map_err(|e| StorageIOError::read_state_machine(&e))?;
         bytes.map(|b| decode(&b).map_err(|e| StorageIOError::read_state_machine(&e).into())).transpose()
@@ -214,12 +237,19 @@ impl StateTxn for Overlay<'_> {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
+    /// Where the durable state ends: openraft re-applies the log from here
+    /// after a restart.
     async fn applied_state(&mut self) -> Result<(Option<typ::LogId>, typ::StoredMembership), typ::StorageError> {
         let applied = self.read_meta::<Option<typ::LogId>>(MetaKind::Applied)?.flatten();
         let membership = self.read_meta(MetaKind::Membership)?.unwrap_or_default();
         Ok((applied, membership))
     }
 
+    /// Applies a run of committed entries (see the module comment). A
+    /// command that makes no sense in the state is answered, not an error;
+    /// an [`keel_partition::ApplyError`] means stored state this code cannot
+    /// interpret, and it stops the group (with the log id in the message)
+    /// rather than let this replica skip an entry the others applied.
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, typ::StorageError>
     where
         I: IntoIterator<Item = typ::Entry> + OptionalSend,
@@ -292,6 +322,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
+    /// Replaces the group's whole state with a snapshot from the leader
+    /// (this replica fell behind the leader's purged log). Durable at once:
+    /// the log entries it replaces are gone, so nothing could re-derive it.
     async fn install_snapshot(
         &mut self,
         meta: &typ::SnapshotMeta,
@@ -314,12 +347,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The latest snapshot built or installed, as stored.
     async fn get_current_snapshot(&mut self) -> Result<Option<typ::Snapshot>, typ::StorageError> {
         let stored: Option<StoredSnapshot> = self.read_meta(MetaKind::Snapshot)?;
         Ok(stored.map(|s| typ::Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }
 
+/// The write of one metadata record of `group`.
 fn meta_op<T: Serialize>(group: u32, kind: MetaKind, value: &T) -> Result<Op, typ::StorageError> {
     let bytes = encode(value).map_err(|e| StorageIOError::write_state_machine(&e))?;
     Ok(Op::Put(Cf::Meta, keys::meta_key(group, kind).to_vec(), bytes))
@@ -367,6 +402,8 @@ impl SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// Builds a snapshot and stores it durably before openraft purges the
+    /// log it covers.
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, typ::StorageError> {
         let (last_log_id, last_membership, entries) = self.read_consistent()?;
         let data = encode(&SnapshotData { entries }).map_err(|e| StorageIOError::write_snapshot(None, &e))?;

@@ -1,0 +1,158 @@
+//! Preparing one attempt: everything the SDK is started with comes from
+//! the partition's applied state and the catalog, read once: the record
+//! and journal, the deployment (pinned by the first attempt that stores
+//! anything, so a replay runs the code that wrote the journal), the
+//! handler's retry policy and timeouts, and an object's state sent
+//! eagerly.
+
+use super::frames::decode_journal;
+use super::{Attempts, Invoker, Next, id_string};
+use crate::retry::{Failure, RetryPolicy};
+use bytes::Bytes;
+use keel_endpoint::{EndpointAddress, HttpVersion};
+use keel_invoker::{AttemptParams, AttemptTimeouts};
+use keel_partition::catalog::ServiceOverrides;
+use keel_partition::invocation::{self, InvocationKey, Status};
+use keel_partition::{Command, Query, QueryResult};
+use keel_protocol::manifest::{Handler, Service};
+use keel_protocol::{InvocationId, VersionPolicy};
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Invoker {
+    /// Runs one attempt of invocation `id`, if it is still to run: waits
+    /// for one of the node's attempt slots, prepares the attempt from the
+    /// stored state and drives it ([`Self::drive`]).
+    pub(super) async fn attempt(&self, id: &InvocationKey, attempts: &mut Attempts) -> Next {
+        // One of the node's slots for attempts in flight, held until the
+        // attempt ends. Waiting for it is not a failure; the record is read
+        // after the wait, so an invocation killed meanwhile does not start.
+        let Ok(_slot) = self.partition.services.slots.acquire().await else {
+            return Next::Stop("the node's invocation slots are closed".into());
+        };
+        let view = self.partition.view();
+        let (record, journal) = match invocation::load(&view, id) {
+            Ok(Some(record)) => {
+                let journal = invocation::journal_of(&view, id, &record);
+                (record, journal)
+            }
+            Ok(None) => return Next::Done,
+            Err(e) => return Next::Stop(format!("invocation record unreadable: {e}")),
+        };
+        if record.status != Status::Invoked {
+            return Next::Done;
+        }
+        let catalog = match self.partition.catalog() {
+            Ok(c) => c,
+            Err(e) => return Next::Retry(Failure::transient(format!("catalog unreadable: {e}"))),
+        };
+        let service = &record.target.service;
+        let deployment_id = match &record.deployment_id {
+            Some(d) => d.clone(),
+            None => match catalog.services.get(service) {
+                Some(s) => s.deployment_id.clone(),
+                None => return Next::Retry(Failure::transient(format!("service {service} is not registered"))),
+            },
+        };
+        let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
+            return Next::Retry(Failure::transient(format!("deployment {deployment_id} of service {service} is gone")));
+        };
+        // Queued before the attempt's first journal entry or suspension
+        // (see `drive_events`); an attempt that goes straight to its result
+        // needs no pin, and one that fails before it stored anything may
+        // just as well run on a newer revision next time.
+        let pin = record
+            .deployment_id
+            .is_none()
+            .then(|| Command::PinDeployment { id: *id, deployment_id: deployment_id.clone() });
+        let handler = manifest
+            .service(service)
+            .and_then(|s| Some((s, s.handlers.iter().find(|h| h.name == record.target.handler)?)));
+        let timeouts = match handler {
+            Some((schema, handler)) => {
+                attempts.policy = RetryPolicy::of(schema, handler);
+                let overrides = catalog.services.get(service).map(|s| &s.overrides);
+                effective_timeouts(overrides, schema, handler)
+            }
+            None => AttemptTimeouts::default(),
+        };
+        let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
+            Ok(v) => v,
+            Err(e) => return Next::Retry(Failure::transient(format!("deployment {deployment_id}: {e}"))),
+        };
+        let mut address = match deployment.uri.parse() {
+            Ok(uri) => EndpointAddress::new(uri),
+            Err(e) => return Next::Retry(Failure::transient(format!("deployment uri {}: {e}", deployment.uri))),
+        };
+        address.use_http_11 = deployment.use_http_11;
+        for (name, value) in &deployment.additional_headers {
+            if let (Ok(n), Ok(v)) = (name.parse(), value.parse()) {
+                address.additional_headers.push((n, v));
+            }
+        }
+        let frames = match decode_journal(&journal) {
+            Ok(f) => f,
+            Err(e) => return Next::Stop(format!("stored journal unreadable: {e}")),
+        };
+        let eager_state = record.target.key.as_ref().map(|key| {
+            let query = Query::GetState { service: service.clone(), object_key: key.clone() };
+            match keel_partition::read(&view, &query) {
+                Ok(QueryResult::State { state, .. }) => {
+                    state.into_iter().map(|(k, v)| (Bytes::from(k.into_bytes()), Bytes::from(v))).collect()
+                }
+                _ => Vec::new(),
+            }
+        });
+        let invocation_id = match InvocationId::from_bytes(id) {
+            Ok(i) => i,
+            Err(e) => return Next::Stop(format!("invalid invocation id: {e}")),
+        };
+        let params = AttemptParams {
+            invocation_id,
+            service: service.clone(),
+            handler: record.target.handler.clone(),
+            key: record.target.key.clone(),
+            protocol_version,
+            http_version: if deployment.use_http_11 { HttpVersion::Http11 } else { HttpVersion::Http2 },
+            protocol_mode: manifest.protocol_mode,
+            journal: frames,
+            partial_state: eager_state.is_none(),
+            eager_state,
+            retry_count_since_last_stored_entry: attempts.failures_since_stored,
+            duration_since_last_stored_entry: attempts.last_stored.elapsed(),
+            random_seed: xxhash_rust::xxh3::xxh3_64(id),
+            headers: Vec::new(),
+            timeouts,
+        };
+        drop(view);
+        tracing::debug!(partition = self.partition.id(), invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
+        let known = params.journal.len() as u32;
+        self.partition.waiters.unpark(id);
+        let (next, seen) = self.drive(id, &address, params, pin).await;
+        if seen > known {
+            attempts.failures_since_stored = 0;
+            attempts.last_stored = Instant::now();
+        }
+        next
+    }
+}
+
+/// The timeouts of an attempt of `handler`: the handler's manifest value,
+/// else the service's admin override, else the service's manifest value,
+/// else Restate's defaults.
+fn effective_timeouts(overrides: Option<&ServiceOverrides>, service: &Service, handler: &Handler) -> AttemptTimeouts {
+    let default = AttemptTimeouts::default();
+    let pick = |handler: Option<u64>, overridden: Option<u64>, service: Option<u64>, default: Duration| {
+        handler.or(overridden).or(service).map_or(default, Duration::from_millis)
+    };
+    let (h, s) = (&handler.options, &service.options);
+    AttemptTimeouts {
+        inactivity: pick(
+            h.inactivity_timeout,
+            overrides.and_then(|o| o.inactivity_timeout_ms),
+            s.inactivity_timeout,
+            default.inactivity,
+        ),
+        abort: pick(h.abort_timeout, overrides.and_then(|o| o.abort_timeout_ms), s.abort_timeout, default.abort),
+    }
+}
