@@ -20,6 +20,7 @@ use keel_raft::messages::ProposeError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -59,11 +60,21 @@ struct Live {
 }
 
 /// How one attempt ended, for the retry loop.
+#[derive(Debug)]
 enum Next {
     /// Nothing more to do (completed, suspended, gone).
     Done,
     /// The attempt failed; the retry policy decides what follows.
     Retry(Failure),
+    /// The attempt failed because a proposal's commit timed out. The entry
+    /// may still commit in this term, so the next attempt waits until it
+    /// has or cannot any more ([`Invoker::barrier`]); otherwise handled as
+    /// [`Next::Retry`].
+    InDoubt(Failure),
+    /// The journal holds entries the attempt did not know of (its append
+    /// was refused as stale): replay it in a new attempt at once. Not a
+    /// failure of the handler.
+    Replay,
     /// This leader can no longer act (deposed, shutting down), or the
     /// invocation may no longer run.
     Stop(String),
@@ -155,15 +166,35 @@ impl Invoker {
             last_stored: Instant::now(),
             policy: RetryPolicy::default(),
         };
+        // Whether a proposal for this invocation timed out and may still commit.
+        let mut in_doubt = false;
+        let mut replays = 0;
         loop {
+            if std::mem::take(&mut in_doubt)
+                && let Err(next) = self.barrier(&id).await
+            {
+                tracing::debug!(partition = self.partition.id(), "invoker stops: {next:?}");
+                return;
+            }
             let failure = match self.attempt(&id, &mut attempts).await {
                 Next::Done => return,
                 Next::Stop(reason) => {
                     tracing::debug!(partition = self.partition.id(), "invoker stops: {reason}");
                     return;
                 }
+                Next::Replay if replays < MAX_REPLAYS => {
+                    tracing::info!(partition = self.partition.id(), invocation = %id_string(&id), "the journal holds entries the attempt did not know of; replaying it");
+                    replays += 1;
+                    continue;
+                }
+                Next::Replay => Failure::transient("the journal kept changing under the attempts"),
+                Next::InDoubt(failure) => {
+                    in_doubt = true;
+                    failure
+                }
                 Next::Retry(failure) => failure,
             };
+            replays = 0;
             attempts.failures += 1;
             attempts.failures_since_stored += 1;
             let n = attempts.failures;
@@ -183,14 +214,20 @@ impl Invoker {
                             self.partition.waiters.park(&id);
                             return;
                         }
-                        Err(Next::Retry(_)) => attempts.policy.delay(n),
+                        Err(next) => {
+                            in_doubt |= matches!(next, Next::InDoubt(_));
+                            attempts.policy.delay(n)
+                        }
                     }
                 }
                 Decision::Fail(result) => {
                     match self.propose(Command::Complete { id, result, completed_at_ms: self.partition.now_ms() }).await
                     {
                         Ok(_) | Err(Next::Stop(_)) | Err(Next::Done) => return,
-                        Err(Next::Retry(_)) => attempts.policy.delay(n),
+                        Err(next) => {
+                            in_doubt |= matches!(next, Next::InDoubt(_));
+                            attempts.policy.delay(n)
+                        }
                     }
                 }
             };
@@ -207,7 +244,36 @@ impl Invoker {
     async fn propose(&self, command: Command) -> Result<Response, Next> {
         checked(self.partition.propose(Envelope::fenced(self.term, command)).await)
     }
+
+    /// Waits until every proposal made for `id` so far is applied here or
+    /// can no longer commit, by proposing a barrier (an `AppendJournal`
+    /// without entries) until one commits: Raft commits it only after
+    /// every entry before it in the log. Until then no attempt starts, so
+    /// a step whose result is in doubt does not run again; while quorum is
+    /// lost, that is all this invocation does.
+    async fn barrier(&self, id: &InvocationKey) -> Result<(), Next> {
+        let mut delay = BARRIER_RETRY_MIN;
+        loop {
+            let barrier = Command::AppendJournal { id: *id, at: 0, entries: Vec::new(), workflow_runs: Vec::new() };
+            match self.propose(barrier).await {
+                Ok(_) => return Ok(()),
+                Err(Next::InDoubt(_)) => {}
+                Err(next) => return Err(next),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BARRIER_RETRY_MAX);
+        }
+    }
 }
+
+/// Attempts in a row that may end in [`Next::Replay`] before a replay
+/// counts as a failure (and backs off): only another append of the same
+/// invocation makes one stale, so more than a few means a bug, and the
+/// backoff keeps it from spinning.
+const MAX_REPLAYS: u32 = 3;
+/// How long the barrier waits before it proposes again, at first and at most.
+const BARRIER_RETRY_MIN: Duration = Duration::from_millis(50);
+const BARRIER_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The outcome of a fenced proposal as the attempt loop needs it.
 fn checked(outcome: Result<Response, ProposeError>) -> Result<Response, Next> {
@@ -222,7 +288,9 @@ fn checked(outcome: Result<Response, ProposeError>) -> Result<Response, Next> {
 fn refused(e: ProposeError) -> Next {
     match e {
         ProposeError::NotLeader { .. } | ProposeError::NoSuchGroup(_) => Next::Stop("no longer the leader".into()),
-        ProposeError::Unavailable(e) => Next::Retry(Failure::transient(e)),
+        // A timed-out commit may still succeed; a refused admission did not
+        // enter the log at all, but a barrier costs little, so both count.
+        ProposeError::Unavailable(e) => Next::InDoubt(Failure::transient(e)),
         // The SDK sent an entry no log entry can hold; replaying would send
         // it again, so an operator has to decide (fix the handler, kill).
         e @ ProposeError::TooLarge { .. } => Next::Retry(Failure::too_large(e.to_string())),

@@ -135,3 +135,37 @@ fn a_commit_timeout_does_not_apply_a_call_twice() {
         assert_eq!(count(&cluster, "k").await, 1, "seed {}", cluster.seed);
     });
 }
+
+#[test]
+fn a_step_whose_commit_timed_out_runs_once() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(106)).await);
+        let (id, envelope) = call_envelope("Runner", None, "step", b"", "step", cluster.clock_now());
+        let partition = cluster.partition_of(&id);
+        let leader = cluster.leader(partition).await;
+        let call = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.call(&envelope, &id, BUDGET).await }
+        });
+        // Once the invocation runs (its first attempt is starting)...
+        let group = cluster.registry(leader).and_then(|r| r.group(partition).cloned()).expect("the leader's group");
+        let running = harness::poll(Duration::from_secs(5), || {
+            let record = keel_partition::invocation::load(&group.view(), &id.to_bytes()).ok().flatten();
+            std::future::ready(record.map(|_| ()))
+        })
+        .await;
+        assert!(running.is_some(), "seed {}: the invocation never started", cluster.seed);
+        // ...the followers store what the leader sends, but their answers
+        // are lost: the leader keeps its term and cannot commit. The step's
+        // entries time out (5 s), and commit in the same term after all.
+        for follower in cluster.ids().into_iter().filter(|n| *n != leader) {
+            cluster.net.mute(follower);
+        }
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        cluster.net.heal();
+        let answer = call.await.expect("call task");
+        assert_eq!(answer.as_deref(), Some(b"1".as_slice()), "seed {}", cluster.seed);
+        assert_eq!(cluster.sdk.executions(&id.to_string()), 1, "seed {}: the step ran again", cluster.seed);
+        assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}

@@ -3,10 +3,12 @@
 //!
 //! Each seed starts three nodes with two partitions and, for 15 s of
 //! virtual time, runs counter calls (each with its own idempotency key),
-//! one-way sends that call a counter, and durable sleeps, while faults
-//! come and go: a node cut off from the others, a node crashed and
-//! restarted, lost and delayed messages, a leader cut off until replaced
-//! and then given the lead back. Throughout, a deposed leader's actor
+//! one-way sends that call a counter, durable sleeps and `ctx.run` steps,
+//! while faults come and go: a node cut off from the others, a node
+//! crashed and restarted, lost and delayed messages, a leader cut off until
+//! replaced and then given the lead back, followers whose answers are lost
+//! for longer than the commit timeout (their leader keeps its term, and
+//! what timed out commits later). Throughout, a deposed leader's actor
 //! lives on for [`LINGER`] before it stops (the failpoint
 //! `deposed-actor-lingers`), proposing with its old term, and the fake
 //! SDK's handlers take time, so attempts are under way when faults strike.
@@ -16,6 +18,7 @@
 //! - every counter holds exactly the number of calls and sends made to it,
 //!   and no two calls of one counter saw the same count (each applied once);
 //! - every sleep woke once, and not early (the fake SDK watches);
+//! - no step's `ctx.run` ran again once its result was stored;
 //! - no term had two leaders (sampled every 20 ms on every node);
 //! - every replica of every group applied the same state (nothing
 //!   committed was lost or diverged).
@@ -57,6 +60,8 @@ struct Observed {
     leaders: BTreeMap<(u32, u64), u64>,
     /// Two leaders in one term.
     split_brain: Vec<String>,
+    /// Steps whose closure ran again after its result was stored.
+    reran: Vec<String>,
 }
 
 fn simulate(seed: u64) -> Result<(), String> {
@@ -95,6 +100,10 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
         let call = Call { service: "Sleeper", key: None, handler: "nap", input, tag: format!("nap-{i}") };
         calls.push((call.spawn(&cluster, start(&mut rng)), Answer::Is(b"woke")));
     }
+    for i in 0..rng.gen_range(2..6) {
+        let call = Call { service: "Runner", key: None, handler: "step", input: Vec::new(), tag: format!("step-{i}") };
+        calls.push((call.spawn(&cluster, start(&mut rng)), Answer::Step));
+    }
     let sampler = tokio::spawn(sample_leaders(cluster.clone(), observed.clone()));
 
     inject_faults(&cluster, &mut rng).await;
@@ -103,11 +112,19 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
         cluster.restart(id).await;
     }
     for (task, answer) in calls {
-        let (label, out) = task.await.map_err(|e| format!("a workload task failed: {e}"))?;
+        let (label, id, out) = task.await.map_err(|e| format!("a workload task failed: {e}"))?;
         let mut o = observed.lock().unwrap_or_else(|e| e.into_inner());
         let count = out.as_deref().and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
         match (answer, count) {
             (Answer::Count(key), Some(count)) => o.counts.entry(key.into()).or_default().push(count),
+            // Each run of the closure returns the next count, and the answer
+            // is the stored result: a later run means one after the store.
+            (Answer::Step, Some(answer)) => {
+                let ran = cluster.sdk.executions(&id);
+                if ran != answer {
+                    o.reran.push(format!("{label}: answered run {answer}, the closure ran {ran} times"));
+                }
+            }
             (Answer::Is(want), _) if out.as_deref() == Some(want) => {}
             _ => o.stuck.push(label),
         }
@@ -135,6 +152,7 @@ async fn simulate_async(seed: u64) -> Result<(), String> {
         }
         failures.extend(o.stuck.iter().map(|s| format!("stuck: {s}")));
         failures.extend(o.split_brain.iter().cloned());
+        failures.extend(o.reran.iter().cloned());
     }
     failures.extend(cluster.sdk.violations());
     failures.extend(diverged(&cluster).await);
@@ -156,19 +174,26 @@ enum Answer {
     Count(&'static str),
     /// Exactly these bytes.
     Is(&'static [u8]),
+    /// A step's stored result: how often its closure had run then.
+    Step,
 }
 
 impl Call {
     /// Makes the call after `start`, retried until answered or [`CALL_BUDGET`]
-    /// passes; yields its label and its answer (`None`: stuck).
-    fn spawn(self, cluster: &Arc<Cluster>, start: Duration) -> tokio::task::JoinHandle<(String, Option<Vec<u8>>)> {
+    /// passes; yields its label, its invocation id and its answer (`None`:
+    /// stuck).
+    fn spawn(
+        self,
+        cluster: &Arc<Cluster>,
+        start: Duration,
+    ) -> tokio::task::JoinHandle<(String, String, Option<Vec<u8>>)> {
         let cluster = cluster.clone();
         tokio::spawn(async move {
             tokio::time::sleep(start).await;
             let (id, envelope) =
                 call_envelope(self.service, self.key, self.handler, &self.input, &self.tag, cluster.clock_now());
             let label = format!("{}/{}/{} {}", self.service, self.key.unwrap_or("-"), self.handler, self.tag);
-            (label, cluster.call(&envelope, &id, CALL_BUDGET).await)
+            (label, id.to_string(), cluster.call(&envelope, &id, CALL_BUDGET).await)
         })
     }
 }
@@ -181,7 +206,7 @@ async fn inject_faults(cluster: &Cluster, rng: &mut StdRng) {
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..2_000))).await;
         let node = ids[rng.gen_range(0..ids.len())];
-        match rng.gen_range(0..6) {
+        match rng.gen_range(0..7) {
             0 => cluster.net.isolate(&[node], &ids),
             // A leader cut off long enough for the others to elect a new
             // one, then given back the lead while its old term's work may
@@ -204,6 +229,17 @@ async fn inject_faults(cluster: &Cluster, rng: &mut StdRng) {
                 cluster.crash(node).await;
             }
             2 => cluster.net.degrade(rng.gen_range(0.0..0.2), Duration::from_millis(rng.gen_range(0..20))),
+            // A leader whose followers' answers are lost for longer than the
+            // commit timeout: what it proposed times out, then commits.
+            6 => {
+                cluster.net.heal();
+                let leader = cluster.leader(rng.gen_range(0..PARTITIONS)).await;
+                for follower in ids.iter().filter(|id| **id != leader) {
+                    cluster.net.mute(*follower);
+                }
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(5_500..8_000))).await;
+                cluster.net.heal();
+            }
             _ => {
                 cluster.net.heal();
                 for id in &ids {

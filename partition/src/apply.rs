@@ -52,8 +52,11 @@ pub fn apply(
         Command::RemoveDeployment { id } => catalog(remove_deployment::remove(txn, id)),
         Command::UpdateService { name, patch } => catalog(update_service::update_service(txn, name, patch)),
         Command::Invoke { id, record, input } => invocation(invoke::apply(txn, id, record, input, seq)?),
-        Command::AppendJournal { id, entries, workflow_runs } => {
-            invocation(append_journal::apply(txn, id, entries, workflow_runs, seq)?)
+        Command::AppendJournalUnchecked { id, entries, workflow_runs } => {
+            invocation(append_journal::apply(txn, id, None, entries, workflow_runs, seq)?)
+        }
+        Command::AppendJournal { id, at, entries, workflow_runs } => {
+            invocation(append_journal::apply(txn, id, Some(*at), entries, workflow_runs, seq)?)
         }
         Command::PinDeployment { id, deployment_id } => {
             invocation((pin_deployment::apply(txn, id, deployment_id)?, Vec::new()))

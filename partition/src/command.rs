@@ -117,17 +117,18 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
-    /// Appends journal entries (raw protocol frames) of a running invocation.
-    AppendJournal {
+    /// Appends journal entries (raw protocol frames) of a running
+    /// invocation without checking where they go: the append as keel wrote
+    /// it before [`Command::AppendJournal`] carried a position. Kept (in
+    /// its place in the enum, which fixes its encoding) so that logs
+    /// written then still apply; keel no longer proposes it.
+    AppendJournalUnchecked {
         /// The invocation id.
         id: InvocationKey,
         /// The entries, in order.
         #[serde(with = "crate::codec::byte_list")]
         entries: Vec<Vec<u8>>,
-        /// Positions in `entries` of calls and sends that target a
-        /// workflow's run handler: the invoker resolves this from the
-        /// catalog (which apply cannot read), and such a call gets the
-        /// workflow run's id.
+        /// As in [`Command::AppendJournal`].
         workflow_runs: Vec<u32>,
     },
     /// Pins an invocation to the deployment its first attempt uses.
@@ -212,6 +213,27 @@ pub enum Command {
         /// proposing leader: the record is purged its retention later.
         completed_at_ms: u64,
     },
+    /// Appends journal entries (raw protocol frames) that an attempt of a
+    /// running invocation reported, if the journal ends where the attempt
+    /// believes it does ([`crate::journal_position`]). With no entries, a
+    /// barrier (`at` is not checked): once it is applied, everything
+    /// proposed before it is applied too.
+    AppendJournal {
+        /// The invocation id.
+        id: InvocationKey,
+        /// How many produced entries the journal holds before these, as
+        /// the attempt knows it; apply refuses the append otherwise
+        /// ([`InvocationOutcome::StaleAppend`]).
+        at: u32,
+        /// The entries, in order.
+        #[serde(with = "crate::codec::byte_list")]
+        entries: Vec<Vec<u8>>,
+        /// Positions in `entries` of calls and sends that target a
+        /// workflow's run handler: the invoker resolves this from the
+        /// catalog (which apply cannot read), and such a call gets the
+        /// workflow run's id.
+        workflow_runs: Vec<u32>,
+    },
 }
 
 impl Command {
@@ -224,7 +246,7 @@ impl Command {
             Command::RemoveDeployment { .. } => "remove_deployment",
             Command::UpdateService { .. } => "update_service",
             Command::Invoke { .. } => "invoke",
-            Command::AppendJournal { .. } => "append_journal",
+            Command::AppendJournalUnchecked { .. } | Command::AppendJournal { .. } => "append_journal",
             Command::PinDeployment { .. } => "pin_deployment",
             Command::Suspend { .. } => "suspend",
             Command::FireTimer { .. } => "fire_timer",

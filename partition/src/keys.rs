@@ -45,6 +45,11 @@ pub const KIND_PROMISE: u8 = 0x26;
 /// An invocation waiting for a workflow promise:
 /// `[KIND_PROMISE_WAITER][len service][service][len key][key][len name][name][invocation id][completion id: u32 BE]`.
 pub const KIND_PROMISE_WAITER: u8 = 0x27;
+/// How many entries of an invocation's journal its attempts produced
+/// (commands and `ctx.run` results), a big-endian u32:
+/// `[KIND_PRODUCED][invocation id]`. The position a journal append is
+/// checked against ([`crate::journal_position`]).
+pub const KIND_PRODUCED: u8 = 0x28;
 
 /// An invocation in `Invoked` state: `[KIND_RUNNING][invocation id]`. A new
 /// leader resumes these without reading every invocation record (completed
@@ -127,6 +132,14 @@ pub fn invocation_key(id: &[u8; 24]) -> Vec<u8> {
 pub fn running_key(id: &[u8; 24]) -> Vec<u8> {
     let mut out = Vec::with_capacity(25);
     out.push(KIND_RUNNING);
+    out.extend_from_slice(id);
+    out
+}
+
+/// The key of an invocation's count of produced journal entries.
+pub fn produced_key(id: &[u8; 24]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25);
+    out.push(KIND_PRODUCED);
     out.extend_from_slice(id);
     out
 }

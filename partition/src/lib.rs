@@ -47,6 +47,7 @@ mod commands;
 mod error;
 pub mod idempotency;
 pub mod invocation;
+pub mod journal_position;
 pub mod keys;
 mod lifecycle;
 mod model;

@@ -9,6 +9,7 @@
 
 use crate::attach::{MAX_ATTACHERS, answer};
 use crate::error::ApplyError;
+use crate::journal_position;
 use crate::keys;
 use crate::model::invocation::{Attached, Reply};
 use crate::model::invocation::{Caller, InvocationKey, InvocationRecord, InvocationResult, PURGE_TIMER, Status};
@@ -93,6 +94,7 @@ pub(crate) fn finish(
     for index in 0..record.journal_len {
         txn.delete(keys::journal_key(id, index));
     }
+    journal_position::clear_produced(txn, id);
     for (fire_at_ms, completion_id) in record.timers.drain(..) {
         txn.delete(keys::timer_key(fire_at_ms, id, completion_id));
     }

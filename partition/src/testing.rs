@@ -13,6 +13,7 @@ use crate::apply::apply;
 use crate::catalog::record::CatalogOutcome;
 use crate::command::{Command, Effect, Envelope, RecordMeta, Response};
 use crate::error::ApplyError;
+use crate::journal_position;
 use crate::model::invocation::{
     Caller, HandlerKind, Intervention, InvocationKey, InvocationRecord, InvocationResult, Reply, ResumeDeployment,
     Status, Target,
@@ -119,13 +120,29 @@ impl TestPartition {
         self.client(Command::Invoke { id, record, input: input.to_vec() })
     }
 
-    /// `AppendJournal` of entries that target no workflow run.
+    /// `AppendJournal` of entries that target no workflow run, at the
+    /// position where the journal ends (as an attempt that knows the
+    /// latest journal appends).
     pub(crate) fn append(
         &mut self,
         id: InvocationKey,
         entries: &[Vec<u8>],
     ) -> (InvocationOutcome, Vec<InvocationEffect>) {
-        self.leader(Command::AppendJournal { id, entries: entries.to_vec(), workflow_runs: Vec::new() })
+        let at = match storage::load(&self.store, &id).expect("a readable record") {
+            Some(record) => journal_position::produced(&self.store, &id, &record).expect("a readable count"),
+            None => 0,
+        };
+        self.append_at(id, at, entries)
+    }
+
+    /// `AppendJournal` at position `at`.
+    pub(crate) fn append_at(
+        &mut self,
+        id: InvocationKey,
+        at: u32,
+        entries: &[Vec<u8>],
+    ) -> (InvocationOutcome, Vec<InvocationEffect>) {
+        self.leader(Command::AppendJournal { id, at, entries: entries.to_vec(), workflow_runs: Vec::new() })
     }
 
     /// `PinDeployment`.

@@ -274,7 +274,9 @@ fn command() -> impl Strategy<Value = Command> {
         text().prop_map(|id| Command::RemoveDeployment { id }),
         (key(), record(), blob()).prop_map(|(id, record, input)| Command::Invoke { id, record, input }),
         (key(), prop::collection::vec(blob(), 0..4), small_u32s())
-            .prop_map(|(id, entries, workflow_runs)| Command::AppendJournal { id, entries, workflow_runs }),
+            .prop_map(|(id, entries, workflow_runs)| Command::AppendJournalUnchecked { id, entries, workflow_runs }),
+        (key(), any::<u32>(), prop::collection::vec(blob(), 0..4), small_u32s())
+            .prop_map(|(id, at, entries, workflow_runs)| Command::AppendJournal { id, at, entries, workflow_runs }),
         (key(), text()).prop_map(|(id, deployment_id)| Command::PinDeployment { id, deployment_id }),
         (key(), small_u32s(), any::<(u32, u32)>()).prop_map(|(id, awaiting, (journal_len_seen, attempt_start))| {
             Command::Suspend { id, awaiting, journal_len_seen, attempt_start }

@@ -13,7 +13,7 @@ use crate::retry::Failure;
 use keel_endpoint::EndpointAddress;
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams};
 use keel_partition::invocation::{self, HandlerKind, InvocationKey, InvocationOutcome, InvocationResult};
-use keel_partition::{Command, Envelope, Response};
+use keel_partition::{Command, Envelope, Response, journal_position};
 use keel_protocol::proto::output_command_message;
 use keel_protocol::{Frame, Message};
 use keel_raft::messages::ProposeError;
@@ -53,17 +53,22 @@ impl Invoker {
     }
 
     /// Queues journal entries of a running attempt, in one command (see
-    /// [`Self::queue_pinned`]).
+    /// [`Self::queue_pinned`]), at position `produced`: the entries the
+    /// attempt produced so far, which this advances
+    /// ([`keel_partition::journal_position`]).
     async fn append(
         &self,
         pending: &mut Pending,
         pin: &mut Option<Command>,
         id: &InvocationKey,
         frames: &[Frame],
+        produced: &mut u32,
     ) -> Result<(), Next> {
         let workflow_runs = self.workflow_runs(frames);
         let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
-        self.queue_pinned(pending, pin, Command::AppendJournal { id: *id, entries, workflow_runs }).await
+        let at = *produced;
+        *produced += frames.len() as u32;
+        self.queue_pinned(pending, pin, Command::AppendJournal { id: *id, at, entries, workflow_runs }).await
     }
 
     /// The positions in `frames` of calls and sends to a workflow's run
@@ -102,6 +107,7 @@ impl Invoker {
         while let Some((is_append, outcome)) = pending.pop_front() {
             let result = match checked(outcome.await) {
                 Ok(Response::Invocation(InvocationOutcome::Appended { .. })) => Ok(()),
+                Ok(Response::Invocation(InvocationOutcome::StaleAppend { .. })) => Err(Next::Replay),
                 Ok(other) if is_append => Err(Next::Stop(format!("journal append refused: {other:?}"))),
                 Ok(_) => Ok(()),
                 Err(next) => Err(next),
@@ -150,6 +156,8 @@ impl Invoker {
     ) -> Next {
         let mut pending = Pending::new();
         let attempt_start = params.journal.len() as u32;
+        let mut produced =
+            params.journal.iter().filter(|f| journal_position::is_produced(f.header.code)).count() as u32;
         let attempt =
             tokio::spawn(self.partition.services.endpoints.run_attempt(address.clone(), params, events_tx, inputs_rx));
         let mut output = None;
@@ -208,14 +216,14 @@ impl Invoker {
                     if frames.is_empty() {
                         continue;
                     }
-                    if let Err(next) = self.append(&mut pending, &mut pin, id, &frames).await {
+                    if let Err(next) = self.append(&mut pending, &mut pin, id, &frames, &mut produced).await {
                         break next;
                     }
                 }
                 AttemptEvent::ProposeRunCompletion { notification, completion_id, .. } => {
                     runs.insert(completion_id);
                     let run_result = std::slice::from_ref(&notification);
-                    if let Err(next) = self.append(&mut pending, &mut pin, id, run_result).await {
+                    if let Err(next) = self.append(&mut pending, &mut pin, id, run_result, &mut produced).await {
                         break next;
                     }
                     // The result must be durable before the SDK learns it.
@@ -274,7 +282,12 @@ impl Invoker {
         // Whatever ended the attempt, its queued entries land before the
         // next attempt reads the journal.
         let _ = self.settle(&mut pending).await;
+        // The attempt is over either way. An SDK still waiting for an answer
+        // (a step's result whose commit timed out) would wait until its
+        // inactivity timeout, and the next attempt must not start while it
+        // runs: end it now.
         events.close();
+        attempt.abort();
         let _ = attempt.await;
         next
     }

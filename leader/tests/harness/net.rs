@@ -23,6 +23,9 @@ struct Links {
     handlers: BTreeMap<u64, Arc<NodeHandler>>,
     /// Pairs (a < b) that cannot talk.
     cut: BTreeSet<(u64, u64)>,
+    /// Nodes whose messages (requests and replies) are lost, while messages
+    /// to them arrive.
+    muted: BTreeSet<u64>,
     /// Probability that a request or reply is lost.
     loss: f64,
     /// Upper bound of a one-way delay (uniform from zero).
@@ -79,10 +82,19 @@ impl SimNet {
         }
     }
 
+    /// Loses every message `node` sends, while it still receives: a
+    /// follower that stores what its leader sends but whose answers never
+    /// arrive, as with a stalled disk or a one-way network fault. Its
+    /// leader keeps the lead but can no longer commit.
+    pub fn mute(&self, node: u64) {
+        self.links().muted.insert(node);
+    }
+
     /// Restores every link, stops loss and delays.
     pub fn heal(&self) {
         let mut links = self.links();
         links.cut.clear();
+        links.muted.clear();
         links.loss = 0.0;
         links.max_delay = Duration::ZERO;
     }
@@ -98,6 +110,9 @@ impl SimNet {
         let links = self.links();
         if links.cut.contains(&(from.min(to), from.max(to))) || !links.handlers.contains_key(&to) {
             return Fate::Refused;
+        }
+        if links.muted.contains(&from) {
+            return Fate::Lost;
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         if links.loss > 0.0 && rng.gen_bool(links.loss) {

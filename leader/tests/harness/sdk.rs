@@ -9,7 +9,12 @@
 //! - `Sleeper/nap` (service): sleeps the milliseconds of its input, then
 //!   answers `woke`;
 //! - `Sender/send` (service): a one-way call of `Counter/add` for the key
-//!   in its input, then answers `sent`.
+//!   in its input, then answers `sent`;
+//! - `Runner/step` (service): one `ctx.run` whose closure counts how often
+//!   it ran for this invocation and returns that count, then answers the
+//!   run's stored result. A closure that runs again after its result was
+//!   stored returns a larger count than the answer: see
+//!   [`FakeSdk::executions`].
 //!
 //! Like real handler code, it takes time: before each command it thinks
 //! for a seeded random while (up to [`MAX_THINK`]), so attempts are still
@@ -26,12 +31,15 @@ use keel_leader::clock::{Clock, TokioClock};
 use keel_leader::endpoints::Endpoints;
 use keel_protocol::message::MessageType;
 use keel_protocol::proto::{
-    GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage, SetStateCommandMessage,
-    SleepCommandMessage, SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
+    GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage, ProposeRunCompletionMessage,
+    RunCommandMessage, RunCompletionNotificationMessage, SetStateCommandMessage, SleepCommandMessage,
+    SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
+    propose_run_completion_message, run_completion_notification_message,
 };
 use keel_protocol::{Flags, Frame, Message};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,7 +52,8 @@ pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion"
   "services":[
     {"name":"Counter","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]},
     {"name":"Sleeper","ty":"SERVICE","handlers":[{"name":"nap"}]},
-    {"name":"Sender","ty":"SERVICE","handlers":[{"name":"send"}]}]}"#;
+    {"name":"Sender","ty":"SERVICE","handlers":[{"name":"send"}]},
+    {"name":"Runner","ty":"SERVICE","handlers":[{"name":"step"}]}]}"#;
 
 /// The in-process SDK (clones share what they saw).
 #[derive(Clone)]
@@ -54,6 +63,8 @@ pub struct FakeSdk {
     /// Draws think times (the runtime is single-threaded and seeded, so
     /// the draws happen in the same order on every run of a seed).
     think: Arc<Mutex<StdRng>>,
+    /// How often each invocation's `ctx.run` closure ran.
+    executions: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl FakeSdk {
@@ -61,7 +72,15 @@ impl FakeSdk {
     /// times drawn from `seed`.
     pub fn new(clock: TokioClock, seed: u64) -> Self {
         let think = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
-        FakeSdk { clock, violations: Arc::default(), think }
+        FakeSdk { clock, violations: Arc::default(), think, executions: Arc::default() }
+    }
+
+    /// How often the `ctx.run` closure of invocation `id` ran. A `Runner/step`
+    /// that answered `n` ran it exactly once after its result was stored iff
+    /// this is `n`: each run returns the next count, and only the stored one
+    /// is answered.
+    pub fn executions(&self, id: &str) -> u64 {
+        self.executions.lock().unwrap_or_else(|e| e.into_inner()).get(id).copied().unwrap_or(0)
     }
 
     /// Works on the next command for a while.
@@ -115,16 +134,24 @@ fn output(content: impl Into<Bytes>) -> Frame {
 
 impl FakeSdk {
     /// Sends the commands of `script` that the journal does not hold yet (a
-    /// replay skips what was journaled), each after some thought, then `end`.
-    async fn play(&self, events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>, end: AttemptEvent) {
+    /// replay skips what was journaled), each after some thought; false if
+    /// the attempt is gone.
+    async fn send_new(&self, events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>) -> bool {
         // Entry 0 is the input; command `i` of the script is journal entry `i + 1`.
         for (index, frame) in script.into_iter().enumerate().skip(journaled.saturating_sub(1)) {
             self.think().await;
             if events.send(AttemptEvent::Command { index: index as u32, frame }).await.is_err() {
-                return;
+                return false;
             }
         }
-        let _ = events.send(end).await;
+        true
+    }
+
+    /// [`Self::send_new`], then `end`.
+    async fn play(&self, events: &mpsc::Sender<AttemptEvent>, journaled: usize, script: Vec<Frame>, end: AttemptEvent) {
+        if self.send_new(events, journaled, script).await {
+            let _ = events.send(end).await;
+        }
     }
 
     async fn counter(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
@@ -217,6 +244,67 @@ impl FakeSdk {
     }
 }
 
+impl FakeSdk {
+    async fn step(
+        &self,
+        params: AttemptParams,
+        events: mpsc::Sender<AttemptEvent>,
+        mut inputs: mpsc::Receiver<AttemptInput>,
+    ) {
+        let shape = [MessageType::InputCommand, MessageType::RunCommand, MessageType::RunCompletionNotification];
+        self.check_journal(&params, &shape);
+        let journal = decoded(&params.journal);
+        let stored = journal.iter().find_map(|m| match m {
+            Message::RunCompletionNotification(RunCompletionNotificationMessage {
+                result: Some(run_completion_notification_message::Result::Value(v)),
+                ..
+            }) => Some(v.content.clone()),
+            _ => None,
+        });
+        let result = match stored {
+            Some(result) => result,
+            None => {
+                let run = RunCommandMessage { result_completion_id: 1, name: "step".into() };
+                if !self.send_new(&events, journal.len(), vec![frame(Message::RunCommand(run))]).await {
+                    return;
+                }
+                // The closure: a side effect, counted.
+                self.think().await;
+                let count = {
+                    let mut executions = self.executions.lock().unwrap_or_else(|e| e.into_inner());
+                    let count = executions.entry(params.invocation_id.to_string()).or_default();
+                    *count += 1;
+                    *count
+                };
+                let result = Bytes::from(count.to_string());
+                let proposal = ProposeRunCompletionMessage {
+                    result_completion_id: 1,
+                    result: Some(propose_run_completion_message::Result::Value(result.clone())),
+                };
+                let stored = RunCompletionNotificationMessage {
+                    completion_id: 1,
+                    result: Some(run_completion_notification_message::Result::Value(Value { content: result.clone() })),
+                };
+                let propose = AttemptEvent::ProposeRunCompletion {
+                    completion_id: 1,
+                    frame: frame(Message::ProposeRunCompletion(proposal)),
+                    notification: frame(Message::RunCompletionNotification(stored)),
+                };
+                if events.send(propose).await.is_err() {
+                    return;
+                }
+                // Like a real SDK, it goes on only once the result is stored;
+                // without an answer it suspends and a new attempt replays.
+                match inputs.recv().await {
+                    Some(AttemptInput::Notification(_) | AttemptInput::Ack(_)) => result,
+                    _ => return self.play(&events, usize::MAX, Vec::new(), suspended()).await,
+                }
+            }
+        };
+        self.play(&events, 1, vec![output(result)], AttemptEvent::Ended).await;
+    }
+}
+
 fn suspended() -> AttemptEvent {
     let suspension = SuspensionMessage { waiting_completions: vec![1], ..Default::default() };
     AttemptEvent::Suspended { frame: frame(Message::Suspension(suspension)) }
@@ -228,7 +316,7 @@ impl Endpoints for FakeSdk {
         _address: EndpointAddress,
         params: AttemptParams,
         events: mpsc::Sender<AttemptEvent>,
-        _inputs: mpsc::Receiver<AttemptInput>,
+        inputs: mpsc::Receiver<AttemptInput>,
     ) -> BoxFuture<'static, ()> {
         let sdk = self.clone();
         Box::pin(async move {
@@ -236,6 +324,7 @@ impl Endpoints for FakeSdk {
                 ("Counter", "add") => sdk.counter(params, events).await,
                 ("Sleeper", "nap") => sdk.nap(params, events).await,
                 ("Sender", "send") => sdk.send(params, events).await,
+                ("Runner", "step") => sdk.step(params, events, inputs).await,
                 (s, h) => sdk.violation(format!("an attempt of unknown handler {s}/{h}")),
             }
         })

@@ -17,14 +17,14 @@ use crate::invocation::{
 use crate::{Command, Envelope, MemStore, RecordMeta, apply};
 use keel_protocol::proto::{
     AttachInvocationCommandMessage, CallCommandMessage, CompletePromiseCommandMessage, GetPromiseCommandMessage,
-    OneWayCallCommandMessage, SendSignalCommandMessage, SetStateCommandMessage, SleepCommandMessage, Value,
-    attach_invocation_command_message, complete_promise_command_message, send_signal_command_message,
+    OneWayCallCommandMessage, RunCommandMessage, SendSignalCommandMessage, SetStateCommandMessage, SleepCommandMessage,
+    Value, attach_invocation_command_message, complete_promise_command_message, send_signal_command_message,
 };
 use keel_protocol::{Flags, InvocationId, Message};
 use std::collections::BTreeSet;
 
 /// How many variants [`Command`] has.
-const KINDS: usize = 16;
+const KINDS: usize = 17;
 
 /// The kind of `command`, `0..KINDS`. No wildcard: see the module docs.
 fn kind(command: &Command) -> usize {
@@ -35,7 +35,7 @@ fn kind(command: &Command) -> usize {
         Command::RemoveDeployment { .. } => 3,
         Command::UpdateService { .. } => 4,
         Command::Invoke { .. } => 5,
-        Command::AppendJournal { .. } => 6,
+        Command::AppendJournalUnchecked { .. } => 6,
         Command::PinDeployment { .. } => 7,
         Command::Suspend { .. } => 8,
         Command::FireTimer { .. } => 9,
@@ -45,6 +45,7 @@ fn kind(command: &Command) -> usize {
         Command::Intervene { .. } => 13,
         Command::Resume { .. } => 14,
         Command::Complete { .. } => 15,
+        Command::AppendJournal { .. } => 16,
     }
 }
 
@@ -237,11 +238,14 @@ fn log() -> Vec<(Envelope, RecordMeta)> {
             },
         ),
         (Some(1), Command::PinDeployment { id: obj, deployment_id: "dp_a".into() }),
-        (Some(1), Command::AppendJournal { id: obj, entries: busy_entries(later, svc), workflow_runs: vec![] }),
-        (Some(1), Command::AppendJournal { id: run, entries: vec![get_promise], workflow_runs: vec![] }),
         (
             Some(1),
-            Command::AppendJournal {
+            Command::AppendJournalUnchecked { id: obj, entries: busy_entries(later, svc), workflow_runs: vec![] },
+        ),
+        (Some(1), Command::AppendJournalUnchecked { id: run, entries: vec![get_promise], workflow_runs: vec![] }),
+        (
+            Some(1),
+            Command::AppendJournalUnchecked {
                 id: shared,
                 entries: vec![complete_promise.clone(), complete_promise],
                 workflow_runs: vec![],
@@ -293,11 +297,34 @@ fn log() -> Vec<(Envelope, RecordMeta)> {
         log.push((envelope, RecordMeta { index, term, position }));
     }
     // The message the call above put in the outbox, shipped.
-    let call_entry = log.iter().find(|(e, _)| matches!(&e.command, Command::AppendJournal { id, .. } if *id == obj));
+    let call_entry =
+        log.iter().find(|(e, _)| matches!(&e.command, Command::AppendJournalUnchecked { id, .. } if *id == obj));
     let seq = (call_entry.expect("the call is in the log").1.seq() << 10) | 2;
     log.push((Envelope::fenced(2, Command::OutboxDone { seq }), RecordMeta { index: index + 1, term: 2, position: 0 }));
+    assert_eq!(log.len(), WRITTEN_BEFORE);
+    // Journal appends with positions: one at the end, a stale attempt's
+    // second copy of it (refused), a barrier.
+    let fresh = id(7);
+    let run_command = frame(Message::RunCommand(RunCommandMessage { name: "step".into(), result_completion_id: 1 }));
+    let appends = [
+        Command::Invoke {
+            id: fresh,
+            record: record("Greeter", None, HandlerKind::Service, Status::Invoked),
+            input: frame(Message::InputCommand(Default::default())),
+        },
+        Command::AppendJournal { id: fresh, at: 1, entries: vec![run_command.clone()], workflow_runs: vec![] },
+        Command::AppendJournal { id: fresh, at: 1, entries: vec![run_command], workflow_runs: vec![] },
+        Command::AppendJournal { id: fresh, at: 2, entries: vec![], workflow_runs: vec![] },
+    ];
+    for (i, command) in appends.into_iter().enumerate() {
+        let fence = (!matches!(command, Command::Invoke { .. })).then_some(2);
+        log.push((Envelope { fence, command }, RecordMeta { index: index + 2 + i as u64, term: 2, position: 0 }));
+    }
     log
 }
+
+/// Entries of the log as keel wrote them before appends carried a position.
+const WRITTEN_BEFORE: usize = 43;
 
 #[test]
 fn replay_of_every_command_kind_is_deterministic() {
@@ -317,9 +344,22 @@ fn replay_of_every_command_kind_is_deterministic() {
     assert_eq!(out_a, out_b);
     // Pinned: the log's encoding must not change (entries written before
     // must keep decoding), and neither may what it does, short of a change
-    // that means to (then update the values, and say why).
-    let log_bytes: Vec<u8> = log.iter().flat_map(|(e, _)| encode(e)).collect();
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&log_bytes), 0xc5fa_d2e9_e9b9_8e08, "the log's encoding changed");
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&dump_a), 0x43a6_4ae3_8390_9333, "the state the log leaves changed");
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes_a), 0xa42b_8364_909b_8b6f, "the responses or effects changed");
+    // that means to (then update the values, and say why). The first
+    // `WRITTEN_BEFORE` entries are pinned apart, with the values they had
+    // before appends carried positions: they must still decode and answer
+    // the same (the state they leave now holds journal position counts).
+    let encoded = |log: &[(Envelope, RecordMeta)]| -> Vec<u8> { log.iter().flat_map(|(e, _)| encode(e)).collect() };
+    assert_eq!(
+        xxhash_rust::xxh3::xxh3_64(&encoded(&log[..WRITTEN_BEFORE])),
+        0xc5fa_d2e9_e9b9_8e08,
+        "the encoding of entries written by earlier versions changed"
+    );
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&encoded(&log)), 0x1bf5_8817_c4d1_bbf3, "the log's encoding changed");
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&dump_a), 0x2fe7_f668_c540_4335, "the state the log leaves changed");
+    assert_eq!(
+        xxhash_rust::xxh3::xxh3_64(&encode(&out_a[..WRITTEN_BEFORE].to_vec())),
+        0xa42b_8364_909b_8b6f,
+        "what entries written by earlier versions answer changed"
+    );
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes_a), 0x77ca_96bc_2ff2_e338, "the responses or effects changed");
 }

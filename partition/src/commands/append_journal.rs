@@ -11,6 +11,7 @@
 //! and sent to the attempt live.
 
 use crate::error::ApplyError;
+use crate::journal_position;
 use crate::model::invocation::{InvocationKey, Status};
 use crate::model::outcome::{InvocationEffect, InvocationOutcome, Outcome};
 use crate::model::storage::{add_timer, decode_entry, journal_append, load, outbox_seq, push, store};
@@ -19,12 +20,16 @@ use crate::store::StateTxn;
 use keel_protocol::Message;
 
 /// Appends `entries` to the journal of `id`. Only a running or suspended
-/// invocation has a journal that grows. `workflow_runs` lists the entries
-/// whose call or send targets a workflow's run handler (resolved by the
-/// leader from the catalog, which apply cannot read).
+/// invocation has a journal that grows. With `at`, only if the journal
+/// holds exactly `at` produced entries ([`crate::journal_position`]);
+/// without (an append from an old log), wherever it ends. No entries: a
+/// barrier that checks and changes nothing. `workflow_runs` lists the entries whose
+/// call or send targets a workflow's run handler (resolved by the leader
+/// from the catalog, which apply cannot read).
 pub(crate) fn apply(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
+    at: Option<u32>,
     entries: &[Vec<u8>],
     workflow_runs: &[u32],
     seq: u64,
@@ -33,6 +38,15 @@ pub(crate) fn apply(
     if !matches!(record.status, Status::Invoked | Status::Suspended { .. }) {
         return Ok((InvocationOutcome::NotRunning(record.status), Vec::new()));
     }
+    if entries.is_empty() {
+        return Ok((InvocationOutcome::Appended { journal_len: record.journal_len }, Vec::new()));
+    }
+    let produced = journal_position::produced(txn, id, &record)?;
+    if at.is_some_and(|at| at != produced) {
+        return Ok((InvocationOutcome::StaleAppend { produced }, Vec::new()));
+    }
+    // Every entry of an append came from the attempt.
+    journal_position::set_produced(txn, id, produced + entries.len() as u32);
     let mut effects = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let mut follow_ups = Vec::new();

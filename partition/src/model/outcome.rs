@@ -36,6 +36,15 @@ pub enum InvocationOutcome {
     Paused,
     /// The invocation was resumed: a new attempt starts.
     Resumed,
+    /// A journal append was refused: the journal holds `produced` entries
+    /// produced by attempts, not the number the appending attempt knew, so
+    /// that attempt replayed a stale journal (see
+    /// [`crate::journal_position`]). The leader starts a new attempt from
+    /// the stored journal.
+    StaleAppend {
+        /// Produced entries the journal holds.
+        produced: u32,
+    },
 }
 
 /// Side effects of invocation commands, for the leader.
