@@ -57,8 +57,23 @@ fn linger() -> Option<std::time::Duration> {
     None
 }
 
+/// Answers every waiting caller when the supervisor ends, however it ends
+/// (the group shut down, or the task was aborted or panicked): the callers
+/// get a retryable error and try the group's new leader, instead of
+/// waiting for an answer nobody will send.
+struct ReleaseWaiters(Arc<Partition>);
+
+impl Drop for ReleaseWaiters {
+    fn drop(&mut self) {
+        self.0.waiters.abandon_all();
+    }
+}
+
 /// Runs until the group's Raft instance shuts down.
 pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
+    // Declared before the actor, so it is dropped after it: the actor stops
+    // first, then its callers are released.
+    let _release = ReleaseWaiters(partition.clone());
     let node_id = partition.services.node_id;
     // Server metrics change only with role, vote, leader or membership, not
     // with every commit, so this loop wakes only when leadership may change.

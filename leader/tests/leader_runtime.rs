@@ -5,7 +5,10 @@
 mod harness;
 
 use harness::{Cluster, call_envelope, run, seed_or};
+use keel_partition::wait::WaitPolicy;
 use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap};
+use keel_raft::leader_calls::LeaderCalls;
+use keel_raft::messages::ProposeError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,5 +170,32 @@ fn a_step_whose_commit_timed_out_runs_once() {
         assert_eq!(answer.as_deref(), Some(b"1".as_slice()), "seed {}", cluster.seed);
         assert_eq!(cluster.sdk.executions(&id.to_string()), 1, "seed {}: the step ran again", cluster.seed);
         assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}
+
+#[test]
+fn a_waiting_caller_is_released_when_its_leader_shuts_down() {
+    run(async {
+        let cluster = Arc::new(Cluster::start(3, 2, seed_or(107)).await);
+        let (id, envelope) = call_envelope("Sleeper", None, "nap", b"60000", "long", cluster.clock_now());
+        let partition = cluster.partition_of(&id);
+        let leader = cluster.leader(partition).await;
+        let leaders = cluster.leaders(leader);
+        let call = tokio::spawn(async move { leaders.call(partition, envelope, WaitPolicy::UNBOUNDED).await });
+        let group = cluster.registry(leader).and_then(|r| r.group(partition).cloned()).expect("the leader's group");
+        let started = harness::poll(Duration::from_secs(5), || {
+            let record = keel_partition::invocation::load(&group.view(), &id.to_bytes()).ok().flatten();
+            std::future::ready(record.map(|_| ()))
+        })
+        .await;
+        assert!(started.is_some(), "seed {}: the nap never started", cluster.seed);
+        // The node stops while the caller waits for a result due in a minute.
+        cluster.crash(leader).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), call).await;
+        assert!(
+            matches!(answer, Ok(Ok(Err(ProposeError::NotLeader { .. })))),
+            "seed {}: the caller was not told to retry elsewhere: {answer:?}",
+            cluster.seed
+        );
     });
 }
