@@ -8,6 +8,7 @@
 //! term, so a deposed actor's late proposals are fenced off by the state
 //! machine.
 
+use crate::backoff::Backoff;
 use crate::invocations::Invoker;
 use crate::partition::Partition;
 use crate::timers::Timers;
@@ -25,7 +26,7 @@ use tokio::task::JoinSet;
 pub async fn run(term: u64, partition: Arc<Partition>, mut effects: mpsc::UnboundedReceiver<Vec<Effect>>) {
     let node_id = partition.services.node_id;
     let announce = Envelope::fenced(term, Command::AnnounceLeader { node_id, term });
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         match partition.propose(announce.clone()).await {
             Ok(Response::LeaderAnnounced) => break,
@@ -40,8 +41,7 @@ pub async fn run(term: u64, partition: Arc<Partition>, mut effects: mpsc::Unboun
             }
             Err(e) => {
                 tracing::warn!(partition = partition.id(), term, "leader announcement failed, retrying: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
             }
         }
     }

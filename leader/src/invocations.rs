@@ -10,6 +10,7 @@
 //! it, turning the SDK's events into log entries. Every proposal is fenced
 //! with the leader's term, so a deposed leader's late proposals are no-ops.
 
+use crate::backoff::Backoff;
 use crate::partition::Partition;
 use crate::retry::{self, Decision, Failure, RetryPolicy};
 use keel_invoker::AttemptInput;
@@ -252,7 +253,7 @@ impl Invoker {
     /// a step whose result is in doubt does not run again; while quorum is
     /// lost, that is all this invocation does.
     async fn barrier(&self, id: &InvocationKey) -> Result<(), Next> {
-        let mut delay = BARRIER_RETRY_MIN;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             let barrier = Command::AppendJournal { id: *id, at: 0, entries: Vec::new(), workflow_runs: Vec::new() };
             match self.propose(barrier).await {
@@ -260,8 +261,7 @@ impl Invoker {
                 Err(Next::InDoubt(_)) => {}
                 Err(next) => return Err(next),
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(BARRIER_RETRY_MAX);
+            backoff.wait().await;
         }
     }
 }
@@ -271,9 +271,6 @@ impl Invoker {
 /// invocation makes one stale, so more than a few means a bug, and the
 /// backoff keeps it from spinning.
 const MAX_REPLAYS: u32 = 3;
-/// How long the barrier waits before it proposes again, at first and at most.
-const BARRIER_RETRY_MIN: Duration = Duration::from_millis(50);
-const BARRIER_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The outcome of a fenced proposal as the attempt loop needs it.
 fn checked(outcome: Result<Response, ProposeError>) -> Result<Response, Next> {

@@ -21,11 +21,13 @@
 //! - [`timers`], [`outbox`], [`waiters`], [`calls`]: durable timers, the
 //!   outbox shipper, callers waiting for results, and calls themselves;
 //! - [`catalog_cache`]: the node's parsed service catalog;
+//! - `backoff`: the doubling pause of work retried until it succeeds;
 //! - [`clock`], [`endpoints`]: where "now" and SDK attempts come from, so
 //!   a test can replace both.
 #![deny(missing_docs)]
 
 pub mod actor;
+mod backoff;
 pub mod calls;
 pub mod catalog_cache;
 pub mod clock;

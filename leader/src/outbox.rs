@@ -12,6 +12,7 @@
 //! invocation: the target partition stores it and starts it with a durable
 //! timer, exactly like a delayed send from the ingress.
 
+use crate::backoff::Backoff;
 use crate::partition::Partition;
 use keel_partition::attach;
 use keel_partition::invocation::{self, Intervention, InvocationRecord, InvocationResult, Status, Target};
@@ -33,15 +34,15 @@ pub async fn ship(partition: Arc<Partition>, term: u64, mut queue: mpsc::Unbound
 }
 
 async fn ship_and_remove(partition: &Partition, term: u64, seq: u64, message: &OutboxMessage) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     while let Err(e) = ship_one(partition, message).await {
         tracing::warn!(
             partition = partition.id(),
             seq,
-            "shipping an outbox message failed, retrying in {backoff:?}: {e}"
+            "shipping an outbox message failed, retrying in {:?}: {e}",
+            backoff.delay()
         );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff.wait().await;
     }
     // If this fails the message stays and is shipped again later, which the
     // receiver deduplicates.

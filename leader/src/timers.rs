@@ -9,6 +9,7 @@
 //! millions, and a new leader would have to read them all before firing the
 //! first one.
 
+use crate::backoff::Backoff;
 use crate::partition::Partition;
 use keel_partition::invocation::{self, InvocationKey};
 use keel_partition::{Command, Envelope};
@@ -87,14 +88,14 @@ impl Timers {
 /// Proposes one `FireTimer` until it is applied or this leader is deposed
 /// (the next leader reloads the timer; firing twice is a no-op).
 async fn fire(partition: Arc<Partition>, term: u64, fire: Command) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match partition.propose(Envelope::fenced(term, fire.clone())).await {
             Ok(_) | Err(ProposeError::NotLeader { .. }) | Err(ProposeError::NoSuchGroup(_)) => return,
             Err(e) => {
-                tracing::warn!(partition = partition.id(), "firing a timer failed, retrying in {backoff:?}: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let delay = backoff.delay();
+                tracing::warn!(partition = partition.id(), "firing a timer failed, retrying in {delay:?}: {e}");
+                backoff.wait().await;
             }
         }
     }
