@@ -27,20 +27,14 @@
 use crate::error::ApplyError;
 use crate::keys;
 use crate::model::invocation::{InvocationKey, InvocationRecord};
-use crate::model::storage::journal_of;
+use crate::model::storage::{entry_code, journal_of};
 use crate::store::{StateTxn, StateView};
 use keel_protocol::message::{MessageKind, MessageType};
-use keel_protocol::{HEADER_LEN, MessageHeader};
 
 /// Whether a journal entry of type `code` is one an attempt produces
 /// (see the module docs).
 pub fn is_produced(code: u16) -> bool {
     MessageKind::of_code(code) == MessageKind::Command || code == MessageType::RunCompletionNotification.code()
-}
-
-/// The type code of a stored journal entry (header and payload).
-fn code_of(entry: &[u8]) -> Option<u16> {
-    Some(MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?).code)
 }
 
 /// How many produced entries the journal of `id` holds.
@@ -57,7 +51,7 @@ pub(crate) fn produced(
         }
         None => {
             let journal = journal_of(view, id, record);
-            Ok(journal.iter().filter(|e| code_of(e).is_some_and(is_produced)).count() as u32)
+            Ok(journal.iter().filter(|e| entry_code(e).is_some_and(is_produced)).count() as u32)
         }
     }
 }

@@ -67,11 +67,17 @@ pub(crate) fn journal_append(
     record.journal_len += 1;
 }
 
+/// The message type code of a stored journal entry (header and payload),
+/// read from its header alone; `None` if it has no header.
+pub(crate) fn entry_code(entry: &[u8]) -> Option<u16> {
+    use keel_protocol::{HEADER_LEN, MessageHeader};
+    Some(MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?).code)
+}
+
 /// Decodes a stored journal entry (header and payload); `None` if it does not decode.
 pub(crate) fn decode_entry(entry: &[u8]) -> Option<Message> {
-    use keel_protocol::{HEADER_LEN, MessageHeader};
-    let header = MessageHeader::decode(entry.get(..HEADER_LEN)?.try_into().ok()?);
-    Message::decode_payload(header.code, bytes::Bytes::copy_from_slice(&entry[HEADER_LEN..])).ok()
+    let code = entry_code(entry)?;
+    Message::decode_payload(code, bytes::Bytes::copy_from_slice(&entry[keel_protocol::HEADER_LEN..])).ok()
 }
 
 /// Ids of all invocations in `Invoked` state (a new leader resumes them),
