@@ -151,13 +151,7 @@ fn a_step_whose_commit_timed_out_runs_once() {
             async move { cluster.call(&envelope, &id, BUDGET).await }
         });
         // Once the invocation runs (its first attempt is starting)...
-        let group = cluster.registry(leader).and_then(|r| r.group(partition).cloned()).expect("the leader's group");
-        let running = harness::poll(Duration::from_secs(5), || {
-            let record = keel_partition::invocation::load(&group.view(), &id.to_bytes()).ok().flatten();
-            std::future::ready(record.map(|_| ()))
-        })
-        .await;
-        assert!(running.is_some(), "seed {}: the invocation never started", cluster.seed);
+        assert!(cluster.holds_invocation(leader, &id).await, "seed {}: the invocation never started", cluster.seed);
         // ...the followers store what the leader sends, but their answers
         // are lost: the leader keeps its term and cannot commit. The step's
         // entries time out (5 s), and commit in the same term after all.
@@ -182,13 +176,7 @@ fn a_waiting_caller_is_released_when_its_leader_shuts_down() {
         let leader = cluster.leader(partition).await;
         let leaders = cluster.leaders(leader);
         let call = tokio::spawn(async move { leaders.call(partition, envelope, WaitPolicy::UNBOUNDED).await });
-        let group = cluster.registry(leader).and_then(|r| r.group(partition).cloned()).expect("the leader's group");
-        let started = harness::poll(Duration::from_secs(5), || {
-            let record = keel_partition::invocation::load(&group.view(), &id.to_bytes()).ok().flatten();
-            std::future::ready(record.map(|_| ()))
-        })
-        .await;
-        assert!(started.is_some(), "seed {}: the nap never started", cluster.seed);
+        assert!(cluster.holds_invocation(leader, &id).await, "seed {}: the nap never started", cluster.seed);
         // The node stops while the caller waits for a result due in a minute.
         cluster.crash(leader).await;
         let answer = tokio::time::timeout(Duration::from_secs(5), call).await;

@@ -187,6 +187,18 @@ impl Cluster {
         partition_for_key(id.partition_key, self.partitions)
     }
 
+    /// Whether node `node`'s replica holds invocation `id` (its `Invoke`
+    /// applied) within 5 s of virtual time.
+    pub async fn holds_invocation(&self, node: u64, id: &InvocationId) -> bool {
+        let partition = self.partition_of(id);
+        let Some(group) = self.registry(node).and_then(|r| r.group(partition).cloned()) else { return false };
+        let held = poll(Duration::from_secs(5), || {
+            let record = keel_partition::invocation::load(&group.view(), &id.to_bytes()).ok().flatten();
+            std::future::ready(record.map(|_| ()))
+        });
+        held.await.is_some()
+    }
+
     /// The leader of `group` that every live replica agrees on, once they do.
     pub async fn leader(&self, group: u32) -> u64 {
         poll(Duration::from_secs(60), || {
