@@ -59,11 +59,10 @@ fn awakeable() -> String {
     keel_protocol::AwakeableId::new(InvocationId::new(0, 1), 1).to_string()
 }
 
-/// With every call permit held by a parked call, calls are refused (429),
-/// but an awakeable, which is what the parked call may be waiting for, is
-/// still resolved, and health checks still answer.
-#[tokio::test]
-async fn parked_calls_do_not_block_completions() {
+/// An ingress with a single call permit, held by a call that waits for
+/// its result until the returned task is aborted.
+async fn one_call_parked()
+-> (Arc<FakeCluster>, Router, tokio::task::JoinHandle<(StatusCode, HeaderMap, serde_json::Value)>) {
     let cluster = Arc::new(FakeCluster::new().parking());
     let router = ingress_router(cluster.clone(), IngressOptions { max_inflight_requests: 1, ..options() });
     let parked = tokio::spawn({
@@ -71,6 +70,15 @@ async fn parked_calls_do_not_block_completions() {
         async move { send(&router, request("POST", "/Greeter/greet")).await }
     });
     cluster.call_started.notified().await;
+    (cluster, router, parked)
+}
+
+/// With every call permit held by a parked call, calls are refused (429),
+/// but an awakeable, which is what the parked call may be waiting for, is
+/// still resolved, and health checks still answer.
+#[tokio::test]
+async fn parked_calls_do_not_block_completions() {
+    let (_, router, parked) = one_call_parked().await;
     let (status, headers, _) = send(&router, request("POST", "/Greeter/greet")).await;
     assert_eq!((status, &headers[header::RETRY_AFTER]), (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(1)));
     for path in ["/restate/awakeables", "/restate/a"] {
@@ -91,13 +99,7 @@ async fn parked_calls_do_not_block_completions() {
 /// this 429; the e2e test `overload_is_429` retries it.)
 #[tokio::test]
 async fn a_refused_call_proposes_nothing_and_may_be_retried() {
-    let cluster = Arc::new(FakeCluster::new().parking());
-    let router = ingress_router(cluster.clone(), IngressOptions { max_inflight_requests: 1, ..options() });
-    let parked = tokio::spawn({
-        let router = router.clone();
-        async move { send(&router, request("POST", "/Greeter/greet")).await }
-    });
-    cluster.call_started.notified().await;
+    let (cluster, router, parked) = one_call_parked().await;
     let run = || {
         let mut req = request("POST", "/Signup/o1/run");
         req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
