@@ -6,9 +6,6 @@
 //! round-trip; and no allocation is sized by an untrusted length prefix (checked with a
 //! per-thread "largest allocation" counter behind the global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use keel_protocol::proto::{self, call_completion_notification_message, output_command_message};
 use keel_protocol::{
     CustomMessage, DecodeError, Decoder, Flags, Frame, HEADER_LEN, Message, MessageHeader, MessageType,
@@ -19,48 +16,13 @@ use prost::bytes::Bytes;
 
 // ---- allocation tracking -------------------------------------------------------------
 
-struct Tracking;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping only
-// touches a const-initialized thread-local `Cell` (no allocation, no destructor).
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Tracking = Tracking;
+static ALLOCATOR: keel_testkit::CountingAlloc = keel_testkit::CountingAlloc;
 
 /// Runs `f` and returns its result with the largest single allocation it made.
 fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    (out, LARGEST.with(Cell::get))
+    let (out, allocated) = keel_testkit::allocations(f);
+    (out, allocated.largest)
 }
 
 // ---- decoding helpers ----------------------------------------------------------------

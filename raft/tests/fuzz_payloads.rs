@@ -16,8 +16,6 @@
 // The replies are openraft's `Result<_, RaftError<_>>` as sent on the wire.
 #![allow(clippy::result_large_err)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use keel_partition::invocation::{
@@ -45,54 +43,13 @@ use serde::de::DeserializeOwned;
 
 // ---- allocation tracking -------------------------------------------------------------
 
-struct Counting;
-
-thread_local! {
-    /// Bytes allocated by this thread since the last reset (a `realloc`
-    /// counts its growth), and its largest single allocation.
-    static TOTAL: Cell<usize> = const { Cell::new(0) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(size)));
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping only
-// touches const-initialized thread-local `Cell`s (no allocation, no destructor).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size.saturating_sub(layout.size()));
-        let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: keel_testkit::CountingAlloc = keel_testkit::CountingAlloc;
 
 /// Runs `f`; returns its result, the bytes it allocated and its largest allocation.
 fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    TOTAL.with(|t| t.set(0));
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    (out, TOTAL.with(Cell::get), LARGEST.with(Cell::get))
+    let (out, allocated) = keel_testkit::allocations(f);
+    (out, allocated.total, allocated.largest)
 }
 
 /// What one decode of `len` input bytes may allocate in total: 64 bytes

@@ -1,0 +1,76 @@
+//! Test support shared by keel's crates; only ever a dev-dependency.
+//!
+//! [`CountingAlloc`] measures what a piece of code allocates, so the
+//! decoders' property tests can prove that bytes from a peer or an SDK
+//! (a forged length prefix, a huge claimed size) never make keel allocate
+//! more than the input justifies. A test binary installs it as its global
+//! allocator and wraps the code under test in [`allocations`]:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOCATOR: keel_testkit::CountingAlloc = keel_testkit::CountingAlloc;
+//!
+//! let (decoded, allocated) = keel_testkit::allocations(|| decode(&bytes));
+//! assert!(allocated.largest <= budget(bytes.len()));
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// The system allocator, counting what each thread allocates.
+pub struct CountingAlloc;
+
+thread_local! {
+    /// Bytes allocated by this thread since the last reset (a `realloc`
+    /// counts its growth), and its largest single allocation.
+    static TOTAL: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Notes an allocation that adds `grown` bytes and is `size` bytes large.
+fn note(grown: usize, size: usize) {
+    let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(grown)));
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping only
+// touches const-initialized thread-local `Cell`s (no allocation, no destructor).
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size(), layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size(), layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size.saturating_sub(layout.size()), new_size);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// What a piece of code allocated on its thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated {
+    /// Bytes in all (a `realloc` counts its growth).
+    pub total: usize,
+    /// The largest single allocation.
+    pub largest: usize,
+}
+
+/// Runs `f` and returns its result with what it allocated on this thread.
+/// Counts only where [`CountingAlloc`] is the global allocator.
+pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, Allocated) {
+    TOTAL.with(|t| t.set(0));
+    LARGEST.with(|l| l.set(0));
+    let out = f();
+    (out, Allocated { total: TOTAL.with(Cell::get), largest: LARGEST.with(Cell::get) })
+}
