@@ -1,7 +1,7 @@
 //! The admin API (port 9070): cluster introspection and, for now, direct
 //! edits of virtual-object state (as Restate's `POST /services/{service}/state`).
 
-use crate::api::ClusterApi;
+use crate::api::{ClusterApi, check_health};
 use crate::auth;
 use crate::body::json_body;
 use crate::deployments::{self, AdminCtx};
@@ -77,10 +77,18 @@ pub fn admin_router<C: ClusterApi>(cluster: Arc<C>, options: AdminOptions) -> Ro
         .fallback(|| async { ApiError::not_found("no such admin endpoint") });
     let health = ["/health", "/v2/health", "/v3/health", "/v4/health"]
         .into_iter()
-        .fold(Router::new(), |r, path| r.route(path, get(|| async { StatusCode::OK })));
+        .fold(Router::new(), |r, path| r.route(path, get(health::<C>)))
+        .with_state(cluster);
     auth::protect(json_405(protected), options.token.as_deref(), IntoResponse::into_response)
         .merge(json_405(health))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+}
+
+/// `GET /health`: 200 while the node can serve, 503 with what is wrong
+/// otherwise (a hosted partition stopped, the storage failed).
+async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Result<StatusCode, ApiError> {
+    check_health(&*cluster)?;
+    Ok(StatusCode::OK)
 }
 
 /// Answers a wrong method on any route of `router` with a JSON 405. Set on

@@ -25,6 +25,16 @@ pub enum ClusterError {
     TooLarge(String),
 }
 
+/// The health checks' verdict on this node: 503 naming every problem, so
+/// a load balancer stops sending it requests and an operator sees why.
+pub(crate) fn check_health<C: ClusterApi>(cluster: &C) -> Result<(), crate::error::ApiError> {
+    let problems = cluster.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, problems.join("; ")))
+}
+
 /// The cluster as seen by the HTTP handlers.
 pub trait ClusterApi: Send + Sync + 'static {
     /// Number of partitions (fixed at cluster creation).
@@ -60,4 +70,9 @@ pub trait ClusterApi: Send + Sync + 'static {
     fn cluster(&self) -> impl Future<Output = serde_json::Value> + Send;
     /// Prometheus text exposition (`GET /metrics`).
     fn metrics_text(&self) -> String;
+    /// What is wrong with this node (a partition it hosts stopped, its
+    /// storage failed), one line each; empty when it is healthy. The health
+    /// checks answer 503 with these, so a load balancer or orchestrator
+    /// takes the node out.
+    fn problems(&self) -> Vec<String>;
 }

@@ -17,7 +17,7 @@
 //! nothing per request after it answers, which is why any node can serve
 //! any request behind a plain load balancer.
 
-use crate::api::{ClusterApi, ClusterError};
+use crate::api::{ClusterApi, ClusterError, check_health};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::handoff::{self, AttachWait};
@@ -139,13 +139,17 @@ async fn admit(inflight: Arc<Semaphore>, request: axum::extract::Request, next: 
     next.run(request).await
 }
 
-/// `GET /restate/health`: 200 with the services this node knows. It takes
-/// no in-flight permit and asks no leader, so it answers while the node is
-/// overloaded or a partition is electing.
-async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Json<serde_json::Value> {
+/// `GET /restate/health`: 200 with the services this node knows, or 503
+/// with what is wrong (a hosted partition stopped, the storage failed). It
+/// takes no in-flight permit and asks no leader, so it answers while the
+/// node is overloaded or a partition is electing.
+async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Response {
+    if let Err(e) = check_health(&*cluster) {
+        return ingress_error(e);
+    }
     let services: Vec<String> =
         cluster.local_catalog().map(|c| c.services.keys().cloned().collect()).unwrap_or_default();
-    Json(serde_json::json!({ "services": services }))
+    Json(serde_json::json!({ "services": services })).into_response()
 }
 
 /// An error raised by the ingress itself (not by the invoked handler).

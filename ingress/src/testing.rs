@@ -38,6 +38,8 @@ pub(crate) struct FakeCluster {
     pub proposals: AtomicUsize,
     /// Notified when a call starts.
     pub call_started: Notify,
+    /// What [`ClusterApi::problems`] reports.
+    pub problems: std::sync::Mutex<Vec<String>>,
 }
 
 impl FakeCluster {
@@ -71,6 +73,7 @@ impl FakeCluster {
             catalog_reads: AtomicUsize::new(0),
             proposals: AtomicUsize::new(0),
             call_started: Notify::new(),
+            problems: Default::default(),
         }
     }
 
@@ -131,6 +134,10 @@ impl ClusterApi for FakeCluster {
 
     fn metrics_text(&self) -> String {
         String::new()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

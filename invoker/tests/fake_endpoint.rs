@@ -49,19 +49,6 @@ async fn events_of(fake: &FakeSdk, params: AttemptParams) -> Vec<AttemptEvent> {
     }
 }
 
-/// Deterministic noise (xorshift64), so a failure reproduces.
-fn noise(len: usize, mut state: u64) -> Bytes {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
-}
-
 fn output_frame(text: &str) -> Frame {
     frame(output_value(text))
 }
@@ -70,7 +57,7 @@ fn output_frame(text: &str) -> Frame {
 #[tokio::test]
 async fn random_bytes_fail_the_attempt() {
     for seed in [1, 0x5eed, 0xdead_beef] {
-        let fake = fixed(StatusCode::OK, Some(V7), noise(4096, seed)).await;
+        let fake = fixed(StatusCode::OK, Some(V7), Bytes::from(keel_testkit::noise(seed, 4096))).await;
         let events = events_of(&fake, greet()).await;
         assert!(
             matches!(events.as_slice(), [AttemptEvent::Failed(AttemptError::Decode(_))]),

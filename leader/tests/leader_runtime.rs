@@ -5,10 +5,13 @@
 mod harness;
 
 use harness::{Cluster, call_envelope, run, seed_or};
+use keel_partition::invocation::Intervention;
 use keel_partition::wait::WaitPolicy;
-use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap};
+use keel_partition::{Command, Envelope, Query, QueryResult, Response, StateMap, partition_for_key, partition_key};
+use keel_raft::db::Cf;
 use keel_raft::leader_calls::LeaderCalls;
 use keel_raft::messages::ProposeError;
+use keel_raft::router::RouteError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,5 +188,54 @@ fn a_waiting_caller_is_released_when_its_leader_shuts_down() {
             "seed {}: the caller was not told to retry elsewhere: {answer:?}",
             cluster.seed
         );
+    });
+}
+
+/// A command that cannot be applied to the stored state (here: an
+/// invocation record corrupted on every replica, as a bug could leave it)
+/// stops its partition on every replica at the same entry. Each node
+/// reports why, naming the command, in its health and its status, and
+/// refuses the partition's requests at once; the node itself keeps
+/// running, and its other partition goes on serving.
+#[test]
+fn a_failed_apply_stops_only_its_partition() {
+    run(async {
+        let cluster = Cluster::start(3, 2, seed_or(108)).await;
+        let now = cluster.clock_now();
+        let (id, _) = call_envelope("Counter", Some("broken"), "add", b"", "corrupt", now);
+        let partition = cluster.partition_of(&id);
+        let record_key = keel_raft::keys::state_key(partition, &keel_partition::keys::invocation_key(&id.to_bytes()));
+        for node in cluster.ids() {
+            let registry = cluster.registry(node).expect("a running node");
+            let db = registry.db();
+            db.raw().put_cf(db.cf(Cf::State), &record_key, b"\xff not a record").expect("a raw write");
+        }
+        let kill = Command::Intervene { id: id.to_bytes(), what: Intervention::Kill, completed_at_ms: now };
+        let leader = cluster.leader(partition).await;
+        let answer = cluster.router(leader).propose(partition, Envelope::client(kill)).await;
+        assert!(answer.is_err(), "seed {}: the corrupt record was applied: {answer:?}", cluster.seed);
+        for node in cluster.ids() {
+            let registry = cluster.registry(node).expect("a running node");
+            let health = registry.db().health().clone();
+            let failure =
+                harness::poll(Duration::from_secs(10), || std::future::ready(health.group_failure(partition)))
+                    .await
+                    .unwrap_or_else(|| panic!("seed {}: node {node} did not stop partition {partition}", cluster.seed));
+            assert!(failure.contains("intervene") && failure.contains("corrupt"), "node {node}: {failure}");
+            let status = registry.status().into_iter().find(|g| g.id == partition).expect("a hosted partition");
+            assert_eq!(status.failure.as_deref(), Some(failure.as_str()), "node {node}");
+            assert_eq!(health.problems(), vec![format!("partition {partition} stopped: {failure}")], "node {node}");
+        }
+        let read = Query::Invocation(id.to_bytes());
+        match cluster.router(leader).read(partition, &read).await {
+            Err(RouteError::Unavailable { reason, .. }) => assert!(reason.contains("stopped"), "{reason}"),
+            other => panic!("seed {}: a read of the stopped partition answered {other:?}", cluster.seed),
+        }
+        let other_key =
+            (0..).map(|i| format!("k{i}")).find(|k| partition_for_key(partition_key(k.as_bytes()), 2) != partition);
+        let other_key = other_key.expect("a key of the other partition");
+        let (id, add) = call_envelope("Counter", Some(&other_key), "add", b"", "after", now);
+        assert!(cluster.call(&add, &id, BUDGET).await.is_some(), "seed {}: the other partition stopped", cluster.seed);
+        assert_eq!(count(&cluster, &other_key).await, 1);
     });
 }

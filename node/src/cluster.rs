@@ -64,6 +64,10 @@ impl ClusterApi for NodeCluster {
         })
     }
 
+    fn problems(&self) -> Vec<String> {
+        self.router.registry().db().health().problems()
+    }
+
     fn metrics_text(&self) -> String {
         self.router.registry().refresh_metrics();
         let mut out = String::new();

@@ -33,16 +33,34 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(server::run(config));
+    if let Ok(server::Exit::Failed(reason)) = &result {
+        crash(reason);
+    }
     // Drop every remaining task (and with them the last handles to the
     // database), so RocksDB closes cleanly before the process exits: exiting
     // with the database open races its background threads against static
     // destructors.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keel: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status of a node stopped by a storage failure (`EX_IOERR`).
+const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// Ends the process at once after its storage failed: crash-only, as
+/// databases do. Nothing is flushed or closed (a failed `fsync` may have
+/// dropped written pages, so no later write can be trusted), and no
+/// destructor runs: C++ static destructors would race RocksDB's background
+/// threads. The restart recovers from what is durable.
+fn crash(reason: &str) -> ! {
+    eprintln!("keel: stopping: {reason}");
+    // SAFETY: `_exit` ends the process without touching Rust state; nothing
+    // runs after it.
+    unsafe { libc::_exit(EXIT_STORAGE_FAILED) }
 }

@@ -45,8 +45,18 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
-/// Runs the node until SIGTERM or SIGINT, then stops gracefully.
-pub async fn run(config: Config) -> Result<()> {
+/// How a node that ran ends.
+pub enum Exit {
+    /// SIGTERM or SIGINT: stopped gracefully.
+    Graceful,
+    /// Its storage failed (see `keel_raft::health`): it must stop at once,
+    /// without the graceful path, whose writes would fail or hang too.
+    Failed(String),
+}
+
+/// Runs the node until SIGTERM or SIGINT, then stops gracefully; or until
+/// its storage fails, then returns at once.
+pub async fn run(config: Config) -> Result<Exit> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let node_listener = bind("node-to-node gRPC", config.node_addr).await?;
     let admin_listener = bind("admin HTTP", config.admin_addr).await?;
@@ -71,6 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
         snapshot_logs: config.snapshot_logs,
         keep_logs: config.keep_logs,
     };
+    let health = db.health().clone();
     let registry = Registry::start(
         config.node_id,
         config.partitions,
@@ -126,7 +137,10 @@ pub async fn run(config: Config) -> Result<()> {
         "keel is running"
     );
 
-    wait_for_signal().await?;
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        reason = health.node_stopping() => return Ok(Exit::Failed(reason)),
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let (a, b) = (admin_server.await, ingress_server.await);
@@ -136,7 +150,7 @@ pub async fn run(config: Config) -> Result<()> {
     b?;
     c??;
     tracing::info!("stopped");
-    Ok(())
+    Ok(Exit::Graceful)
 }
 
 /// A configured secret's value, as the servers take it.

@@ -162,16 +162,8 @@ mod tests {
         for cut in 0..full.len() {
             assert!(decode_bounded::<(String, Vec<u64>)>(&full[..cut]).is_err(), "cut at {cut}");
         }
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..2000 {
-            let bytes: Vec<u8> = (0..64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+        for seed in 0..2000u64 {
+            let bytes = keel_testkit::noise(0x9E37_79B9_7F4A_7C15 ^ seed, 64);
             let _ = decode_bounded::<(String, Vec<Vec<u8>>, Option<u64>)>(&bytes);
         }
     }

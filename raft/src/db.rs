@@ -11,7 +11,13 @@
 //! contract: a callback fires only after its data is on disk, and writes are
 //! applied in the order they were made. Unsynced state-machine writes share
 //! the WAL and become durable with the next sync.
+//!
+//! A write or sync that fails stops the node ([`Health::stop_node`]): after
+//! a failed `fsync` the kernel may have dropped the dirty pages, so retrying
+//! could report durable what never reached the disk. Restarting recovers
+//! from the WAL, which is the only state known to be on disk.
 
+use crate::health::Health;
 use crate::keys::{self, ALL_CFS, CF_LOG, CF_META, CF_STATE, MetaKind};
 use crate::metrics::RaftMetricsSet;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
@@ -84,6 +90,7 @@ pub struct Db {
     writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Completions run inside [`Db::submit`], without a sync.
     inline: bool,
+    health: Arc<Health>,
 }
 
 impl Drop for Db {
@@ -104,13 +111,14 @@ impl Db {
     /// `fsync` false trades durability for speed (benchmarks of the sync cost).
     pub fn open(path: &Path, fsync: bool, metrics: Arc<RaftMetricsSet>) -> Result<Arc<Db>, DbError> {
         let db = Self::open_rocks(path)?;
+        let health = Arc::new(Health::new(path));
         let (tx, rx) = std_mpsc::channel::<Job>();
-        let writer_db = db.clone();
+        let writer = Writer { db: db.clone(), fsync, metrics, health: health.clone() };
         let thread = std::thread::Builder::new()
             .name("keel-wal-sync".into())
-            .spawn(move || run_writer(writer_db, rx, fsync, metrics))
+            .spawn(move || writer.run(rx))
             .map_err(|e| DbError::Corrupt(format!("cannot start the WAL syncer thread: {e}")))?;
-        Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread), inline: false }))
+        Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread), inline: false, health }))
     }
 
     /// Opens the database for a deterministic test: no syncer thread, no
@@ -120,7 +128,8 @@ impl Db {
     /// nothing but a sync is pending. What was written stays readable
     /// after the `Db` is dropped and reopened, as after a process crash.
     pub fn open_inline(path: &Path) -> Result<Arc<Db>, DbError> {
-        Ok(Arc::new(Db { db: Self::open_rocks(path)?, writer: None, writer_thread: None, inline: true }))
+        let health = Arc::new(Health::new(path));
+        Ok(Arc::new(Db { db: Self::open_rocks(path)?, writer: None, writer_thread: None, inline: true, health }))
     }
 
     fn open_rocks(path: &Path) -> Result<Arc<DB>, DbError> {
@@ -137,6 +146,11 @@ impl Db {
             }
         }
         Ok(db)
+    }
+
+    /// The node's health: a failed write stops the node through it.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The raw RocksDB handle.
@@ -159,7 +173,10 @@ impl Db {
         };
         let mut batch = WriteBatch::default();
         fill_batch(&self.db, &mut batch, &ops);
-        self.db.write(batch)?;
+        if let Err(e) = self.db.write(batch) {
+            self.health.stop_node("writing the Raft log", &e);
+            return Err(e.into());
+        }
         let Some(writer) = writer else {
             done(Ok(()));
             return Ok(());
@@ -227,28 +244,41 @@ pub fn fill_batch(db: &DB, batch: &mut WriteBatch, ops: &[Op]) {
 /// delay its first caller unboundedly.
 const MAX_JOBS_PER_SYNC: usize = 4096;
 
-fn run_writer(db: Arc<DB>, rx: std_mpsc::Receiver<Job>, fsync: bool, metrics: Arc<RaftMetricsSet>) {
-    // `recv` fails only when every sender is dropped: the node is shutting down.
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_JOBS_PER_SYNC {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+/// The syncer thread's side of the database.
+struct Writer {
+    db: Arc<DB>,
+    fsync: bool,
+    metrics: Arc<RaftMetricsSet>,
+    health: Arc<Health>,
+}
+
+impl Writer {
+    fn run(self, rx: std_mpsc::Receiver<Job>) {
+        // `recv` fails only when every sender is dropped: the node is shutting down.
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_JOBS_PER_SYNC {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
-        }
-        let started = Instant::now();
-        // Syncs every WAL write made before this call, including those of
-        // the jobs taken above (they were written before being queued).
-        let result = if fsync { db.flush_wal(true) } else { Ok(()) };
-        metrics.observe_sync(started.elapsed(), jobs.len());
-        for job in jobs {
-            metrics.log_write_seconds.observe(job.submitted.elapsed().as_secs_f64());
-            let r = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            (job.done)(r);
+            let started = Instant::now();
+            // Syncs every WAL write made before this call, including those of
+            // the jobs taken above (they were written before being queued).
+            let result = if self.fsync { self.db.flush_wal(true) } else { Ok(()) };
+            self.metrics.observe_sync(started.elapsed(), jobs.len());
+            if let Err(e) = &result {
+                self.health.stop_node("syncing the write-ahead log", e);
+            }
+            for job in jobs {
+                self.metrics.log_write_seconds.observe(job.submitted.elapsed().as_secs_f64());
+                let r = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                (job.done)(r);
+            }
         }
     }
 }

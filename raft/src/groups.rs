@@ -8,6 +8,7 @@
 //! this node leads.
 
 use crate::db::Db;
+use crate::health::Health;
 use crate::log_store::{CommittedIndex, LogStore};
 use crate::messages::{GroupStatus, ProposeError};
 use crate::metrics::RaftMetricsSet;
@@ -18,13 +19,14 @@ use crate::state_machine::{GroupView, StateMachine};
 use crate::transport::Peers;
 use crate::types::typ;
 use keel_partition::{Effect, Envelope, METADATA_GROUP, Query, QueryResult, Response};
+use openraft::error::Fatal;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Raft timing and log-compaction settings shared by all groups.
 #[derive(Debug, Clone)]
@@ -86,13 +88,24 @@ impl Group {
         &self,
         envelope: Envelope,
     ) -> Result<impl Future<Output = Result<Response, ProposeError>> + Send + 'static, ProposeError> {
+        self.check_running()?;
         self.proposer.submit(envelope).await
+    }
+
+    /// Refuses at once, naming the cause, once this replica stopped applying
+    /// (its Raft instance is gone; asking it would only time out).
+    fn check_running(&self) -> Result<(), ProposeError> {
+        match self.db.health().group_failure(self.id) {
+            Some(reason) => Err(ProposeError::Unavailable(format!("partition {} stopped: {reason}", self.id))),
+            None => Ok(()),
+        }
     }
 
     /// Serves a linearizable read on this replica, which must lead: it
     /// confirms leadership with a quorum, waits until everything committed
     /// before is applied, then reads the local state.
     pub async fn read(&self, query: &Query) -> Result<QueryResult, ProposeError> {
+        self.check_running()?;
         match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.ensure_linearizable()).await {
             Err(_) => return Err(ProposeError::Unavailable("read timed out waiting for a quorum".into())),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
@@ -312,6 +325,7 @@ impl GroupStarter<'_> {
             };
             tokio::spawn(bootstrap(raft.clone(), id, members, delay));
         }
+        tokio::spawn(watch_fatal(raft.metrics(), id, self.db.health().clone()));
         let proposer = Proposer::start(id, raft.clone(), self.metrics.clone());
         Ok(Arc::new(Group {
             id,
@@ -338,6 +352,23 @@ async fn bootstrap(raft: typ::Raft, group: u32, members: BTreeMap<u64, BasicNode
     }
 }
 
+/// Waits for the group's Raft core to end and decides what its end means:
+/// a normal shutdown nothing; a failed apply (already recorded by the state
+/// machine) stops this partition only; anything else (a storage error, a
+/// panic in openraft) stops the node, as it cannot be trusted to go on.
+async fn watch_fatal(mut metrics: watch::Receiver<typ::RaftMetrics>, group: u32, health: Arc<Health>) {
+    let fatal = match metrics.wait_for(|m| m.running_state.is_err()).await {
+        Ok(m) => m.running_state.clone().err(),
+        // The Raft instance was dropped without reporting an end.
+        Err(_) => None,
+    };
+    match fatal {
+        None | Some(Fatal::Stopped) => {}
+        Some(_) if health.group_failure(group).is_some() => {}
+        Some(e) => health.stop_node(&format!("partition {group}'s Raft core"), &e),
+    }
+}
+
 fn group_status(g: &Group) -> GroupStatus {
     let m = g.raft.metrics().borrow().clone();
     let role = match m.state {
@@ -358,5 +389,6 @@ fn group_status(g: &Group) -> GroupStatus {
         last_purged: m.purged.map(|l| l.index),
         snapshot: m.snapshot.map(|l| l.index),
         role: role.into(),
+        failure: g.db.health().group_failure(g.id),
     }
 }

@@ -12,6 +12,7 @@
 //! - [`transport`]: requests between nodes, over gRPC ([`transport::grpc`],
 //!   [`transport::server`]) or a test's in-process network;
 //! - [`handler`]: the receiving end of those requests;
+//! - [`health`]: failures that stop the node or one partition;
 //! - [`raft_network`]: openraft's network of one group over the transport;
 //! - [`peer_auth`]: the cluster secret and mutual TLS on the node port;
 //! - [`placement`]: replica sets of partitions over the static peer list;
@@ -28,6 +29,7 @@
 pub mod db;
 pub mod groups;
 pub mod handler;
+pub mod health;
 pub mod keys;
 pub mod leader_calls;
 pub mod log_store;

@@ -52,4 +52,7 @@ pub struct GroupStatus {
     pub snapshot: Option<u64>,
     /// Raft role of this replica.
     pub role: String,
+    /// Why this replica stopped applying, if it did (see
+    /// [`crate::health`]); the partition is unavailable until it is fixed.
+    pub failure: Option<String>,
 }

@@ -263,6 +263,7 @@ impl Router {
                     last_purged: None,
                     snapshot: None,
                     role: "none".into(),
+                    failure: None,
                 }),
             }
         }

@@ -248,8 +248,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// Applies a run of committed entries (see the module comment). A
     /// command that makes no sense in the state is answered, not an error;
     /// an [`keel_partition::ApplyError`] means stored state this code cannot
-    /// interpret, and it stops the group (with the log id in the message)
-    /// rather than let this replica skip an entry the others applied.
+    /// interpret, and it stops the group rather than let this replica skip
+    /// an entry the others applied. The entry, the command and the error
+    /// go to the node's [`crate::health::Health`], which shows them in the
+    /// log, `/cluster` and `/health`; every replica stops at the same entry.
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, typ::StorageError>
     where
         I: IntoIterator<Item = typ::Entry> + OptionalSend,
@@ -274,8 +276,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     for (position, envelope) in batch.0.iter().enumerate() {
                         let position = position as u32;
                         let meta = RecordMeta { index: log_id.index, term: log_id.leader_id.term, position };
-                        let (response, mut fx) = keel_partition::apply(&mut txn, envelope, meta)
-                            .map_err(|e| StorageIOError::apply(log_id, &e))?;
+                        let (response, mut fx) = match keel_partition::apply(&mut txn, envelope, meta) {
+                            Ok(applied) => applied,
+                            Err(e) => {
+                                let reason = format!(
+                                    "cannot apply command {} (#{position} of log entry {}, term {}): {e}",
+                                    envelope.command.name(),
+                                    log_id.index,
+                                    log_id.leader_id.term,
+                                );
+                                self.db.health().group_failed(self.group, reason);
+                                return Err(StorageIOError::apply(log_id, &e).into());
+                            }
+                        };
                         out.push(response);
                         effects.append(&mut fx);
                     }
@@ -304,7 +317,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // single WAL keeps this batch ordered before any later synced append.
         let mut batch = WriteBatch::default();
         fill_batch(self.db.raw(), &mut batch, &ops);
-        self.db.raw().write(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        if let Err(e) = self.db.raw().write(batch) {
+            self.db.health().stop_node("writing partition state", &e);
+            return Err(StorageIOError::write_state_machine(&e).into());
+        }
         self.changed();
         if !effects.is_empty() {
             // The receiver lives as long as the group; a closed channel means

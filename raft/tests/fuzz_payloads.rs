@@ -314,20 +314,20 @@ fn waited() -> impl Strategy<Value = Waited> {
 }
 
 fn group_status() -> impl Strategy<Value = GroupStatus> {
-    (any::<u32>(), prop::collection::vec(any::<u64>(), 0..4), any::<[Option<u64>; 8]>(), text()).prop_map(
-        |(id, replicas, o, role)| GroupStatus {
-            id,
-            replicas,
-            leader: o[0],
-            term: o[1],
-            committed: o[2],
-            applied: o[3],
-            last_log: o[4],
-            last_purged: o[5],
-            snapshot: o[6],
-            role,
-        },
-    )
+    let parts = (any::<u32>(), prop::collection::vec(any::<u64>(), 0..4), any::<[Option<u64>; 8]>(), text());
+    (parts, prop::option::of(text())).prop_map(|((id, replicas, o, role), failure)| GroupStatus {
+        id,
+        replicas,
+        leader: o[0],
+        term: o[1],
+        committed: o[2],
+        applied: o[3],
+        last_log: o[4],
+        last_purged: o[5],
+        snapshot: o[6],
+        role,
+        failure,
+    })
 }
 
 fn log_id() -> impl Strategy<Value = LogId<u64>> {

@@ -13,6 +13,9 @@
 //! let (decoded, allocated) = keel_testkit::allocations(|| decode(&bytes));
 //! assert!(allocated.largest <= budget(bytes.len()));
 //! ```
+//!
+//! [`noise`] makes reproducible bytes that look random: garbage for a
+//! decoder, or payloads a compressor cannot shrink.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -73,4 +76,18 @@ pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, Allocated) {
     LARGEST.with(|l| l.set(0));
     let out = f();
     (out, Allocated { total: TOTAL.with(Cell::get), largest: LARGEST.with(Cell::get) })
+}
+
+/// `len` bytes of xorshift64 output from `seed` (not zero): the same bytes
+/// for the same seed, with no structure a decoder or compressor could use.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }

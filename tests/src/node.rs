@@ -226,6 +226,17 @@ impl KeelNode {
         }
     }
 
+    /// The exit status if the process has exited by itself (reaping it),
+    /// `None` while it runs.
+    pub fn try_exited(&mut self) -> Result<Option<ExitStatus>> {
+        let child = self.child.as_mut().with_context(|| format!("node {} is not running", self.id))?;
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
     /// Starts the node again on the same data dir and ports, killing it
     /// first (`SIGKILL`) if it is still running, and waits until ready.
     pub async fn restart(&mut self) -> Result<()> {

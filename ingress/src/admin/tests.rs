@@ -239,3 +239,26 @@ async fn a_dry_run_with_the_clis_body_registers_nothing() {
     let message = answer["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("invalid value for `additional_headers.x`: "), "{message}");
 }
+
+/// A node with a problem (here a stopped partition) fails its health
+/// checks with the problem in the message, and passes them again once it
+/// is gone; the ingress's health check says the same.
+#[tokio::test]
+async fn health_checks_answer_503_naming_the_problem() {
+    let cluster = Arc::new(FakeCluster::new());
+    let admin = admin_router(cluster.clone(), options());
+    let ingress_options =
+        crate::IngressOptions { max_body_bytes: 1 << 20, max_inflight_requests: 1, attach_timeout: None, token: None };
+    let ingress = crate::ingress_router(cluster.clone(), ingress_options);
+    let problem = "partition 3 stopped: cannot apply command Invoke (#0 of log entry 7, term 2): corrupt";
+    *cluster.problems.lock().unwrap() = vec![problem.to_string()];
+    for (router, uri) in [(&admin, "/health"), (&admin, "/v4/health"), (&ingress, "/restate/health")] {
+        let (status, _, body) = send(router, request("GET", uri)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+        assert_eq!(body["message"], problem, "{uri}");
+    }
+    cluster.problems.lock().unwrap().clear();
+    for (router, uri) in [(&admin, "/health"), (&ingress, "/restate/health")] {
+        assert_eq!(send(router, request("GET", uri)).await.0, StatusCode::OK, "{uri}");
+    }
+}

@@ -164,6 +164,10 @@ impl ClusterApi for FakeCluster {
     fn metrics_text(&self) -> String {
         "# EOF\n".to_owned()
     }
+
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Which router a request goes to.
