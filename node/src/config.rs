@@ -57,6 +57,7 @@ const KEYS: &[&str] = &[
     "http_header_timeout",
     "http_body_timeout",
     "max_connections",
+    "shutdown_timeout",
     "cluster_secret_file",
     "tls_cert",
     "tls_key",
@@ -114,6 +115,8 @@ pub struct Config {
     pub http_body_timeout: Duration,
     /// Open HTTP connections per server (admin, ingress) at once.
     pub max_connections: usize,
+    /// How long a graceful stop (SIGTERM) may take before the node exits anyway.
+    pub shutdown_timeout: Duration,
     /// Node authentication and client tokens.
     pub security: Security,
     /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
@@ -243,6 +246,10 @@ struct Cli {
     /// Open connections per HTTP server (admin, ingress) [env: KEEL_MAX_CONNECTIONS] [default: 10000]
     #[arg(long, value_name = "N")]
     max_connections: Option<String>,
+    /// How long a graceful stop on SIGTERM may take before the node exits
+    /// anyway [env: KEEL_SHUTDOWN_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
     /// File holding the secret every node of the cluster shares and checks on
     /// every node RPC (or its value in KEEL_CLUSTER_SECRET)
     #[arg(long, value_name = "PATH")]
@@ -297,6 +304,7 @@ impl Cli {
             ("http_header_timeout", &self.http_header_timeout),
             ("http_body_timeout", &self.http_body_timeout),
             ("max_connections", &self.max_connections),
+            ("shutdown_timeout", &self.shutdown_timeout),
             ("cluster_secret_file", &self.cluster_secret_file),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
@@ -521,6 +529,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let body_timeout = src.value("http_body_timeout", bounded_duration, Duration::from_secs(60))?;
     let max_connections = src.value("max_connections", num::<usize>, 10_000)?;
     max_connections.check(|v| (1..=1_000_000).contains(v), "must be between 1 and 1000000")?;
+    let shutdown_timeout = src.value("shutdown_timeout", bounded_duration, Duration::from_secs(30))?;
     let security = security::load(&src, peers.len())?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
@@ -547,14 +556,16 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         http_header_timeout: header_timeout.value,
         http_body_timeout: body_timeout.value,
         max_connections: max_connections.value,
+        shutdown_timeout: shutdown_timeout.value,
         security,
         log: log.value,
         config_file: cli.config,
     })
 }
 
-/// A timeout between 1 ms and a day: zero would refuse every request, and
-/// anything longer is no protection against a slow client.
+/// A timeout between 1 ms and a day: zero would refuse every request (or
+/// stop without handing anything over), and anything longer is no
+/// protection against a slow client (or no bound on a stop).
 fn bounded_duration(s: &str) -> Result<Duration, String> {
     let d = keel_ingress::parse_duration(s)?;
     if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {

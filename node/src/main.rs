@@ -39,8 +39,9 @@ fn main() -> ExitCode {
     // Drop every remaining task (and with them the last handles to the
     // database), so RocksDB closes cleanly before the process exits: exiting
     // with the database open races its background threads against static
-    // destructors.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    // destructors. The graceful stop took its `--shutdown-timeout` already;
+    // this waits only for blocking work under way, briefly.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

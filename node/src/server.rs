@@ -14,10 +14,16 @@
 //!                                                          \-> NodeCluster -> ingress, admin
 //! ```
 //!
-//! Shutdown runs the other way: the HTTP servers stop taking requests and
-//! drain, then the Raft groups shut down (their leader actors stop with
-//! them), and only then the node port closes, so peers can still reach this
-//! node while its groups hand over.
+//! Shutdown (SIGTERM, SIGINT) runs the other way, within
+//! `--shutdown-timeout`: the HTTP servers stop accepting; the Raft groups
+//! stop at once, so their leader actors stop and every caller waiting on
+//! this node's leaders is told to retry elsewhere (a forwarded call goes
+//! back to its ingress, which finds the partition's next leader; a call
+//! through this node's own ingress is re-routed the same way, as the
+//! router no longer trusts the stopped replicas); then the HTTP requests in
+//! flight finish, and only then the node port closes, so peers can reach
+//! this node while its groups hand over. Whatever is still running at the
+//! timeout is dropped, and the process exits.
 
 use crate::cluster::NodeCluster;
 use crate::config::{Config, Secret};
@@ -39,6 +45,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::{Instant, timeout_at};
 
 /// Binds `addr`, naming the listener in the error.
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
@@ -102,12 +109,12 @@ pub async fn run(config: Config) -> Result<Exit> {
     let handler = Arc::new(NodeHandler::new(registry.clone(), leaders.clone()));
     let cluster = Arc::new(NodeCluster { router, leaders, metrics: Arc::new(metrics_registry) });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (node_stop, node_stop_rx) = watch::channel(false);
+    let (http_stop, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let node_server =
-        tokio::spawn(transport::server::serve(handler, security, node_listener, stopped(stop_rx.clone())));
+    let node_server = tokio::spawn(transport::server::serve(handler, security, node_listener, stopped(node_stop_rx)));
     let admin_options =
         AdminOptions { max_body_bytes: config.max_body_bytes, token: token(&config.security.admin_token) };
     let admin = keel_ingress::admin_router(cluster.clone(), admin_options);
@@ -115,7 +122,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         header_read_timeout: config.http_header_timeout,
         body_read_timeout: config.http_body_timeout,
         max_connections: config.max_connections,
-        ..ServeOptions::default()
+        shutdown_timeout: config.shutdown_timeout,
     };
     let admin_server =
         tokio::spawn(keel_ingress::serve(admin_listener, admin, serve_options.clone(), stopped(stop_rx.clone())));
@@ -141,14 +148,24 @@ pub async fn run(config: Config) -> Result<Exit> {
         signal = wait_for_signal() => signal?,
         reason = health.node_stopping() => return Ok(Exit::Failed(reason)),
     }
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let (a, b) = (admin_server.await, ingress_server.await);
-    registry.shutdown().await;
-    let c = node_server.await;
-    a?;
-    b?;
-    c??;
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down");
+    let deadline = Instant::now() + config.shutdown_timeout;
+    let _ = http_stop.send(true);
+    if timeout_at(deadline, registry.shutdown()).await.is_err() {
+        tracing::warn!("the Raft groups did not stop within the shutdown timeout");
+    }
+    match timeout_at(deadline, async { (admin_server.await, ingress_server.await) }).await {
+        Ok((a, b)) => {
+            a?;
+            b?;
+        }
+        Err(_) => tracing::warn!("HTTP requests still in flight at the shutdown timeout are dropped"),
+    }
+    let _ = node_stop.send(true);
+    match timeout_at(deadline, node_server).await {
+        Ok(node) => node??,
+        Err(_) => tracing::warn!("node-port requests still in flight at the shutdown timeout are dropped"),
+    }
     tracing::info!("stopped");
     Ok(Exit::Graceful)
 }

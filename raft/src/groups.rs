@@ -23,7 +23,7 @@ use openraft::error::Fatal;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -71,6 +71,8 @@ pub struct Group {
     pub db: Arc<Db>,
     /// Effects of applied entries, until the leader runtime takes them.
     effects: Mutex<Option<mpsc::UnboundedReceiver<Vec<Effect>>>>,
+    /// Set when the node starts stopping this replica.
+    stopping: AtomicBool,
 }
 
 impl Group {
@@ -92,13 +94,25 @@ impl Group {
         self.proposer.submit(envelope).await
     }
 
-    /// Refuses at once, naming the cause, once this replica stopped applying
-    /// (its Raft instance is gone; asking it would only time out).
+    /// Refuses at once once this replica stopped: after a failed apply with
+    /// the cause (every replica stopped, so asking elsewhere is no use);
+    /// while the node shuts down as "not the leader", so the caller finds
+    /// the partition's next leader instead of waiting for this one.
     fn check_running(&self) -> Result<(), ProposeError> {
-        match self.db.health().group_failure(self.id) {
-            Some(reason) => Err(ProposeError::Unavailable(format!("partition {} stopped: {reason}", self.id))),
-            None => Ok(()),
+        if let Some(stopped) = self.db.health().partition_stopped(self.id) {
+            return Err(ProposeError::Unavailable(stopped));
         }
+        if !self.is_running() {
+            return Err(ProposeError::NotLeader { leader: None });
+        }
+        Ok(())
+    }
+
+    /// Whether this replica takes part in its group: not stopping, not
+    /// stopped. A stopped replica's Raft metrics are frozen, so whom they
+    /// name as leader means nothing.
+    pub fn is_running(&self) -> bool {
+        !self.stopping.load(Ordering::Acquire) && self.raft.metrics().borrow().state != ServerState::Shutdown
     }
 
     /// Serves a linearizable read on this replica, which must lead: it
@@ -273,8 +287,14 @@ impl Registry {
         }
     }
 
-    /// Stops every group (graceful shutdown).
+    /// Stops every group (graceful shutdown). Each refuses new work at once
+    /// (see [`Group::is_running`]), then its Raft instance stops: its leader
+    /// runtime stops with it and its waiting callers are told to retry
+    /// elsewhere, while the other replicas elect a new leader.
     pub async fn shutdown(&self) {
+        for g in self.groups.values() {
+            g.stopping.store(true, Ordering::Release);
+        }
         for g in self.groups.values() {
             if let Err(e) = g.raft.shutdown().await {
                 tracing::warn!(partition = g.id, "raft shutdown: {e}");
@@ -335,6 +355,7 @@ impl GroupStarter<'_> {
             committed,
             db: self.db.clone(),
             effects: Mutex::new(Some(effects_rx)),
+            stopping: AtomicBool::new(false),
         }))
     }
 }
@@ -381,7 +402,8 @@ fn group_status(g: &Group) -> GroupStatus {
     GroupStatus {
         id: g.id,
         replicas: g.replicas.clone(),
-        leader: m.current_leader,
+        // A stopped replica's view is frozen: it knows no leader any more.
+        leader: m.current_leader.filter(|_| g.is_running()),
         term: Some(m.current_term),
         committed: g.committed.get(),
         applied: m.last_applied.map(|l| l.index),

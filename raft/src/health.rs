@@ -74,16 +74,26 @@ impl Health {
         self.groups().get(&group).cloned()
     }
 
+    /// "partition N stopped: why", if partition `group` stopped: what its
+    /// requests are refused with.
+    pub fn partition_stopped(&self, group: u32) -> Option<String> {
+        self.group_failure(group).map(|reason| stopped(group, &reason))
+    }
+
     /// Everything wrong with this node, one line each; empty when healthy.
     pub fn problems(&self) -> Vec<String> {
         let stop = self.stop.borrow().iter().map(|r| format!("node stopping: {r}")).collect::<Vec<_>>();
-        let groups = self.groups().iter().map(|(g, r)| format!("partition {g} stopped: {r}")).collect::<Vec<_>>();
+        let groups = self.groups().iter().map(|(g, r)| stopped(*g, r)).collect::<Vec<_>>();
         stop.into_iter().chain(groups).collect()
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, String>> {
         self.failed_groups.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn stopped(group: u32, reason: &str) -> String {
+    format!("partition {group} stopped: {reason}")
 }
 
 #[cfg(test)]

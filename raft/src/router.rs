@@ -176,6 +176,11 @@ impl Router {
         if !self.registry.is_group(partition) {
             return Err(RouteError::UnknownPartition(partition));
         }
+        // A partition whose apply failed stopped on every replica: no
+        // leader will come, so say why at once.
+        if let Some(reason) = self.registry.db().health().partition_stopped(partition) {
+            return Err(RouteError::Unavailable { partition, reason });
+        }
         let deadline = Instant::now() + ROUTE_DEADLINE;
         let mut backoff = Duration::from_millis(20);
         let mut redirects = 0;
@@ -229,13 +234,15 @@ impl Router {
     /// The best known leader of `partition`: local Raft view, then the cache,
     /// then the replicas' own views.
     pub async fn leader_of(&self, partition: u32) -> Option<u64> {
-        if self.registry.group(partition).is_some() {
+        if self.registry.group(partition).is_some_and(|g| g.is_running()) {
             return self.registry.local_leader(partition);
         }
         if let Some(l) = self.leaders.lock().unwrap_or_else(|e| e.into_inner()).get(&partition) {
             return Some(*l);
         }
-        for replica in self.registry.replicas(partition).to_vec() {
+        // Not this node: its own view was taken above, or its replica stopped.
+        let others = self.registry.replicas(partition).iter().filter(|r| **r != self.registry.node_id());
+        for replica in others.copied().collect::<Vec<_>>() {
             let Ok(groups) = self.peers.status(replica, STATUS_TIMEOUT).await else { continue };
             if let Some(leader) = groups.iter().find(|g| g.id == partition).and_then(|g| g.leader) {
                 self.cache(partition, Some(leader));

@@ -171,6 +171,18 @@ fn http_limits() {
 }
 
 #[test]
+fn shutdown_timeout() {
+    assert_eq!(load(&[], &[]).unwrap().shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(load(&["--shutdown-timeout", "5s"], &[]).unwrap().shutdown_timeout, Duration::from_secs(5));
+    let c = load(&[], &[("KEEL_SHUTDOWN_TIMEOUT", "PT1M")]).unwrap();
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(60));
+    for bad in ["0s", "2d", "soon"] {
+        let e = load(&["--shutdown-timeout", bad], &[]).unwrap_err();
+        assert!(e.to_string().contains("--shutdown-timeout"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn fsync_forms() {
     assert!(!load(&["--fsync=false"], &[]).unwrap().fsync);
     assert!(!load(&["--fsync", "false"], &[]).unwrap().fsync);
