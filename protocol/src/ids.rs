@@ -80,13 +80,20 @@ impl InvocationId {
 
     /// Parses the raw form; the slice must be exactly 24 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
-        let wrong = || IdError::WrongLength { expected: Self::RAW_LEN, actual: bytes.len(), unit: "bytes" };
-        let raw: &[u8; Self::RAW_LEN] = bytes.try_into().map_err(|_| wrong())?;
-        let (pk, uuid) = raw.split_at(8);
-        Ok(InvocationId {
-            partition_key: u64::from_be_bytes(pk.try_into().map_err(|_| wrong())?),
-            uuid: u128::from_be_bytes(uuid.try_into().map_err(|_| wrong())?),
-        })
+        let raw: &[u8; Self::RAW_LEN] = bytes.try_into().map_err(|_| IdError::WrongLength {
+            expected: Self::RAW_LEN,
+            actual: bytes.len(),
+            unit: "bytes",
+        })?;
+        Ok(Self::from_raw(raw))
+    }
+
+    /// The id whose raw form is `raw` (any 24 bytes are one).
+    pub fn from_raw(raw: &[u8; Self::RAW_LEN]) -> Self {
+        let (mut pk, mut uuid) = ([0u8; 8], [0u8; 16]);
+        pk.copy_from_slice(&raw[..8]);
+        uuid.copy_from_slice(&raw[8..]);
+        InvocationId { partition_key: u64::from_be_bytes(pk), uuid: u128::from_be_bytes(uuid) }
     }
 }
 

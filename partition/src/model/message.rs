@@ -53,3 +53,14 @@ pub enum OutboxMessage {
         id: InvocationKey,
     },
 }
+
+impl OutboxMessage {
+    /// The invocation the message goes to: its partition applies it, so
+    /// the shipper keeps the messages to one partition in order.
+    pub fn recipient(&self) -> &InvocationKey {
+        match self {
+            OutboxMessage::Invoke { id, .. } | OutboxMessage::Deliver { id, .. } | OutboxMessage::Kill { id } => id,
+            OutboxMessage::Attach { target, .. } => target,
+        }
+    }
+}
