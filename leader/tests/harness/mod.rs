@@ -67,6 +67,8 @@ pub struct Cluster {
     /// The cluster's clock.
     pub clock: TokioClock,
     partitions: u32,
+    /// Replicas per partition (the metadata group has one on every node).
+    replication: usize,
     nodes: Mutex<BTreeMap<u64, Node>>,
     addrs: BTreeMap<u64, String>,
     settings: RaftSettings,
@@ -74,9 +76,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes with `partitions` partitions and registers the fake
-    /// SDK's deployment. Must run on a runtime with paused time.
+    /// Starts `n` nodes with `partitions` partitions, replicated as `keel`
+    /// replicates by default (min(3, n)), and registers the fake SDK's
+    /// deployment. Must run on a runtime with paused time.
     pub async fn start(n: u64, partitions: u32, seed: u64) -> Cluster {
+        Cluster::start_replicated(n, partitions, n.min(3) as usize, seed).await
+    }
+
+    /// [`Cluster::start`] with `replication` replicas per partition.
+    pub async fn start_replicated(n: u64, partitions: u32, replication: usize, seed: u64) -> Cluster {
         keel_raft::runtime::seed_thread_rng(seed);
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = TokioClock::starting_at(EPOCH_MS);
@@ -93,6 +101,7 @@ impl Cluster {
             sdk: FakeSdk::new(clock, seed),
             clock,
             partitions,
+            replication,
             nodes: Mutex::new(nodes),
             addrs,
             settings,
@@ -136,10 +145,10 @@ impl Cluster {
         };
         let peers = Arc::new(Peers::new(self.addrs.clone(), self.net.transport(id)));
         let metrics = Arc::new(RaftMetricsSet::unregistered());
-        let replication = self.addrs.len().min(3);
-        let registry = Registry::start(id, self.partitions, replication, peers.clone(), &self.settings, db, metrics)
-            .await
-            .expect("groups start");
+        let registry =
+            Registry::start(id, self.partitions, self.replication, peers.clone(), &self.settings, db, metrics)
+                .await
+                .expect("groups start");
         let router = Arc::new(Router::new(registry.clone(), peers));
         let options = LeaderOptions {
             max_concurrent_invocations: 100,
@@ -182,9 +191,28 @@ impl Cluster {
         f(self.nodes().get(&id).and_then(|n| n.running.as_ref()).expect("node runs"))
     }
 
-    /// The partition of an object key.
+    /// The partition of an invocation.
     pub fn partition_of(&self, id: &InvocationId) -> u32 {
         partition_for_key(id.partition_key, self.partitions)
+    }
+
+    /// The partition of an object key.
+    pub fn partition_of_key(&self, key: &str) -> u32 {
+        partition_for_key(partition_key(key.as_bytes()), self.partitions)
+    }
+
+    /// The nodes that hold a replica of `partition` (every node computes
+    /// the same placement).
+    pub fn replicas(&self, partition: u32) -> Vec<u64> {
+        let registry = self.live().into_iter().find_map(|id| self.registry(id));
+        registry.map(|r| r.replicas(partition).to_vec()).unwrap_or_default()
+    }
+
+    /// The sequence numbers of the messages in node `node`'s replica of
+    /// the outbox of `partition` (empty if the node does not run it).
+    pub fn outbox(&self, node: u64, partition: u32) -> Vec<u64> {
+        let Some(group) = self.registry(node).and_then(|r| r.group(partition).cloned()) else { return Vec::new() };
+        keel_partition::outbox::pending(&group.view()).into_iter().map(|(seq, _)| seq).collect()
     }
 
     /// Whether node `node`'s replica holds invocation `id` (its `Invoke`
@@ -219,22 +247,29 @@ impl Cluster {
         .unwrap_or_else(|| panic!("seed {}: no agreed leader of group {group}", self.seed))
     }
 
-    async fn register_sdk(&self) {
+    /// Registers deployment `name` (at `http://{name}.invalid:9080`, which
+    /// the fake SDK serves whatever the address) with `manifest`, through
+    /// the first live node; returns once the metadata group applied it.
+    pub async fn register(&self, name: &str, manifest: &str) {
         let record = DeploymentRecord {
-            id: "dp_sim".into(),
-            uri: "http://sim.invalid:9080".into(),
+            id: format!("dp_{name}"),
+            uri: format!("http://{name}.invalid:9080"),
             additional_headers: Default::default(),
             metadata: Default::default(),
             use_http_11: false,
             sdk_version: None,
             created_at_ms: EPOCH_MS,
-            manifest_json: sdk::MANIFEST.as_bytes().to_vec(),
+            manifest_json: manifest.as_bytes().to_vec(),
         };
         let command = Command::RegisterDeployment { record, force: true, breaking: false };
         let router = self.router(self.live()[0]);
         retry(|| router.propose(METADATA_GROUP, Envelope::client(command.clone())))
             .await
-            .expect("deployment registers");
+            .unwrap_or_else(|e| panic!("seed {}: deployment {name} does not register: {e}", self.seed));
+    }
+
+    async fn register_sdk(&self) {
+        self.register("sim", sdk::MANIFEST).await;
         // Every node's catalog has it before the test starts.
         for id in self.live() {
             let leaders = self.leaders(id);
@@ -315,8 +350,14 @@ impl Cluster {
     /// The count of `Counter` object `key` (0 before its first call), read
     /// through its leader from the first live node; `None` if the read fails.
     pub async fn counter(&self, key: &str) -> Option<u64> {
-        let partition = partition_for_key(partition_key(key.as_bytes()), self.partitions);
-        let query = Query::GetState { service: "Counter".into(), object_key: key.into() };
+        self.count("Counter", key).await
+    }
+
+    /// [`Cluster::counter`] of a counting object of another service (the
+    /// fake SDK counts for `Tally` as for `Counter`).
+    pub async fn count(&self, service: &str, key: &str) -> Option<u64> {
+        let partition = self.partition_of_key(key);
+        let query = Query::GetState { service: service.into(), object_key: key.into() };
         let router = self.router(*self.live().first()?);
         match router.read(partition, &query).await {
             Ok(QueryResult::State { state, .. }) => {

@@ -6,7 +6,9 @@
 
 use futures::future::BoxFuture;
 use keel_raft::handler::NodeHandler;
-use keel_raft::transport::{NodeRequest, PeerError, Transport};
+use keel_raft::transport::{NodeRequest, PeerError, RaftKind, Transport};
+use keel_raft::types::TypeConfig;
+use openraft::raft::AppendEntriesRequest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +28,9 @@ struct Links {
     /// Nodes whose messages (requests and replies) are lost, while messages
     /// to them arrive.
     muted: BTreeSet<u64>,
+    /// (group, node): appends carrying log entries to that replica are
+    /// lost, while its leader's heartbeats (appends without entries) arrive.
+    starved: BTreeSet<(u32, u64)>,
     /// Probability that a request or reply is lost.
     loss: f64,
     /// Upper bound of a one-way delay (uniform from zero).
@@ -90,11 +95,22 @@ impl SimNet {
         self.links().muted.insert(node);
     }
 
+    /// Loses every append that would bring `node`'s replica of `group` new
+    /// log entries, while its leader's heartbeats still reach it: the
+    /// replica follows the leader it knows (so the node routes requests
+    /// for the group to it), but applies nothing new, a replica that lags.
+    /// openraft gives up on an append after one heartbeat interval without
+    /// backing off, so the heartbeats in between keep flowing.
+    pub fn starve(&self, group: u32, node: u64) {
+        self.links().starved.insert((group, node));
+    }
+
     /// Restores every link, stops loss and delays.
     pub fn heal(&self) {
         let mut links = self.links();
         links.cut.clear();
         links.muted.clear();
+        links.starved.clear();
         links.loss = 0.0;
         links.max_delay = Duration::ZERO;
     }
@@ -106,12 +122,14 @@ impl SimNet {
         links.max_delay = max_delay;
     }
 
-    fn fate(&self, from: u64, to: u64) -> Fate {
+    /// The fate of a message from `from` to `to`; `request` is the
+    /// request itself on its way there, `None` for a reply.
+    fn fate(&self, from: u64, to: u64, request: Option<&NodeRequest>) -> Fate {
         let links = self.links();
         if links.cut.contains(&(from.min(to), from.max(to))) || !links.handlers.contains_key(&to) {
             return Fate::Refused;
         }
-        if links.muted.contains(&from) {
+        if links.muted.contains(&from) || request.is_some_and(|r| starves(&links.starved, to, r)) {
             return Fate::Lost;
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
@@ -132,6 +150,15 @@ impl SimNet {
     }
 }
 
+/// Whether `request` to node `to` is an append with entries for a replica
+/// that [`SimNet::starve`] starves.
+fn starves(starved: &BTreeSet<(u32, u64)>, to: u64, request: &NodeRequest) -> bool {
+    let NodeRequest::Raft { group, kind, payload } = request else { return false };
+    starved.contains(&(*group, to))
+        && *kind == RaftKind::AppendEntries as i32
+        && keel_raft::types::decode::<AppendEntriesRequest<TypeConfig>>(payload).is_ok_and(|r| !r.entries.is_empty())
+}
+
 /// A node's way into the network. It holds the network weakly: the network
 /// holds every node's handler, which holds the node's transport, and a
 /// strong reference back would keep a finished test's nodes (and their open
@@ -146,9 +173,10 @@ fn unavailable(node: u64, why: &str) -> PeerError {
 }
 
 impl SimTransport {
-    /// One leg of a message: waits for its delay, or fails as its fate says.
-    async fn travel(net: &SimNet, to: u64, from: u64) -> Result<(), PeerError> {
-        match net.fate(from, to) {
+    /// One leg of a message (`request` on its way there, `None` for the
+    /// reply): waits for its delay, or fails as its fate says.
+    async fn travel(net: &SimNet, to: u64, from: u64, request: Option<&NodeRequest>) -> Result<(), PeerError> {
+        match net.fate(from, to, request) {
             Fate::Delivered(delay) => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -175,11 +203,11 @@ impl Transport for SimTransport {
         Box::pin(async move {
             let exchange = async {
                 let net = net.ok_or_else(|| unavailable(node, "the network is gone"))?;
-                SimTransport::travel(&net, node, from).await?;
+                SimTransport::travel(&net, node, from, Some(&request)).await?;
                 let handler = net.handler(node).ok_or_else(|| unavailable(node, "node down"))?;
                 let reply = handler.handle(request).await.map_err(|status| PeerError::Rpc { node, status })?;
                 // The reply travels back on the same link.
-                SimTransport::travel(&net, from, node).await?;
+                SimTransport::travel(&net, from, node, None).await?;
                 Ok(reply)
             };
             if timeout == Duration::MAX {

@@ -8,8 +8,16 @@
 //!   answers the new count;
 //! - `Sleeper/nap` (service): sleeps the milliseconds of its input, then
 //!   answers `woke`;
-//! - `Sender/send` (service): a one-way call of `Counter/add` for the key
-//!   in its input, then answers `sent`;
+//! - `Sender/send` (service): one-way calls of `add`, one after the other,
+//!   for each target in its input (separated by spaces): a target `key`
+//!   calls `Counter/add` for `key`, `Service/key` calls `Service/add`;
+//!   then answers `sent`;
+//! - `Caller/call` (service): a request-response call of the keyless
+//!   handler its input names (`Service/handler`), then answers `ok: ` and
+//!   the callee's output, or `failed CODE: ` and the failure's message;
+//! - `Tally/add` (virtual object, in [`LATE_MANIFEST`], which a test
+//!   registers when it wants a service some node does not know yet):
+//!   counts like `Counter/add`;
 //! - `Runner/step` (service): one `ctx.run` whose closure counts how often
 //!   it ran for this invocation and returns that count, then answers the
 //!   run's stored result. A closure that runs again after its result was
@@ -31,10 +39,11 @@ use keel_leader::clock::{Clock, TokioClock};
 use keel_leader::endpoints::Endpoints;
 use keel_protocol::message::MessageType;
 use keel_protocol::proto::{
-    GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage, ProposeRunCompletionMessage,
-    RunCommandMessage, RunCompletionNotificationMessage, SetStateCommandMessage, SleepCommandMessage,
-    SuspensionMessage, Value, Void, get_eager_state_command_message, output_command_message,
-    propose_run_completion_message, run_completion_notification_message,
+    CallCommandMessage, GetEagerStateCommandMessage, OneWayCallCommandMessage, OutputCommandMessage,
+    ProposeRunCompletionMessage, RunCommandMessage, RunCompletionNotificationMessage, SetStateCommandMessage,
+    SleepCommandMessage, SuspensionMessage, Value, Void, call_completion_notification_message,
+    get_eager_state_command_message, output_command_message, propose_run_completion_message,
+    run_completion_notification_message,
 };
 use keel_protocol::{Flags, Frame, Message};
 use rand::rngs::StdRng;
@@ -53,7 +62,12 @@ pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion"
     {"name":"Counter","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]},
     {"name":"Sleeper","ty":"SERVICE","handlers":[{"name":"nap"}]},
     {"name":"Sender","ty":"SERVICE","handlers":[{"name":"send"}]},
+    {"name":"Caller","ty":"SERVICE","handlers":[{"name":"call"}]},
     {"name":"Runner","ty":"SERVICE","handlers":[{"name":"step"}]}]}"#;
+
+/// A second deployment of this SDK, with a service of its own.
+pub const LATE_MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
+  "services":[{"name":"Tally","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]}]}"#;
 
 /// The in-process SDK (clones share what they saw).
 #[derive(Clone)]
@@ -206,10 +220,10 @@ impl FakeSdk {
                 result_completion_id: 1,
                 name: String::new(),
             };
-            return self.play(&events, journal.len(), vec![frame(Message::SleepCommand(sleep))], suspended()).await;
+            return self.play(&events, journal.len(), vec![frame(Message::SleepCommand(sleep))], suspended(1)).await;
         };
         if woken == 0 {
-            return self.play(&events, journal.len(), Vec::new(), suspended()).await;
+            return self.play(&events, journal.len(), Vec::new(), suspended(1)).await;
         }
         let now = self.clock.now_ms();
         if woken > 1 {
@@ -223,24 +237,69 @@ impl FakeSdk {
     }
 
     async fn send(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        let journal = decoded(&params.journal);
+        let input = String::from_utf8_lossy(&input_of(&journal)).into_owned();
+        let targets: Vec<&str> = input.split_whitespace().collect();
+        let mut shape = vec![MessageType::InputCommand];
+        for _ in &targets {
+            shape.extend([MessageType::OneWayCallCommand, MessageType::CallInvocationIdCompletionNotification]);
+        }
+        self.check_journal(&params, &shape);
+        let mut script: Vec<Frame> = (1..)
+            .zip(&targets)
+            .map(|(idx, target)| {
+                let (service, key) = target.split_once('/').unwrap_or(("Counter", target));
+                frame(Message::OneWayCallCommand(OneWayCallCommandMessage {
+                    service_name: service.into(),
+                    handler_name: "add".into(),
+                    key: key.into(),
+                    invocation_id_notification_idx: idx,
+                    ..Default::default()
+                }))
+            })
+            .collect();
+        script.push(output("sent"));
+        // Journaling a send also journals the callee's id: each send
+        // journaled so far is two entries after the input.
+        let journaled = 1 + journal.len().saturating_sub(1) / 2;
+        self.play(&events, journaled, script, AttemptEvent::Ended).await;
+    }
+
+    async fn call(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
         let shape = [
             MessageType::InputCommand,
-            MessageType::OneWayCallCommand,
+            MessageType::CallCommand,
             MessageType::CallInvocationIdCompletionNotification,
+            MessageType::CallCompletionNotification,
         ];
         self.check_journal(&params, &shape);
         let journal = decoded(&params.journal);
-        let call = OneWayCallCommandMessage {
-            service_name: "Counter".into(),
-            handler_name: "add".into(),
-            key: String::from_utf8_lossy(&input_of(&journal)).into_owned(),
-            invocation_id_notification_idx: 1,
-            ..Default::default()
+        let result = journal.iter().find_map(|m| match m {
+            Message::CallCompletionNotification(n) => n.result.clone(),
+            _ => None,
+        });
+        let Some(result) = result else {
+            let input = String::from_utf8_lossy(&input_of(&journal)).into_owned();
+            let (service, handler) = input.split_once('/').unwrap_or((&input, ""));
+            let call = CallCommandMessage {
+                service_name: service.into(),
+                handler_name: handler.into(),
+                invocation_id_notification_idx: 1,
+                result_completion_id: 2,
+                ..Default::default()
+            };
+            // The call and the callee's id are journaled together; then it
+            // waits for the result.
+            let journaled = journal.len().min(2);
+            return self.play(&events, journaled, vec![frame(Message::CallCommand(call))], suspended(2)).await;
         };
-        // Journaling the call also journals the callee's id (entry 2).
-        let script = vec![frame(Message::OneWayCallCommand(call)), output("sent")];
-        let journaled = if journal.len() > 1 { journal.len() - 1 } else { 1 };
-        self.play(&events, journaled, script, AttemptEvent::Ended).await;
+        let answer = match result {
+            call_completion_notification_message::Result::Value(v) => {
+                format!("ok: {}", String::from_utf8_lossy(&v.content))
+            }
+            call_completion_notification_message::Result::Failure(f) => format!("failed {}: {}", f.code, f.message),
+        };
+        self.play(&events, 1, vec![output(answer)], AttemptEvent::Ended).await;
     }
 }
 
@@ -297,7 +356,7 @@ impl FakeSdk {
                 // without an answer it suspends and a new attempt replays.
                 match inputs.recv().await {
                     Some(AttemptInput::Notification(_) | AttemptInput::Ack(_)) => result,
-                    _ => return self.play(&events, usize::MAX, Vec::new(), suspended()).await,
+                    _ => return self.play(&events, usize::MAX, Vec::new(), suspended(1)).await,
                 }
             }
         };
@@ -305,8 +364,9 @@ impl FakeSdk {
     }
 }
 
-fn suspended() -> AttemptEvent {
-    let suspension = SuspensionMessage { waiting_completions: vec![1], ..Default::default() };
+/// Suspends until completion `completion_id` arrives.
+fn suspended(completion_id: u32) -> AttemptEvent {
+    let suspension = SuspensionMessage { waiting_completions: vec![completion_id], ..Default::default() };
     AttemptEvent::Suspended { frame: frame(Message::Suspension(suspension)) }
 }
 
@@ -321,9 +381,10 @@ impl Endpoints for FakeSdk {
         let sdk = self.clone();
         Box::pin(async move {
             match (params.service.as_str(), params.handler.as_str()) {
-                ("Counter", "add") => sdk.counter(params, events).await,
+                ("Counter" | "Tally", "add") => sdk.counter(params, events).await,
                 ("Sleeper", "nap") => sdk.nap(params, events).await,
                 ("Sender", "send") => sdk.send(params, events).await,
+                ("Caller", "call") => sdk.call(params, events).await,
                 ("Runner", "step") => sdk.step(params, events, inputs).await,
                 (s, h) => sdk.violation(format!("an attempt of unknown handler {s}/{h}")),
             }
