@@ -70,9 +70,25 @@ pub async fn run(term: u64, partition: Arc<Partition>, mut effects: mpsc::Unboun
             }
             // Cancellation-safe: sleeping holds no state.
             _ = sleep_until_ms(&partition, next_fire) => timers.fire_due(&partition, term, actor.tasks),
+            // Cancellation-safe: a finished task is only taken when this arm runs.
+            Some(done) = actor.tasks.join_next(), if !actor.tasks.is_empty() => reap(done),
         }
         // Reap finished tasks so the set does not grow without bound.
-        while actor.tasks.try_join_next().is_some() {}
+        while let Some(done) = actor.tasks.try_join_next() {
+            reap(done);
+        }
+    }
+}
+
+/// Takes a finished task of the actor. A panic in one (the outbox shipper,
+/// a timer firing; run loops catch their own) would leave its work undone
+/// for the rest of the term, so it panics the actor too: the supervisor
+/// starts a new actor, which reloads that work from the applied state.
+fn reap(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 
@@ -102,6 +118,7 @@ impl Actor<'_> {
             }
             Effect::LeaderReady { .. } => {}
             Effect::Invocation(InvocationEffect::Invoke(id)) => {
+                fail::fail_point!("leader-actor-panics");
                 self.tasks.spawn(self.invoker.clone().run(id));
             }
             Effect::Invocation(InvocationEffect::Notify(id, notification)) => self.invoker.deliver(&id, &notification),

@@ -24,10 +24,17 @@ impl Backoff {
         self.delay
     }
 
+    /// The current delay, doubling it (up to the maximum) for next time:
+    /// for a caller that schedules the pause itself.
+    pub(crate) fn next(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(self.max);
+        delay
+    }
+
     /// Sleeps for the current delay, then doubles it (up to the maximum).
     pub(crate) async fn wait(&mut self) {
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(self.max);
+        tokio::time::sleep(self.next()).await;
     }
 }
 

@@ -11,6 +11,7 @@
 //! with the leader's term, so a deposed leader's late proposals are no-ops.
 
 use crate::backoff::Backoff;
+use crate::panics::caught;
 use crate::partition::Partition;
 use crate::retry::{self, Decision, Failure, RetryPolicy};
 use keel_invoker::AttemptInput;
@@ -146,8 +147,17 @@ impl Invoker {
             loops.insert(id, RunLoop { wake: wake.clone(), again: false });
             wake
         };
+        let mut panics = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
-            self.run_attempts(&id, &wake).await;
+            if let Err(panic) = caught(self.run_attempts(&id, &wake)).await {
+                // The attempt in flight went down with the loop; the next
+                // one replays the stored journal, as after any failure.
+                let delay = panics.next();
+                tracing::error!(partition = self.partition.id(), invocation = %id_string(&id), "the invocation's run loop panicked: {panic}; running it again in {delay:?}");
+                self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
             let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
             match loops.get_mut(&id) {
                 Some(running) if running.again => running.again = false,
@@ -177,6 +187,7 @@ impl Invoker {
                 tracing::debug!(partition = self.partition.id(), "invoker stops: {next:?}");
                 return;
             }
+            fail::fail_point!("run-loop-panics");
             let failure = match self.attempt(&id, &mut attempts).await {
                 Next::Done => return,
                 Next::Stop(reason) => {

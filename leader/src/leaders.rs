@@ -5,21 +5,24 @@ use crate::calls;
 use crate::catalog_cache::CatalogCache;
 use crate::clock::Clock;
 use crate::endpoints::Endpoints;
+use crate::panics::caught;
 use crate::partition::{Partition, Services};
 use crate::supervisor;
 use crate::waiters::Waiters;
 use futures::future::BoxFuture;
-use keel_partition::Envelope;
 use keel_partition::catalog::Catalog;
 use keel_partition::invocation::InvocationKey;
 use keel_partition::wait::{WaitPolicy, Waited};
+use keel_partition::{Effect, Envelope};
 use keel_raft::groups::Registry;
+use keel_raft::health::Health;
 use keel_raft::leader_calls::LeaderCalls;
 use keel_raft::messages::ProposeError;
 use keel_raft::router::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How the leader runtime runs.
 pub struct LeaderOptions {
@@ -58,7 +61,7 @@ impl Leaders {
                 Arc::new(Partition { group: group.clone(), waiters: Waiters::default(), services: services.clone() });
             match group.take_effects() {
                 Some(effects) => {
-                    tokio::spawn(supervisor::supervise(partition.clone(), effects));
+                    tokio::spawn(supervised(partition.clone(), effects, registry.db().health().clone()));
                 }
                 None => tracing::error!(partition = group.id, "effects already taken; no leader runtime for it"),
             }
@@ -75,6 +78,15 @@ impl Leaders {
 
     fn partition(&self, group: u32) -> Result<&Arc<Partition>, ProposeError> {
         self.partitions.get(&group).ok_or(ProposeError::NoSuchGroup(group))
+    }
+}
+
+/// Runs a partition's supervisor; if it panics, the partition would have
+/// no leader runtime on this node for good, so the node stops.
+async fn supervised(partition: Arc<Partition>, effects: UnboundedReceiver<Vec<Effect>>, health: Arc<Health>) {
+    let id = partition.id();
+    if let Err(panic) = caught(supervisor::supervise(partition, effects)).await {
+        health.stop_node(&format!("the leader supervisor of partition {id}"), &format!("it panicked: {panic}"));
     }
 }
 

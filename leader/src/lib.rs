@@ -22,6 +22,7 @@
 //!   outbox shipper, callers waiting for results, and calls themselves;
 //! - [`catalog_cache`]: the node's parsed service catalog;
 //! - `backoff`: the doubling pause of work retried until it succeeds;
+//! - `panics`: catching a loop's panic so it is logged and acted on;
 //! - [`clock`], [`endpoints`]: where "now" and SDK attempts come from, so
 //!   a test can replace both.
 #![deny(missing_docs)]
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod endpoints;
 pub mod invocations;
 pub mod outbox;
+mod panics;
 pub mod partition;
 pub mod retry;
 pub mod supervisor;

@@ -6,12 +6,24 @@
 //! drops the waiting callers, who retry on the new leader. Effects of
 //! applied entries are routed to the running actor; on followers they are
 //! dropped (a follower acts on nothing).
+//!
+//! It also watches the actor itself: an actor that panics, or ends while
+//! this node still leads its term, is logged and started again for the
+//! same term after a backoff. The new actor announces itself again and, on
+//! `LeaderReady`, reloads everything from the applied state (running
+//! invocations, timers, outbox), so what the dead actor dropped is picked
+//! up. Waiting callers are released meanwhile, as on a leader change: the
+//! completions the dead actor would have answered them with are gone, and
+//! a retried call attaches to the stored result.
 
 use crate::actor;
+use crate::backoff::Backoff;
+use crate::panics::caught;
 use crate::partition::Partition;
 use keel_partition::Effect;
 use openraft::ServerState;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -79,6 +91,11 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
     // with every commit, so this loop wakes only when leadership may change.
     let mut metrics = partition.group.raft.server_metrics();
     let mut running: Option<RunningActor> = None;
+    // Actors report here when they end by themselves (a panic, or a return
+    // while still leading); a stopped actor is aborted and reports nothing.
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<(u64, String)>();
+    let mut restarts = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut delay = Duration::ZERO;
     loop {
         let (leading_term, shut_down) = {
             let m = metrics.borrow_and_update();
@@ -95,8 +112,13 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
                 if let Some(old) = running.take() {
                     stop(old);
                 }
+                if delay.is_zero() {
+                    // A new term, not a restart: restarts count afresh.
+                    restarts = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(actor::run(term, partition.clone(), rx));
+                let task =
+                    tokio::spawn(watched(term, partition.clone(), rx, std::mem::take(&mut delay), ended_tx.clone()));
                 running = Some(RunningActor { term, effects: tx, task });
             }
             (None, Some(term)) => {
@@ -125,6 +147,32 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
                     let _ = a.effects.send(batch);
                 }
             }
+            // Cancellation-safe: as above. The sender lives in this function.
+            Some((term, why)) = ended.recv() => {
+                if running.as_ref().is_some_and(|a| a.term == term) {
+                    delay = restarts.next();
+                    tracing::error!(partition = partition.id(), term, "the leader actor {why}; starting it again in {delay:?}");
+                    running = None;
+                    partition.waiters.abandon_all();
+                }
+            }
         }
     }
+}
+
+/// Runs the actor of `term` after `delay`, and reports on `ended` how it
+/// ended if it ends by itself.
+async fn watched(
+    term: u64,
+    partition: Arc<Partition>,
+    effects: mpsc::UnboundedReceiver<Vec<Effect>>,
+    delay: Duration,
+    ended: mpsc::UnboundedSender<(u64, String)>,
+) {
+    tokio::time::sleep(delay).await;
+    let why = match caught(actor::run(term, partition, effects)).await {
+        Ok(()) => "ended while this node still leads its term".to_string(),
+        Err(panic) => format!("panicked: {panic}"),
+    };
+    let _ = ended.send((term, why));
 }

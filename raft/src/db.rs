@@ -116,7 +116,7 @@ impl Db {
         let writer = Writer { db: db.clone(), fsync, metrics, health: health.clone() };
         let thread = std::thread::Builder::new()
             .name("keel-wal-sync".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run_supervised(rx))
             .map_err(|e| DbError::Corrupt(format!("cannot start the WAL syncer thread: {e}")))?;
         Ok(Arc::new(Db { db, writer: Some(tx), writer_thread: Some(thread), inline: false, health }))
     }
@@ -253,6 +253,15 @@ struct Writer {
 }
 
 impl Writer {
+    /// Runs the syncer; a panic in it stops the node, as every caller
+    /// waiting for a sync would otherwise wait forever.
+    fn run_supervised(self, rx: std_mpsc::Receiver<Job>) {
+        let health = self.health.clone();
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(rx))) {
+            health.stop_node("the WAL syncer", &format!("it panicked: {}", crate::health::panic_message(&*panic)));
+        }
+    }
+
     fn run(self, rx: std_mpsc::Receiver<Job>) {
         // `recv` fails only when every sender is dropped: the node is shutting down.
         while let Ok(first) = rx.recv() {

@@ -17,6 +17,10 @@
 //!   take its healthy partitions down with it. The partition stays
 //!   stopped, with the entry and the error in the log, in `/cluster` and in
 //!   `/health`, until an operator looks.
+//!
+//! A panic in a task the node cannot do without (the WAL syncer, a
+//! partition's leader supervisor) stops the node too: a silently dead loop
+//! would leave callers waiting forever.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -41,7 +45,7 @@ impl Health {
     /// and logs it with the data directory. Only the first reason is kept
     /// (later failures usually follow from it).
     pub fn stop_node(&self, what: &str, error: &dyn Display) {
-        let reason = format!("{what} failed in {}: {error}", self.data_dir.display());
+        let reason = format!("{what} failed: {error} (data directory {})", self.data_dir.display());
         let first = self.stop.send_if_modified(|current| {
             if current.is_some() {
                 return false;
@@ -92,6 +96,15 @@ impl Health {
     }
 }
 
+/// What a caught panic said (its `&str` or `String` payload).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
+    }
+}
+
 fn stopped(group: u32, reason: &str) -> String {
     format!("partition {group} stopped: {reason}")
 }
@@ -111,7 +124,7 @@ mod tests {
         health.stop_node("syncing the WAL", &"No space left on device");
         health.stop_node("writing the log", &"later error");
         let reason = waiter.await.unwrap();
-        assert_eq!(reason, "syncing the WAL failed in /data: No space left on device");
+        assert_eq!(reason, "syncing the WAL failed: No space left on device (data directory /data)");
         assert_eq!(health.problems(), vec![format!("node stopping: {reason}")]);
     }
 
