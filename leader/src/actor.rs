@@ -10,6 +10,7 @@
 
 use crate::backoff::Backoff;
 use crate::invocations::Invoker;
+use crate::lease::Lease;
 use crate::partition::Partition;
 use crate::timers::Timers;
 use keel_partition::invocation::{self, InvocationEffect};
@@ -45,10 +46,12 @@ pub async fn run(term: u64, partition: Arc<Partition>, mut effects: mpsc::Unboun
             }
         }
     }
-    let invoker = Arc::new(Invoker::new(partition.clone(), term));
-    // Attempts and the outbox shipper die with the actor (the JoinSet aborts
-    // them when dropped).
+    // Attempts, the outbox shipper and the lease's watcher die with the
+    // actor (the JoinSet aborts them when dropped).
     let mut tasks = JoinSet::new();
+    let (lease, watcher) = Lease::watch(&partition);
+    tasks.spawn(watcher);
+    let invoker = Arc::new(Invoker::new(partition.clone(), term, lease));
     let (shipper, queue) = mpsc::unbounded_channel();
     tasks.spawn(crate::outbox::ship(partition.clone(), term, queue));
     // Durable timers of this partition due soon, in firing order; the first

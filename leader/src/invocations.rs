@@ -11,6 +11,7 @@
 //! with the leader's term, so a deposed leader's late proposals are no-ops.
 
 use crate::backoff::Backoff;
+use crate::lease::Lease;
 use crate::panics::caught;
 use crate::partition::Partition;
 use crate::retry::{self, Decision, Failure, RetryPolicy};
@@ -35,6 +36,8 @@ use frames::decode_journal;
 pub struct Invoker {
     partition: Arc<Partition>,
     term: u64,
+    /// Attempts start and go on only while it is held.
+    lease: Lease,
     /// Invocations with a run loop on this leader (at most one each).
     loops: Mutex<HashMap<InvocationKey, RunLoop>>,
     /// Attempts in flight, to deliver journaled notifications live.
@@ -95,9 +98,10 @@ struct Attempts {
 }
 
 impl Invoker {
-    /// The invoker of `partition` for the leader term `term`.
-    pub fn new(partition: Arc<Partition>, term: u64) -> Self {
-        Invoker { partition, term, loops: Mutex::default(), live: Mutex::default() }
+    /// The invoker of `partition` for the leader term `term`, whose
+    /// attempts run while `lease` is held.
+    pub fn new(partition: Arc<Partition>, term: u64, lease: Lease) -> Self {
+        Invoker { partition, term, lease, loops: Mutex::default(), live: Mutex::default() }
     }
 
     /// The term this invoker works for.
@@ -188,6 +192,10 @@ impl Invoker {
                 return;
             }
             fail::fail_point!("run-loop-panics");
+            if !self.lease.held() {
+                tracing::info!(partition = self.partition.id(), invocation = %id_string(&id), "no word from a quorum within the election timeout: the next attempt waits until there is");
+                self.lease.acquired().await;
+            }
             let failure = match self.attempt(&id, &mut attempts).await {
                 Next::Done => return,
                 Next::Stop(reason) => {

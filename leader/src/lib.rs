@@ -17,7 +17,8 @@
 //! - [`supervisor`], [`actor`]: one leader actor per term, started and
 //!   stopped as leadership comes and goes;
 //! - [`invocations`]: the run loop of invocations (attempts, frames,
-//!   retries, timeouts), with [`retry`] its policy;
+//!   retries, timeouts), with [`retry`] its policy and [`lease`] the
+//!   quorum contact it needs to start attempts;
 //! - [`timers`], [`outbox`], [`waiters`], [`calls`]: durable timers, the
 //!   outbox shipper, callers waiting for results, and calls themselves;
 //! - [`catalog_cache`]: the node's parsed service catalog;
@@ -34,6 +35,7 @@ pub mod catalog_cache;
 pub mod clock;
 pub mod endpoints;
 pub mod invocations;
+pub mod lease;
 pub mod outbox;
 mod panics;
 pub mod partition;

@@ -239,3 +239,41 @@ fn a_failed_apply_stops_only_its_partition() {
         assert_eq!(count(&cluster, &other_key).await, 1);
     });
 }
+
+/// A leader that has lost its quorum but not its term (its followers hear
+/// it, their answers are lost) starts no attempts: each attempt of
+/// `Runner/flaky` does something outside the journal and fails, so without
+/// the lease the retries would repeat that side effect every backoff. It
+/// runs while the quorum answers, never while it does not (a minute, in
+/// which the retry policy would have tried several times), and again once
+/// the quorum is back.
+#[test]
+fn a_leader_without_a_quorum_starts_no_attempts() {
+    run(async {
+        let cluster = Cluster::start(3, 2, seed_or(109)).await;
+        let (id, invoke) = call_envelope("Runner", None, "flaky", b"", "flaky", cluster.clock_now());
+        let partition = cluster.partition_of(&id);
+        let leader = cluster.leader(partition).await;
+        let router = cluster.router(leader);
+        harness::retry(|| router.propose(partition, invoke.clone())).await.expect("invoked");
+        let runs = || cluster.sdk.executions(&id.to_string());
+        let retried = harness::poll(Duration::from_secs(30), || std::future::ready((runs() >= 2).then_some(()))).await;
+        assert!(retried.is_some(), "seed {}: the attempts were not retried", cluster.seed);
+
+        for follower in cluster.ids().into_iter().filter(|n| *n != leader) {
+            cluster.net.mute(follower);
+        }
+        // The attempt under way, if any, ends within the lease (300 ms).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = runs();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runs(), before, "seed {}: attempts ran without a quorum", cluster.seed);
+        let group = cluster.registry(leader).and_then(|r| r.group(partition).cloned()).expect("the leader's replica");
+        assert_eq!(group.raft.metrics().borrow().current_leader, Some(leader), "seed {}: deposed", cluster.seed);
+
+        cluster.net.heal();
+        let resumed =
+            harness::poll(Duration::from_secs(120), || std::future::ready((runs() > before).then_some(()))).await;
+        assert!(resumed.is_some(), "seed {}: no attempt once the quorum was back", cluster.seed);
+    });
+}

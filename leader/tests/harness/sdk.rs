@@ -22,7 +22,10 @@
 //!   it ran for this invocation and returns that count, then answers the
 //!   run's stored result. A closure that runs again after its result was
 //!   stored returns a larger count than the answer: see
-//!   [`FakeSdk::executions`].
+//!   [`FakeSdk::executions`];
+//! - `Runner/flaky` (service): does something outside the journal (an
+//!   email, say; counted in [`FakeSdk::executions`]), then fails the
+//!   attempt as a broken connection would, every time.
 //!
 //! Like real handler code, it takes time: before each command it thinks
 //! for a seeded random while (up to [`MAX_THINK`]), so attempts are still
@@ -63,7 +66,7 @@ pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion"
     {"name":"Sleeper","ty":"SERVICE","handlers":[{"name":"nap"}]},
     {"name":"Sender","ty":"SERVICE","handlers":[{"name":"send"}]},
     {"name":"Caller","ty":"SERVICE","handlers":[{"name":"call"}]},
-    {"name":"Runner","ty":"SERVICE","handlers":[{"name":"step"}]}]}"#;
+    {"name":"Runner","ty":"SERVICE","handlers":[{"name":"step"},{"name":"flaky"}]}]}"#;
 
 /// A second deployment of this SDK, with a service of its own.
 pub const LATE_MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
@@ -89,7 +92,8 @@ impl FakeSdk {
         FakeSdk { clock, violations: Arc::default(), think, executions: Arc::default() }
     }
 
-    /// How often the `ctx.run` closure of invocation `id` ran. A `Runner/step`
+    /// How often the side effect of invocation `id` ran (the `ctx.run`
+    /// closure of `Runner/step`, the attempts of `Runner/flaky`). A `Runner/step`
     /// that answered `n` ran it exactly once after its result was stored iff
     /// this is `n`: each run returns the next count, and only the stored one
     /// is answered.
@@ -329,12 +333,7 @@ impl FakeSdk {
                 }
                 // The closure: a side effect, counted.
                 self.think().await;
-                let count = {
-                    let mut executions = self.executions.lock().unwrap_or_else(|e| e.into_inner());
-                    let count = executions.entry(params.invocation_id.to_string()).or_default();
-                    *count += 1;
-                    *count
-                };
+                let count = self.count_execution(&params);
                 let result = Bytes::from(count.to_string());
                 let proposal = ProposeRunCompletionMessage {
                     result_completion_id: 1,
@@ -364,6 +363,23 @@ impl FakeSdk {
     }
 }
 
+impl FakeSdk {
+    async fn flaky(&self, params: AttemptParams, events: mpsc::Sender<AttemptEvent>) {
+        self.think().await;
+        self.count_execution(&params);
+        let broken = keel_invoker::AttemptError::Transport("the connection broke".into());
+        let _ = events.send(AttemptEvent::Failed(broken)).await;
+    }
+
+    /// Counts one more run of invocation `params`' side effect; returns the count.
+    fn count_execution(&self, params: &AttemptParams) -> u64 {
+        let mut executions = self.executions.lock().unwrap_or_else(|e| e.into_inner());
+        let count = executions.entry(params.invocation_id.to_string()).or_default();
+        *count += 1;
+        *count
+    }
+}
+
 /// Suspends until completion `completion_id` arrives.
 fn suspended(completion_id: u32) -> AttemptEvent {
     let suspension = SuspensionMessage { waiting_completions: vec![completion_id], ..Default::default() };
@@ -386,6 +402,7 @@ impl Endpoints for FakeSdk {
                 ("Sender", "send") => sdk.send(params, events).await,
                 ("Caller", "call") => sdk.call(params, events).await,
                 ("Runner", "step") => sdk.step(params, events, inputs).await,
+                ("Runner", "flaky") => sdk.flaky(params, events).await,
                 (s, h) => sdk.violation(format!("an attempt of unknown handler {s}/{h}")),
             }
         })
