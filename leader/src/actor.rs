@@ -68,11 +68,11 @@ pub async fn run(term: u64, partition: Arc<Partition>, mut effects: mpsc::Unboun
             batch = effects.recv() => {
                 let Some(batch) = batch else { return };
                 for effect in batch {
-                    actor.handle(&mut timers, effect);
+                    actor.handle(&mut timers, effect).await;
                 }
             }
             // Cancellation-safe: sleeping holds no state.
-            _ = sleep_until_ms(&partition, next_fire) => timers.fire_due(&partition, term, actor.tasks),
+            _ = sleep_until_ms(&partition, next_fire) => timers.fire_due(&partition, term, actor.tasks).await,
             // Cancellation-safe: a finished task is only taken when this arm runs.
             Some(done) = actor.tasks.join_next(), if !actor.tasks.is_empty() => reap(done),
         }
@@ -104,18 +104,20 @@ struct Actor<'a> {
 }
 
 impl Actor<'_> {
-    fn handle(&mut self, timers: &mut Timers, effect: Effect) {
+    async fn handle(&mut self, timers: &mut Timers, effect: Effect) {
         let partition = self.partition;
         match effect {
             Effect::LeaderReady { term } if term == self.invoker.term() => {
                 tracing::info!(partition = partition.id(), term, "leader epoch established");
-                // Resume what the previous leader left running, and its timers.
-                let view = partition.view();
-                for id in invocation::running(&view) {
+                // Resume what the previous leader left running, and its
+                // timers; the scans run off the async workers.
+                let (running, pending) =
+                    partition.group.read_blocking(|view| (invocation::running(view), outbox::pending(view))).await;
+                for id in running {
                     self.tasks.spawn(self.invoker.clone().run(id));
                 }
-                timers.load(partition, partition.now_ms());
-                for message in outbox::pending(&view) {
+                timers.load(partition, partition.now_ms()).await;
+                for message in pending {
                     let _ = self.shipper.send(message);
                 }
             }

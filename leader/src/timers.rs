@@ -36,14 +36,16 @@ pub struct Timers {
 
 impl Timers {
     /// Loads the stored timers due up to `now + WINDOW_MS` that are not
-    /// loaded yet (at the start of an epoch: every overdue one too).
-    pub fn load(&mut self, partition: &Partition, now: u64) {
+    /// loaded yet (at the start of an epoch: every overdue one too). The
+    /// scan runs off the async workers: at the start of an epoch it may
+    /// cover many timers.
+    pub async fn load(&mut self, partition: &Partition, now: u64) {
         let until = now.saturating_add(WINDOW_MS);
         if until <= self.loaded_until {
             return;
         }
-        let view = partition.view();
-        self.due.extend(invocation::timers(&view, self.loaded_until, until));
+        let from = self.loaded_until;
+        self.due.extend(partition.group.read_blocking(move |view| invocation::timers(view, from, until)).await);
         self.loaded_until = until;
     }
 
@@ -70,10 +72,10 @@ impl Timers {
     /// timer, each in a task of its own (with the actor's other tasks), so
     /// that timers due together are proposed together and the proposer packs
     /// them into few Raft entries.
-    pub fn fire_due(&mut self, partition: &Arc<Partition>, term: u64, tasks: &mut JoinSet<()>) {
+    pub async fn fire_due(&mut self, partition: &Arc<Partition>, term: u64, tasks: &mut JoinSet<()>) {
         let now = partition.now_ms();
         if self.loaded_until > 0 && now + WINDOW_MS / 2 >= self.loaded_until {
-            self.load(partition, now);
+            self.load(partition, now).await;
         }
         while let Some(&(fire_at_ms, id, completion_id)) = self.due.first() {
             if fire_at_ms > now {

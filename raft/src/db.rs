@@ -184,6 +184,28 @@ impl Db {
         writer.send(Job { done, submitted: Instant::now() }).map_err(|_| DbError::WriterStopped)
     }
 
+    /// Runs storage work that may block for long (a scan, a large read)
+    /// on tokio's blocking pool, so an async worker thread, and every task
+    /// queued on it, does not wait for the disk meanwhile. A database
+    /// opened with [`Db::open_inline`] runs it in place instead: a
+    /// deterministic test must not depend on when another thread finishes.
+    pub async fn run_blocking<T, F>(self: &Arc<Self>, work: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db) -> T + Send + 'static,
+    {
+        if self.inline {
+            return work(self);
+        }
+        let db = self.clone();
+        match tokio::task::spawn_blocking(move || work(&db)).await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down, and with it the caller.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Writes ops and waits until they are durable.
     pub async fn write_durable(&self, ops: Vec<Op>) -> Result<(), std::io::Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -289,5 +311,27 @@ impl Writer {
                 (job.done)(r);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocking work leaves the async worker on a real database, and runs
+    /// in place (on the caller's thread) on a deterministic test database.
+    #[tokio::test]
+    async fn blocking_work_runs_off_the_worker_unless_inline() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let metrics = Arc::new(RaftMetricsSet::unregistered());
+        let here = std::thread::current().id();
+        let db = Db::open(&dir.path().join("real"), false, metrics).expect("open");
+        let (there, count) = db
+            .run_blocking(|db| (std::thread::current().id(), db.raw().iterator(rocksdb::IteratorMode::Start).count()))
+            .await;
+        assert_ne!(there, here);
+        assert_eq!(count, 0);
+        let inline = Db::open_inline(&dir.path().join("inline")).expect("open");
+        assert_eq!(inline.run_blocking(|_| std::thread::current().id()).await, here);
     }
 }

@@ -128,17 +128,32 @@ impl Group {
             Ok(Err(e)) => return Err(ProposeError::Unavailable(e.to_string())),
             Ok(Ok(_)) => {}
         }
-        let view = self.view();
-        let result = keel_partition::read(&view, query);
-        if let Some(e) = view.take_error() {
-            return Err(ProposeError::Unavailable(format!("storage read failed: {e}")));
-        }
-        result.map_err(|e| ProposeError::Unavailable(e.to_string()))
+        let query = query.clone();
+        self.read_blocking(move |view| {
+            let result = keel_partition::read(view, &query);
+            if let Some(e) = view.take_error() {
+                return Err(ProposeError::Unavailable(format!("storage read failed: {e}")));
+            }
+            result.map_err(|e| ProposeError::Unavailable(e.to_string()))
+        })
+        .await
     }
 
     /// A view of this replica's partition state (applied, not linearizable).
+    /// Reads through it block the calling thread: see [`Self::read_blocking`].
     pub fn view(&self) -> GroupView<'_> {
         GroupView::new(&self.db, self.id)
+    }
+
+    /// Runs `read` over this replica's applied state off the async workers
+    /// ([`Db::run_blocking`]): for scans and reads of unbounded size.
+    pub async fn read_blocking<T, F>(&self, read: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&GroupView<'_>) -> T + Send + 'static,
+    {
+        let id = self.id;
+        self.db.run_blocking(move |db| read(&GroupView::new(db, id))).await
     }
 
     /// The effects of applied entries, in apply order, for the runtime that
