@@ -21,7 +21,8 @@
 //!   quorum contact it needs to start attempts;
 //! - [`timers`], [`outbox`], [`waiters`], [`calls`]: durable timers, the
 //!   outbox shipper, callers waiting for results, and calls themselves;
-//! - [`catalog_cache`]: the node's parsed service catalog;
+//! - [`catalog_cache`]: the node's parsed service catalog, and
+//!   [`catalog_lookup`] the metadata group's when the node's lags;
 //! - `backoff`: the doubling pause of work retried until it succeeds;
 //! - `panics`: catching a loop's panic so it is logged and acted on;
 //! - [`clock`], [`endpoints`]: where "now" and SDK attempts come from, so
@@ -32,6 +33,7 @@ pub mod actor;
 mod backoff;
 pub mod calls;
 pub mod catalog_cache;
+pub mod catalog_lookup;
 pub mod clock;
 pub mod endpoints;
 pub mod invocations;

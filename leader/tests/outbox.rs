@@ -131,3 +131,47 @@ fn a_call_to_an_unknown_handler_fails_with_404() {
         assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
     });
 }
+
+/// Two sends to the same workflow's run handler from a node whose catalog
+/// does not know the workflow yet: each must get the workflow run's id
+/// (looked up in the metadata group's catalog), so the run happens once.
+/// Deciding on the stale catalog gave each send an id of its own, and the
+/// workflow ran twice.
+#[test]
+fn sends_to_a_workflow_the_local_catalog_lacks_yet_run_it_once() {
+    run(async {
+        let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed_or(204)).await;
+        let sender = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
+        cluster.net.starve(METADATA_GROUP, sender);
+        cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+        // The workflow's partition is on a node whose catalog knows it.
+        let (workflow, home) = key_on(&cluster, "w", |node| node != sender);
+        let input = format!("Flow/{workflow}");
+        let sends: Vec<(InvocationId, Envelope)> = (0..1000)
+            .map(|i| call_envelope("Sender", None, "send", input.as_bytes(), &format!("flow-{i}"), cluster.clock_now()))
+            .filter(|(id, _)| cluster.replicas(cluster.partition_of(id)).contains(&sender))
+            .take(2)
+            .collect();
+        assert_eq!(sends.len(), 2, "two sends on node {sender}");
+        for (id, envelope) in &sends {
+            assert_eq!(cluster.call(envelope, id, BUDGET).await.as_deref(), Some(b"sent".as_slice()));
+        }
+        let catalog = cluster.leaders(sender).catalog().expect("the sender's catalog");
+        assert!(catalog.service("Flow").is_none(), "seed {}: the sender's catalog did not lag", cluster.seed);
+        let got = count_reaches(&cluster, "Flow", &workflow, 1, Duration::from_secs(30)).await;
+        assert_eq!(got, Some(1), "seed {}: the workflow did not run", cluster.seed);
+        cluster.net.heal();
+        for (id, _) in &sends {
+            let partition = cluster.partition_of(id);
+            let emptied = poll(Duration::from_secs(30), || {
+                std::future::ready(cluster.outbox(sender, partition).is_empty().then_some(()))
+            });
+            assert!(emptied.await.is_some(), "seed {}: the outbox was not emptied", cluster.seed);
+        }
+        // Both sends went to the workflow run's own invocation.
+        let run = keel_partition::idempotency::workflow_run_id("Flow", &workflow);
+        assert!(cluster.holds_invocation(home, &run).await, "seed {}: the sends missed the workflow run", cluster.seed);
+        assert_eq!(cluster.count("Flow", &workflow).await, Some(1), "seed {}: the workflow ran twice", cluster.seed);
+        assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}

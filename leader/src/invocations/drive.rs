@@ -9,6 +9,7 @@
 
 use super::frames::{awaited, parks};
 use super::{Invoker, Live, Next, checked, id_string, refused};
+use crate::catalog_lookup::catalog_for;
 use crate::retry::Failure;
 use keel_endpoint::EndpointAddress;
 use keel_invoker::{AttemptEvent, AttemptInput, AttemptParams};
@@ -64,7 +65,7 @@ impl Invoker {
         frames: &[Frame],
         produced: &mut u32,
     ) -> Result<(), Next> {
-        let workflow_runs = self.workflow_runs(frames);
+        let workflow_runs = self.workflow_runs(frames).await?;
         let entries = frames.iter().map(|f| f.to_bytes().to_vec()).collect();
         let at = *produced;
         *produced += frames.len() as u32;
@@ -72,11 +73,12 @@ impl Invoker {
     }
 
     /// The positions in `frames` of calls and sends to a workflow's run
-    /// handler, per the catalog (which the partition's apply cannot read):
-    /// such a call gets the workflow run's id, so it runs once per workflow id.
-    fn workflow_runs(&self, frames: &[Frame]) -> Vec<u32> {
+    /// handler, per a catalog that knows the target (which the partition's
+    /// apply cannot read; see [`crate::catalog_lookup`]): such a call gets
+    /// the workflow run's id, so it runs once per workflow id. If no
+    /// catalog can be consulted the attempt fails, rather than guess.
+    async fn workflow_runs(&self, frames: &[Frame]) -> Result<Vec<u32>, Next> {
         use keel_protocol::message::MessageType;
-        let mut catalog = None;
         let mut positions = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
             // Only calls and sends are decoded, and the catalog read only for them.
@@ -88,7 +90,9 @@ impl Invoker {
                 Ok(Message::OneWayCallCommand(c)) => (c.service_name, c.handler_name),
                 _ => continue,
             };
-            let Some(catalog) = catalog.get_or_insert_with(|| self.partition.catalog().ok()) else { continue };
+            let catalog = catalog_for(&self.partition, &service, &handler)
+                .await
+                .map_err(|e| Next::Retry(Failure::transient(e.to_string())))?;
             let workflow_run = catalog.service(&service).is_some_and(|(_, s)| {
                 s.handlers.iter().any(|h| h.name == handler && invocation::handler_kind(s, h) == HandlerKind::Workflow)
             });
@@ -96,7 +100,7 @@ impl Invoker {
                 positions.push(i as u32);
             }
         }
-        positions
+        Ok(positions)
     }
 
     /// Waits until every queued proposal is applied, in order. The first

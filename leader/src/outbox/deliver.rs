@@ -1,19 +1,14 @@
 //! Delivering one outbox message: the command it becomes on the partition
 //! that applies it, proposed there through the router.
 //!
-//! An `Invoke` needs the target handler's kind and retention from the
-//! catalog, which this node reads from its own replica of the metadata
-//! group. That replica may lag: a service registered through another node
-//! a moment ago, then called by a handler here, is not in it yet. So a
-//! handler the local catalog does not know is looked up again in the
-//! metadata group's catalog, read from its leader after a linearizability
-//! check (as the ingress confirms a miss), and only a handler that one
-//! does not know either fails the call with 404. While the metadata group
-//! cannot be read, the message is retried like any other failed delivery:
-//! nothing is dropped on the word of a catalog that may be stale. Each
-//! miss costs one such read; a handler pays for each of its sends with a
-//! journal entry anyway.
+//! An `Invoke` needs the target handler's kind and retention from a
+//! catalog that knows the handler ([`crate::catalog_lookup`]): only a
+//! handler the metadata group's current catalog does not know either fails
+//! the call with 404. While the metadata group cannot be read, the message
+//! is retried like any other failed delivery: nothing is dropped on the
+//! word of a catalog that may be stale.
 
+use crate::catalog_lookup::{CatalogError, catalog_for};
 use crate::partition::Partition;
 use keel_partition::attach;
 use keel_partition::catalog::Catalog;
@@ -21,25 +16,19 @@ use keel_partition::invocation::{
     self, HandlerKind, Intervention, InvocationKey, InvocationRecord, InvocationResult, Status, Target,
 };
 use keel_partition::outbox::{self, OutboxMessage};
-use keel_partition::{
-    ApplyError, Command, Envelope, METADATA_GROUP, Query, QueryResult, idempotency, partition_for_key,
-};
+use keel_partition::{ApplyError, Command, Envelope, idempotency, partition_for_key};
 use keel_protocol::InvocationId;
 use keel_raft::router::RouteError;
 
 /// Why a delivery failed; the shipper retries it.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ShipError {
-    /// The receiving partition (or, to confirm an unknown handler, the
-    /// metadata group) could not be reached or did not commit.
+    /// The receiving partition could not be reached or did not commit.
     #[error(transparent)]
     Route(#[from] RouteError),
-    /// This node's catalog could not be read.
-    #[error("the local catalog is unreadable: {0}")]
-    LocalCatalog(String),
-    /// The metadata group answered a catalog read with something else.
-    #[error("unexpected answer to a catalog read: {0}")]
-    CatalogAnswer(String),
+    /// No catalog that knows the target could be consulted.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// The 404 answer to a caller could not be framed.
     #[error("cannot answer the caller: {0}")]
     Answer(#[from] ApplyError),
@@ -135,15 +124,8 @@ async fn resolve(
     handler: &str,
     idempotent: bool,
 ) -> Result<Option<(HandlerKind, u64)>, ShipError> {
-    let local = partition.catalog().map_err(ShipError::LocalCatalog)?;
-    if let Some(found) = schema(&local, service, handler, idempotent) {
-        return Ok(Some(found));
-    }
-    let current = match partition.services.router.read(METADATA_GROUP, &Query::Catalog).await? {
-        QueryResult::Catalog(data) => Catalog::new(data),
-        other => return Err(ShipError::CatalogAnswer(format!("{other:?}"))),
-    };
-    Ok(schema(&current, service, handler, idempotent))
+    let catalog = catalog_for(partition, service, handler).await?;
+    Ok(schema(&catalog, service, handler, idempotent))
 }
 
 /// What [`resolve`] finds in one catalog.

@@ -17,7 +17,8 @@
 //!   the callee's output, or `failed CODE: ` and the failure's message;
 //! - `Tally/add` (virtual object, in [`LATE_MANIFEST`], which a test
 //!   registers when it wants a service some node does not know yet):
-//!   counts like `Counter/add`;
+//!   counts like `Counter/add`; so does `Flow/add`, a workflow's run
+//!   handler in the same manifest;
 //! - `Runner/step` (service): one `ctx.run` whose closure counts how often
 //!   it ran for this invocation and returns that count, then answers the
 //!   run's stored result. A closure that runs again after its result was
@@ -70,7 +71,8 @@ pub const MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion"
 
 /// A second deployment of this SDK, with a service of its own.
 pub const LATE_MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
-  "services":[{"name":"Tally","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]}]}"#;
+  "services":[{"name":"Tally","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]},
+    {"name":"Flow","ty":"WORKFLOW","handlers":[{"name":"add","ty":"WORKFLOW"}]}]}"#;
 
 /// The in-process SDK (clones share what they saw).
 #[derive(Clone)]
@@ -397,7 +399,7 @@ impl Endpoints for FakeSdk {
         let sdk = self.clone();
         Box::pin(async move {
             match (params.service.as_str(), params.handler.as_str()) {
-                ("Counter" | "Tally", "add") => sdk.counter(params, events).await,
+                ("Counter" | "Tally" | "Flow", "add") => sdk.counter(params, events).await,
                 ("Sleeper", "nap") => sdk.nap(params, events).await,
                 ("Sender", "send") => sdk.send(params, events).await,
                 ("Caller", "call") => sdk.call(params, events).await,
