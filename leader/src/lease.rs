@@ -8,13 +8,20 @@
 //! outside the log, every time an attempt is retried. So the invocation
 //! run loops ask the lease first: a leader whose last quorum
 //! acknowledgement (openraft's `millis_since_quorum_ack`) is older than
-//! the minimum election timeout starts no attempt, and ends the attempts
-//! it has in flight, until a quorum answers again. By then the followers
-//! may have elected another leader, which is who should act.
+//! the minimum election timeout starts no attempt until a quorum answers
+//! again. By then the followers may have elected another leader, which is
+//! who should act.
+//!
+//! An attempt already in flight goes on: the SDK waits for each `ctx.run`
+//! result to be stored before it goes past it, and without a quorum
+//! nothing is stored, so the attempt does no further side effect. Ending
+//! it would only throw away the result of the step it is in, which would
+//! then run again, although a quorum back within the commit timeout
+//! (followers paused for a second) would have stored it.
 //!
 //! One watcher per leader term samples the metric every heartbeat interval
-//! and publishes only changes, so the attempts waiting on the lease are
-//! woken when it is lost or regained, not on every metrics update.
+//! and publishes only changes, so the run loops waiting for the lease are
+//! woken when it is regained, not on every metrics update.
 
 use crate::partition::Partition;
 use std::sync::Arc;
@@ -56,11 +63,5 @@ impl Lease {
         let mut rx = self.0.clone();
         // An error means the watcher is gone: the actor is stopping.
         let _ = rx.wait_for(|held| *held).await;
-    }
-
-    /// Waits until the lease is lost.
-    pub async fn lost(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|held| !*held).await;
     }
 }

@@ -263,7 +263,8 @@ fn a_leader_without_a_quorum_starts_no_attempts() {
         for follower in cluster.ids().into_iter().filter(|n| *n != leader) {
             cluster.net.mute(follower);
         }
-        // The attempt under way, if any, ends within the lease (300 ms).
+        // An attempt under way, if any, ends (a flaky one fails within its
+        // think time); the lease (300 ms) runs out meanwhile.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = runs();
         tokio::time::sleep(Duration::from_secs(60)).await;

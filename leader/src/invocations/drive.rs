@@ -183,13 +183,6 @@ impl Invoker {
                         attempt.abort();
                         break Next::Stop("the invocation was stopped".into());
                     }
-                    // Cut off from a quorum: the SDK's next side effects
-                    // might be repeated by whoever leads next (see `lease`).
-                    // What it proposed may still commit: in doubt.
-                    _ = self.lease.lost() => {
-                        attempt.abort();
-                        break Next::InDoubt(Failure::transient("this leader lost contact with a quorum"));
-                    }
                     // Cancellation-safe: `recv` removes a message only when it returns it.
                     event = events.recv() => event,
                 },
