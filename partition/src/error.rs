@@ -17,8 +17,10 @@ use std::fmt;
 /// failures are [`Response`](crate::Response)s instead.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// A stored value could not be decoded, or contradicts the state around it.
-    #[error("corrupt partition state under key {key:?}: {reason}")]
+    /// A stored value could not be decoded, or contradicts the state around
+    /// it. The key is shown with printable ASCII as is and other bytes as
+    /// `\xNN`, so an operator can find it in the log and in `/cluster`.
+    #[error("corrupt partition state under key \"{}\": {reason}", key.escape_ascii())]
     Corrupt {
         /// The key whose value is unreadable or inconsistent.
         key: Vec<u8>,
@@ -68,5 +70,18 @@ impl fmt::Display for Id<'_> {
             Ok(id) => id.fmt(f),
             Err(_) => write!(f, "{:?}", self.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApplyError;
+
+    /// The key of corrupt state reads as text where it is text, with the
+    /// other bytes escaped: it ends up in the log and in `/cluster`.
+    #[test]
+    fn a_corrupt_key_is_shown_readably() {
+        let e = ApplyError::corrupt(b"\x01Counter\x00k\xff".to_vec(), "3 bytes, expected 8");
+        assert_eq!(e.to_string(), r#"corrupt partition state under key "\x01Counter\x00k\xff": 3 bytes, expected 8"#);
     }
 }
