@@ -203,6 +203,7 @@ impl BenchCluster {
             let router = Arc::new(Router::new(registry.clone(), peers));
             let options = LeaderOptions {
                 max_concurrent_invocations: 1000,
+                max_concurrent_invocations_per_deployment: keel_leader::slots::default_per_deployment(1000),
                 endpoints: Arc::new(HttpEndpoints::default()),
                 clock: Arc::new(SystemClock),
             };

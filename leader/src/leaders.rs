@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::endpoints::Endpoints;
 use crate::panics::caught;
 use crate::partition::{Partition, Services};
+use crate::slots::Slots;
 use crate::supervisor;
 use crate::waiters::Waiters;
 use futures::future::BoxFuture;
@@ -21,7 +22,6 @@ use keel_raft::messages::ProposeError;
 use keel_raft::router::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How the leader runtime runs.
@@ -29,6 +29,11 @@ pub struct LeaderOptions {
     /// Invocation attempts in flight at once on this node, over all its
     /// partitions; more wait for a slot (they never fail for it).
     pub max_concurrent_invocations: usize,
+    /// How many of those slots the attempts of one deployment may hold at
+    /// once, so that a deployment that stops answering leaves the rest to
+    /// the others ([`crate::slots`]; usually
+    /// [`crate::slots::default_per_deployment`]).
+    pub max_concurrent_invocations_per_deployment: usize,
     /// Runs attempts against SDK endpoints.
     pub endpoints: Arc<dyn Endpoints>,
     /// Where "now" comes from.
@@ -53,7 +58,7 @@ impl Leaders {
             catalog,
             endpoints: options.endpoints,
             clock: options.clock,
-            slots: Arc::new(Semaphore::new(options.max_concurrent_invocations)),
+            slots: Slots::new(options.max_concurrent_invocations, options.max_concurrent_invocations_per_deployment),
         });
         let mut partitions = BTreeMap::new();
         for group in registry.groups() {

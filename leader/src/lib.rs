@@ -23,6 +23,8 @@
 //!   outbox shipper, callers waiting for results, and calls themselves;
 //! - [`catalog_cache`]: the node's parsed service catalog, and
 //!   [`catalog_lookup`] the metadata group's when the node's lags;
+//! - [`slots`]: the node's slots for attempts in flight, and each
+//!   deployment's share of them;
 //! - `backoff`: the doubling pause of work retried until it succeeds;
 //! - `panics`: catching a loop's panic so it is logged and acted on;
 //! - [`clock`], [`endpoints`]: where "now" and SDK attempts come from, so
@@ -42,6 +44,7 @@ pub mod outbox;
 mod panics;
 pub mod partition;
 pub mod retry;
+pub mod slots;
 pub mod supervisor;
 pub mod timers;
 pub mod waiters;

@@ -4,6 +4,7 @@
 use crate::catalog_cache::CatalogCache;
 use crate::clock::Clock;
 use crate::endpoints::Endpoints;
+use crate::slots::Slots;
 use crate::waiters::Waiters;
 use keel_partition::catalog::Catalog;
 use keel_partition::{Envelope, Response};
@@ -12,7 +13,6 @@ use keel_raft::messages::ProposeError;
 use keel_raft::router::Router;
 use keel_raft::state_machine::GroupView;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// What the leaders of all partitions of a node share.
 pub struct Services {
@@ -26,8 +26,9 @@ pub struct Services {
     pub endpoints: Arc<dyn Endpoints>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
-    /// The node's slots for invocation attempts in flight (all partitions).
-    pub slots: Arc<Semaphore>,
+    /// The node's slots for invocation attempts in flight (all
+    /// partitions), and each deployment's share of them.
+    pub slots: Slots,
 }
 
 /// One partition as its leader works with it.

@@ -52,6 +52,7 @@ const KEYS: &[&str] = &[
     "election_timeout_ms",
     "max_body_bytes",
     "max_concurrent_invocations",
+    "max_concurrent_invocations_per_deployment",
     "max_inflight_requests",
     "attach_timeout",
     "http_header_timeout",
@@ -104,6 +105,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Invocation attempts in flight at once on this node (≥1); more wait.
     pub max_concurrent_invocations: usize,
+    /// Of those, the attempts of one deployment (≥1), so that a deployment
+    /// that stops answering leaves the other slots to the rest; at or above
+    /// `max_concurrent_invocations` one deployment may take every slot.
+    pub max_concurrent_invocations_per_deployment: usize,
     /// Ingress requests served at once on this node (≥1); more get 429.
     pub max_inflight_requests: usize,
     /// How long an attach request blocks before answering 202 with the
@@ -229,6 +234,12 @@ struct Cli {
     /// [env: KEEL_MAX_CONCURRENT_INVOCATIONS] [default: 1000]
     #[arg(long, value_name = "N")]
     max_concurrent_invocations: Option<String>,
+    /// Of those, the attempts of one deployment, so that one that stops
+    /// answering cannot hold every slot [env:
+    /// KEEL_MAX_CONCURRENT_INVOCATIONS_PER_DEPLOYMENT] [default: half of
+    /// --max-concurrent-invocations, rounded up]
+    #[arg(long, value_name = "N")]
+    max_concurrent_invocations_per_deployment: Option<String>,
     /// Ingress requests served at once on this node; more are refused with
     /// 429 [env: KEEL_MAX_INFLIGHT_REQUESTS] [default: 10000]
     #[arg(long, value_name = "N")]
@@ -299,6 +310,7 @@ impl Cli {
             ("election_timeout_ms", &self.election_timeout_ms),
             ("max_body_bytes", &self.max_body_bytes),
             ("max_concurrent_invocations", &self.max_concurrent_invocations),
+            ("max_concurrent_invocations_per_deployment", &self.max_concurrent_invocations_per_deployment),
             ("max_inflight_requests", &self.max_inflight_requests),
             ("attach_timeout", &self.attach_timeout),
             ("http_header_timeout", &self.http_header_timeout),
@@ -519,11 +531,15 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let body_limit = keel_raft::proposer::MAX_ENTRY_BYTES - (1 << 20);
     max_body_bytes.check(|v| (1..=body_limit).contains(v), format!("must be between 1 and {body_limit}"))?;
     let max_invocations = src.value("max_concurrent_invocations", num::<usize>, 1000)?;
-    max_invocations
-        .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
+    permits(&max_invocations)?;
+    let per_deployment = src.value(
+        "max_concurrent_invocations_per_deployment",
+        num::<usize>,
+        keel_leader::slots::default_per_deployment(max_invocations.value),
+    )?;
+    permits(&per_deployment)?;
     let max_inflight = src.value("max_inflight_requests", num::<usize>, 10_000)?;
-    max_inflight
-        .check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")?;
+    permits(&max_inflight)?;
     let attach_timeout = src.value("attach_timeout", keel_ingress::parse_duration, Duration::from_secs(300))?;
     let header_timeout = src.value("http_header_timeout", bounded_duration, Duration::from_secs(30))?;
     let body_timeout = src.value("http_body_timeout", bounded_duration, Duration::from_secs(60))?;
@@ -551,6 +567,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         election_timeout_ms: election.value,
         max_body_bytes: max_body_bytes.value,
         max_concurrent_invocations: max_invocations.value,
+        max_concurrent_invocations_per_deployment: per_deployment.value,
         max_inflight_requests: max_inflight.value,
         attach_timeout: Some(attach_timeout.value).filter(|d| !d.is_zero()),
         http_header_timeout: header_timeout.value,
@@ -561,6 +578,12 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         log: log.value,
         config_file: cli.config,
     })
+}
+
+/// A count of semaphore permits (slots, requests in flight): at least 1,
+/// and no more than a semaphore holds.
+fn permits(count: &Val<usize>) -> Result<(), ConfigError> {
+    count.check(|v| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(v), "must be at least 1 (and fit a semaphore)")
 }
 
 /// A timeout between 1 ms and a day: zero would refuse every request (or

@@ -102,6 +102,7 @@ pub async fn run(config: Config) -> Result<Exit> {
     let router = Arc::new(Router::new(registry.clone(), peers));
     let leader_options = LeaderOptions {
         max_concurrent_invocations: config.max_concurrent_invocations,
+        max_concurrent_invocations_per_deployment: config.max_concurrent_invocations_per_deployment,
         endpoints: Arc::new(HttpEndpoints::default()),
         clock: Arc::new(SystemClock),
     };

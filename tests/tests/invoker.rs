@@ -1,8 +1,10 @@
 //! End-to-end tests of the leader-side invoker with the real SDK services of
 //! `tests/services/ts/invoker.mjs` and `tests/services/py/invoker_services.py`:
 //! retry policies (pause, resume, kill), a `kill -9` while a `ctx.run` runs,
-//! suspension by the inactivity timeout, the abort timeout and the per-node
-//! limit of attempts in flight. (`invoker_deployments.rs` and
+//! suspension by the inactivity timeout, the abort timeout, the per-node
+//! limit of attempts in flight and a deployment's share of it, which keeps
+//! an endpoint that never answers from delaying the others.
+//! (`invoker_deployments.rs` and
 //! `invoker_signals.rs` hold the rest.)
 //!
 //! Needs the `keel` binary (`cargo build -p keel`) and the SDK runtimes
@@ -14,7 +16,7 @@ mod invoker_support;
 use anyhow::{Context, Result, ensure};
 use invocation_support::*;
 use invoker_support::*;
-use keel_e2e::{Cluster, Sdk, run_test};
+use keel_e2e::{Cluster, Sdk, SdkService, run_test};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------
@@ -328,7 +330,8 @@ async fn abort_scenario() -> Result<()> {
 // concurrency_limit_queues_attempts
 // ---------------------------------------------------------------------------
 
-/// One node started with `--max-concurrent-invocations 2`; the TypeScript
+/// One node started with `--max-concurrent-invocations 2` and as large a
+/// share for one deployment (the default would be half); the TypeScript
 /// invoker services registered. `Waiter/waitFile` writes its awakeable id
 /// to a file named after its key and the most handlers waiting at once to
 /// `max-in-flight` (files, because any call would need a slot too).
@@ -342,7 +345,9 @@ async fn concurrency_limit_queues_attempts() {
 }
 
 async fn concurrency_scenario() -> Result<()> {
-    let c = Cluster::start(1, &["--max-concurrent-invocations", "2"]).await?;
+    let c =
+        Cluster::start(1, &["--max-concurrent-invocations", "2", "--max-concurrent-invocations-per-deployment", "2"])
+            .await?;
     let ts = invoker_services(&c, Sdk::TypeScript).await?;
     let api = c.nodes[0].api.clone();
     wait_for_services(std::slice::from_ref(&api), &["Waiter"]).await?;
@@ -382,6 +387,60 @@ async fn concurrency_scenario() -> Result<()> {
     }
     let max = std::fs::read_to_string(dir.join("max-in-flight"))?;
     ensure!(max == "2", "at most {max} handlers ran at once, expected 2");
+
+    ts.finish();
+    c.finish();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// hung_endpoint_does_not_delay_other_deployments
+// ---------------------------------------------------------------------------
+
+/// One node started with `--max-concurrent-invocations 4` (a deployment's
+/// share of the slots is then 2); the TypeScript services and an endpoint
+/// that takes requests and never answers (`Hung/wait`, [`HungEndpoint`])
+/// registered as two deployments.
+///
+/// Six invocations of `Hung/wait` are sent: the endpoint gets two requests
+/// (its deployment's share) and holds them; the other four wait without
+/// holding a slot. `Greeter/greet` still answers within 10 s (before the
+/// share, the hung endpoint held all four slots, each for its attempt's
+/// inactivity and abort timeouts: 11 minutes), and the endpoint still
+/// holds two requests, no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hung_endpoint_does_not_delay_other_deployments() {
+    run_test("hung_endpoint_does_not_delay_other_deployments", hung_endpoint_scenario()).await;
+}
+
+async fn hung_endpoint_scenario() -> Result<()> {
+    let c = Cluster::start(1, &["--max-concurrent-invocations", "4"]).await?;
+    let api = c.nodes[0].api.clone();
+    let ts = SdkService::start(Sdk::TypeScript, c.dir()).await?;
+    register(&api, &ts.uri()).await?;
+    let hung = HungEndpoint::start().await?;
+    hung.register(&api).await?;
+    wait_for_services(std::slice::from_ref(&api), &["Greeter", "Hung"]).await?;
+
+    for _ in 0..6 {
+        send(&api, "/Hung/wait", "").await?;
+    }
+    keel_e2e::poll_until(keel_e2e::LEADER_TIMEOUT, "the hung endpoint to hold two requests", async || {
+        let held = hung.held();
+        if held >= 2 { Ok(Some(())) } else { anyhow::bail!("it holds {held}") }
+    })
+    .await?;
+    // Whatever else could start has started.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let started = std::time::Instant::now();
+    let greet =
+        tokio::time::timeout(std::time::Duration::from_secs(10), api.ingress_post("/Greeter/greet", r#""Ann""#))
+            .await
+            .context("Greeter/greet waited behind the hung endpoint for 10 s")??;
+    expect_output(&greet, r#""Hello, Ann!""#)?;
+    ensure!(hung.held() == 2, "the hung endpoint holds {} requests, expected its share of 2", hung.held());
+    eprintln!("Greeter/greet answered in {:?} beside the hung endpoint", started.elapsed());
 
     ts.finish();
     c.finish();

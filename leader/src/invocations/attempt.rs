@@ -1,9 +1,10 @@
 //! Preparing one attempt: everything the SDK is started with comes from
-//! the partition's applied state and the catalog, read once: the record
-//! and journal, the deployment (pinned by the first attempt that stores
-//! anything, so a replay runs the code that wrote the journal), the
-//! handler's retry policy and timeouts, and an object's state sent
-//! eagerly.
+//! the partition's applied state and the catalog, read once the attempt
+//! holds its slots: the record and journal, the deployment (pinned by the
+//! first attempt that stores anything, so a replay runs the code that
+//! wrote the journal), the handler's retry policy and timeouts, and an
+//! object's state sent eagerly. Which slots it waits for depends on the
+//! deployment, so that is looked up before the wait too.
 
 use super::frames::decode_journal;
 use super::{Attempts, Invoker, Next, id_string};
@@ -11,51 +12,92 @@ use crate::retry::{Failure, RetryPolicy};
 use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, HttpVersion};
 use keel_invoker::{AttemptParams, AttemptTimeouts};
-use keel_partition::catalog::ServiceOverrides;
-use keel_partition::invocation::{self, InvocationKey, Status};
+use keel_partition::catalog::{Catalog, ServiceOverrides};
+use keel_partition::invocation::{self, InvocationKey, InvocationRecord, Status};
 use keel_partition::{Command, Query, QueryResult};
 use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::{InvocationId, VersionPolicy};
+use keel_raft::state_machine::GroupView;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 impl Invoker {
     /// Runs one attempt of invocation `id`, if it is still to run: waits
-    /// for one of the node's attempt slots, prepares the attempt from the
-    /// stored state and drives it ([`Self::drive`]).
+    /// for a slot of the deployment it runs on and one of the node's
+    /// ([`crate::slots`]), prepares the attempt from the stored state and
+    /// drives it ([`Self::drive`]).
     pub(super) async fn attempt(&self, id: &InvocationKey, attempts: &mut Attempts) -> Next {
-        // One of the node's slots for attempts in flight, held until the
-        // attempt ends. Waiting for it is not a failure; the record is read
-        // after the wait, so an invocation killed meanwhile does not start.
-        let Ok(_slot) = self.partition.services.slots.acquire().await else {
-            return Next::Stop("the node's invocation slots are closed".into());
+        let mut deployment = match self.runnable(&self.partition.view(), id) {
+            Ok(runnable) => runnable.deployment_id,
+            Err(next) => return next,
         };
-        let view = self.partition.view();
-        let (record, journal) = match invocation::load(&view, id) {
-            Ok(Some(record)) => {
-                let journal = invocation::journal_of(&view, id, &record);
-                (record, journal)
+        // The slots are held until the attempt ends. Waiting for them is
+        // not a failure; the state is read after the wait, so an invocation
+        // killed meanwhile does not start.
+        let (_slot, prepared) = loop {
+            let slot = self.partition.services.slots.acquire(&deployment).await;
+            let prepared = match self.prepare(id, attempts) {
+                Ok(prepared) => prepared,
+                Err(next) => return next,
+            };
+            if prepared.deployment_id == deployment {
+                break (slot, prepared);
             }
-            Ok(None) => return Next::Done,
-            Err(e) => return Next::Stop(format!("invocation record unreadable: {e}")),
+            // The service got a new revision while the attempt waited: it
+            // runs on that deployment, so it waits for one of its slots.
+            deployment = prepared.deployment_id;
+        };
+        let Prepared { deployment_id, address, params, pin } = prepared;
+        tracing::debug!(partition = self.partition.id(), invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
+        let known = params.journal.len() as u32;
+        self.partition.waiters.unpark(id);
+        let (next, seen) = self.drive(id, &address, params, pin).await;
+        if seen > known {
+            attempts.failures_since_stored = 0;
+            attempts.last_stored = Instant::now();
+        }
+        next
+    }
+
+    /// The invocation's record if it is still to run, with the catalog and
+    /// the deployment its attempt runs on: the one its journal is pinned
+    /// to, else the one of the service's latest revision.
+    fn runnable(&self, view: &GroupView<'_>, id: &InvocationKey) -> Result<Runnable, Next> {
+        let record = match invocation::load(view, id) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(Next::Done),
+            Err(e) => return Err(Next::Stop(format!("invocation record unreadable: {e}"))),
         };
         if record.status != Status::Invoked {
-            return Next::Done;
+            return Err(Next::Done);
         }
         let catalog = match self.partition.catalog() {
             Ok(c) => c,
-            Err(e) => return Next::Retry(Failure::transient(format!("catalog unreadable: {e}"))),
+            Err(e) => return Err(Next::Retry(Failure::transient(format!("catalog unreadable: {e}")))),
         };
         let service = &record.target.service;
         let deployment_id = match &record.deployment_id {
             Some(d) => d.clone(),
             None => match catalog.services.get(service) {
                 Some(s) => s.deployment_id.clone(),
-                None => return Next::Retry(Failure::transient(format!("service {service} is not registered"))),
+                None => return Err(Next::Retry(Failure::transient(format!("service {service} is not registered")))),
             },
         };
+        Ok(Runnable { record, catalog, deployment_id })
+    }
+
+    /// Everything the attempt is started with, read from the partition's
+    /// applied state and the catalog as they are now.
+    fn prepare(&self, id: &InvocationKey, attempts: &mut Attempts) -> Result<Prepared, Next> {
+        let view = self.partition.view();
+        let Runnable { record, catalog, deployment_id } = self.runnable(&view, id)?;
+        let journal = invocation::journal_of(&view, id, &record);
+        let service = &record.target.service;
         let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
-            return Next::Retry(Failure::transient(format!("deployment {deployment_id} of service {service} is gone")));
+            return Err(Next::Retry(Failure::transient(format!(
+                "deployment {deployment_id} of service {service} is gone"
+            ))));
         };
         // Queued before the attempt's first journal entry or suspension
         // (see `drive_events`); an attempt that goes straight to its result
@@ -78,11 +120,13 @@ impl Invoker {
         };
         let protocol_version = match manifest.select_protocol_version(&VersionPolicy::default()) {
             Ok(v) => v,
-            Err(e) => return Next::Retry(Failure::transient(format!("deployment {deployment_id}: {e}"))),
+            Err(e) => return Err(Next::Retry(Failure::transient(format!("deployment {deployment_id}: {e}")))),
         };
         let mut address = match deployment.uri.parse() {
             Ok(uri) => EndpointAddress::new(uri),
-            Err(e) => return Next::Retry(Failure::transient(format!("deployment uri {}: {e}", deployment.uri))),
+            Err(e) => {
+                return Err(Next::Retry(Failure::transient(format!("deployment uri {}: {e}", deployment.uri))));
+            }
         };
         address.use_http_11 = deployment.use_http_11;
         for (name, value) in &deployment.additional_headers {
@@ -92,7 +136,7 @@ impl Invoker {
         }
         let frames = match decode_journal(&journal) {
             Ok(f) => f,
-            Err(e) => return Next::Stop(format!("stored journal unreadable: {e}")),
+            Err(e) => return Err(Next::Stop(format!("stored journal unreadable: {e}"))),
         };
         let eager_state = record.target.key.as_ref().map(|key| {
             let query = Query::GetState { service: service.clone(), object_key: key.clone() };
@@ -105,7 +149,7 @@ impl Invoker {
         });
         let invocation_id = match InvocationId::from_bytes(id) {
             Ok(i) => i,
-            Err(e) => return Next::Stop(format!("invalid invocation id: {e}")),
+            Err(e) => return Err(Next::Stop(format!("invalid invocation id: {e}"))),
         };
         let params = AttemptParams {
             invocation_id,
@@ -124,17 +168,25 @@ impl Invoker {
             headers: Vec::new(),
             timeouts,
         };
-        drop(view);
-        tracing::debug!(partition = self.partition.id(), invocation = %id_string(id), deployment = %deployment_id, "starting an attempt");
-        let known = params.journal.len() as u32;
-        self.partition.waiters.unpark(id);
-        let (next, seen) = self.drive(id, &address, params, pin).await;
-        if seen > known {
-            attempts.failures_since_stored = 0;
-            attempts.last_stored = Instant::now();
-        }
-        next
+        Ok(Prepared { deployment_id, address, params, pin })
     }
+}
+
+/// An invocation that is to run, and where.
+struct Runnable {
+    record: InvocationRecord,
+    catalog: Arc<Catalog>,
+    deployment_id: String,
+}
+
+/// An attempt ready to be driven.
+struct Prepared {
+    deployment_id: String,
+    address: EndpointAddress,
+    params: AttemptParams,
+    /// The deployment pin to journal with the attempt's first entry, if
+    /// the invocation has none yet.
+    pin: Option<Command>,
 }
 
 /// The timeouts of an attempt of `handler`: the handler's manifest value,

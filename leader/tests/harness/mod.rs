@@ -69,6 +69,8 @@ pub struct Cluster {
     partitions: u32,
     /// Replicas per partition (the metadata group has one on every node).
     replication: usize,
+    /// Slots for attempts in flight per node (keel's `--max-concurrent-invocations`).
+    slots: usize,
     nodes: Mutex<BTreeMap<u64, Node>>,
     addrs: BTreeMap<u64, String>,
     settings: RaftSettings,
@@ -85,6 +87,17 @@ impl Cluster {
 
     /// [`Cluster::start`] with `replication` replicas per partition.
     pub async fn start_replicated(n: u64, partitions: u32, replication: usize, seed: u64) -> Cluster {
+        Cluster::boot(n, partitions, replication, seed, 100).await
+    }
+
+    /// [`Cluster::start`] with `slots` slots for attempts in flight per node
+    /// (keel's `--max-concurrent-invocations`), a deployment's share of
+    /// them as keel's default.
+    pub async fn start_with_slots(n: u64, partitions: u32, seed: u64, slots: usize) -> Cluster {
+        Cluster::boot(n, partitions, n.min(3) as usize, seed, slots).await
+    }
+
+    async fn boot(n: u64, partitions: u32, replication: usize, seed: u64, slots: usize) -> Cluster {
         keel_raft::runtime::seed_thread_rng(seed);
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = TokioClock::starting_at(EPOCH_MS);
@@ -102,6 +115,7 @@ impl Cluster {
             clock,
             partitions,
             replication,
+            slots,
             nodes: Mutex::new(nodes),
             addrs,
             settings,
@@ -151,7 +165,8 @@ impl Cluster {
                 .expect("groups start");
         let router = Arc::new(Router::new(registry.clone(), peers));
         let options = LeaderOptions {
-            max_concurrent_invocations: 100,
+            max_concurrent_invocations: self.slots,
+            max_concurrent_invocations_per_deployment: keel_leader::slots::default_per_deployment(self.slots),
             endpoints: Arc::new(self.sdk.clone()),
             clock: Arc::new(self.clock),
         };

@@ -26,7 +26,10 @@
 //!   [`FakeSdk::executions`];
 //! - `Runner/flaky` (service): does something outside the journal (an
 //!   email, say; counted in [`FakeSdk::executions`]), then fails the
-//!   attempt as a broken connection would, every time.
+//!   attempt as a broken connection would, every time;
+//! - `Hung/wait` (service, in [`HUNG_MANIFEST`], a deployment of its own):
+//!   an endpoint that takes the request and never answers; its attempts
+//!   last until keel gives them up ([`FakeSdk::hung`] counts them).
 //!
 //! Like real handler code, it takes time: before each command it thinks
 //! for a seeded random while (up to [`MAX_THINK`]), so attempts are still
@@ -53,6 +56,7 @@ use keel_protocol::{Flags, Frame, Message};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -74,6 +78,10 @@ pub const LATE_MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVer
   "services":[{"name":"Tally","ty":"VIRTUAL_OBJECT","handlers":[{"name":"add","ty":"EXCLUSIVE"}]},
     {"name":"Flow","ty":"WORKFLOW","handlers":[{"name":"add","ty":"WORKFLOW"}]}]}"#;
 
+/// A deployment whose endpoint never answers.
+pub const HUNG_MANIFEST: &str = r#"{"protocolMode":"BIDI_STREAM","minProtocolVersion":5,"maxProtocolVersion":5,
+  "services":[{"name":"Hung","ty":"SERVICE","handlers":[{"name":"wait"}]}]}"#;
+
 /// The in-process SDK (clones share what they saw).
 #[derive(Clone)]
 pub struct FakeSdk {
@@ -84,6 +92,8 @@ pub struct FakeSdk {
     think: Arc<Mutex<StdRng>>,
     /// How often each invocation's `ctx.run` closure ran.
     executions: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Attempts of `Hung/wait` in flight.
+    hung: Arc<AtomicUsize>,
 }
 
 impl FakeSdk {
@@ -91,7 +101,12 @@ impl FakeSdk {
     /// times drawn from `seed`.
     pub fn new(clock: TokioClock, seed: u64) -> Self {
         let think = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
-        FakeSdk { clock, violations: Arc::default(), think, executions: Arc::default() }
+        FakeSdk { clock, violations: Arc::default(), think, executions: Arc::default(), hung: Arc::default() }
+    }
+
+    /// Attempts of `Hung/wait` in flight now.
+    pub fn hung(&self) -> usize {
+        self.hung.load(Ordering::SeqCst)
     }
 
     /// How often the side effect of invocation `id` ran (the `ctx.run`
@@ -380,6 +395,19 @@ impl FakeSdk {
         *count += 1;
         *count
     }
+
+    /// Answers nothing, for as long as keel keeps the attempt.
+    async fn hang(&self, events: mpsc::Sender<AttemptEvent>) {
+        struct InFlight(Arc<AtomicUsize>);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.hung.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(self.hung.clone());
+        events.closed().await;
+    }
 }
 
 /// Suspends until completion `completion_id` arrives.
@@ -405,6 +433,7 @@ impl Endpoints for FakeSdk {
                 ("Caller", "call") => sdk.call(params, events).await,
                 ("Runner", "step") => sdk.step(params, events, inputs).await,
                 ("Runner", "flaky") => sdk.flaky(params, events).await,
+                ("Hung", "wait") => sdk.hang(events).await,
                 (s, h) => sdk.violation(format!("an attempt of unknown handler {s}/{h}")),
             }
         })

@@ -40,9 +40,26 @@ fn defaults() {
     assert_eq!((c.snapshot_logs, c.keep_logs), (5000, 1000));
     assert_eq!((c.heartbeat_ms, c.election_timeout_ms), (100, 1000));
     assert_eq!((c.max_body_bytes, c.log.as_str(), c.config_file), (10 * 1024 * 1024, DEFAULT_LOG, None));
-    assert_eq!(c.max_concurrent_invocations, 1000);
+    assert_eq!((c.max_concurrent_invocations, c.max_concurrent_invocations_per_deployment), (1000, 500));
     assert_eq!(load(&["--max-concurrent-invocations", "2"], &[]).unwrap().max_concurrent_invocations, 2);
     assert_eq!((c.max_inflight_requests, c.attach_timeout), (10_000, Some(Duration::from_secs(300))));
+}
+
+#[test]
+fn a_deployments_share_of_the_invocation_slots_follows_the_node_limit_unless_set() {
+    let shares = |args: &[&str], env: &[(&str, &str)]| {
+        let c = load(args, env).unwrap();
+        (c.max_concurrent_invocations, c.max_concurrent_invocations_per_deployment)
+    };
+    // Half the node's slots, rounded up, wherever the node limit came from.
+    assert_eq!(shares(&["--max-concurrent-invocations", "4"], &[]), (4, 2));
+    assert_eq!(shares(&[], &[("KEEL_MAX_CONCURRENT_INVOCATIONS", "7")]), (7, 4));
+    assert_eq!(shares(&["--max-concurrent-invocations", "1"], &[]), (1, 1));
+    // Set, it is taken as it is, above the node limit too (one deployment
+    // may then take every slot).
+    assert_eq!(shares(&["--max-concurrent-invocations-per-deployment", "3"], &[]), (1000, 3));
+    let env = [("KEEL_MAX_CONCURRENT_INVOCATIONS_PER_DEPLOYMENT", "9")];
+    assert_eq!(shares(&["--max-concurrent-invocations", "4"], &env), (4, 9));
 }
 
 #[test]
@@ -242,6 +259,7 @@ fn errors_name_their_field() {
         ("", &["--max-body-bytes=-1"], &[], "--max-body-bytes"),
         ("", &["--max-body-bytes=40000000"], &[], "--max-body-bytes"),
         ("", &["--max-concurrent-invocations", "0"], &[], "--max-concurrent-invocations"),
+        ("max_concurrent_invocations_per_deployment = 0\n", &[], &[], "max_concurrent_invocations_per_deployment"),
         ("", &["--log", "keel=loud"], &[], "--log"),
         ("", &["--data-dir="], &[], "--data-dir"),
         ("", &["--no-such-flag"], &[], "args"),

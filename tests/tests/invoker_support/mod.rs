@@ -1,10 +1,14 @@
 //! Helpers of the invoker end-to-end tests (`invoker*.rs`): sends, attach,
-//! the admin view of an invocation, and the services of `invoker.mjs`.
+//! the admin view of an invocation, the services of `invoker.mjs`, and an
+//! endpoint that never answers.
 #![allow(dead_code)]
 
 use anyhow::{Context, Result, bail, ensure};
 use keel_e2e::{Api, Cluster, LEADER_TIMEOUT, Program, Reply, Sdk, SdkService, free_ports, poll_until};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::invocation_support::{describe, is_invocation_id, is_unavailable, register};
 
@@ -116,4 +120,81 @@ pub(crate) async fn wait_attempts(api: &Api, service: &str, id: &str, n: u64) ->
         if seen == n { Ok(Some(())) } else { bail!("{seen} attempts") }
     })
     .await
+}
+
+/// An SDK endpoint that stopped answering: over HTTP/1.1 it answers
+/// discovery with a manifest of one service, `Hung` (handler `wait`,
+/// request/response), then takes every invocation request and never
+/// answers it, holding the connection until keel gives the attempt up.
+pub(crate) struct HungEndpoint {
+    port: u16,
+    held: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// The discovery manifest of [`HungEndpoint`].
+const HUNG_MANIFEST: &str = r#"{"protocolMode":"REQUEST_RESPONSE","minProtocolVersion":5,"maxProtocolVersion":5,
+  "services":[{"name":"Hung","ty":"SERVICE","handlers":[{"name":"wait"}]}]}"#;
+
+impl HungEndpoint {
+    /// Listens on a free loopback port.
+    pub(crate) async fn start() -> Result<HungEndpoint> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let held = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let held = held.clone();
+            async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(Self::serve(socket, held.clone()));
+                }
+            }
+        });
+        Ok(HungEndpoint { port, held, server })
+    }
+
+    /// Registers it (with `use_http_11`) through `api`.
+    pub(crate) async fn register(&self, api: &Api) -> Result<()> {
+        let uri = format!("http://127.0.0.1:{}", self.port);
+        let reply = api.register_deployment(&uri, json!({"use_http_11": true})).await?;
+        reply.expect_status(201).with_context(|| format!("registering the hung endpoint {uri}"))?;
+        Ok(())
+    }
+
+    /// Invocation requests it holds now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// One connection: one request, answered only if it is the discovery.
+    async fn serve(mut socket: tokio::net::TcpStream, held: Arc<AtomicUsize>) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(n) if n > 0 && head.len() < 65_536 => head.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        if head.starts_with(b"GET /discover ") {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.restate.endpointmanifest.v3+json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{HUNG_MANIFEST}",
+                HUNG_MANIFEST.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+            return;
+        }
+        held.fetch_add(1, Ordering::SeqCst);
+        // Reads the request and whatever follows, answering nothing, until
+        // keel closes the connection.
+        while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+        held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for HungEndpoint {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
