@@ -40,6 +40,11 @@ pub async fn catalog_for(partition: &Partition, service: &str, handler: &str) ->
     if knows(&local, service, handler) {
         return Ok(local);
     }
+    current_catalog(partition).await
+}
+
+/// The metadata group's catalog as its leader holds it now.
+pub async fn current_catalog(partition: &Partition) -> Result<Arc<Catalog>, CatalogError> {
     match partition.services.router.read(METADATA_GROUP, &Query::Catalog).await? {
         QueryResult::Catalog(data) => Ok(Arc::new(Catalog::new(data))),
         other => Err(CatalogError::Answer(format!("{other:?}"))),

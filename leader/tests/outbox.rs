@@ -175,3 +175,25 @@ fn sends_to_a_workflow_the_local_catalog_lacks_yet_run_it_once() {
         assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
     });
 }
+
+/// An invocation of a service this node's catalog does not know yet (it
+/// was registered through another node) runs at once on the catalog of
+/// the metadata group, instead of failing until the node catches up.
+#[test]
+fn an_invocation_of_a_service_the_local_catalog_lacks_yet_runs() {
+    run(async {
+        let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed_or(205)).await;
+        let lagging = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
+        cluster.net.starve(METADATA_GROUP, lagging);
+        cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+        // Both the sender and the target run on the lagging node.
+        let (target, _) = key_on(&cluster, "t", |node| node == lagging);
+        let (id, envelope) = send_on(&cluster, lagging, &format!("Tally/{target}"));
+        assert_eq!(cluster.call(&envelope, &id, BUDGET).await.as_deref(), Some(b"sent".as_slice()));
+        let got = count_reaches(&cluster, "Tally", &target, 1, Duration::from_secs(10)).await;
+        assert_eq!(got, Some(1), "seed {}: Tally/{target} did not run", cluster.seed);
+        let catalog = cluster.leaders(lagging).catalog().expect("the node's catalog");
+        assert!(catalog.service("Tally").is_none(), "seed {}: the node's catalog did not lag", cluster.seed);
+        assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
+    });
+}

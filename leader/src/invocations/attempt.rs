@@ -8,6 +8,7 @@
 
 use super::frames::decode_journal;
 use super::{Attempts, Invoker, Next, id_string};
+use crate::catalog_lookup::current_catalog;
 use crate::retry::{Failure, RetryPolicy};
 use bytes::Bytes;
 use keel_endpoint::{EndpointAddress, HttpVersion};
@@ -17,7 +18,6 @@ use keel_partition::invocation::{self, InvocationKey, InvocationRecord, Status};
 use keel_partition::{Command, Query, QueryResult};
 use keel_protocol::manifest::{Handler, Service};
 use keel_protocol::{InvocationId, VersionPolicy};
-use keel_raft::state_machine::GroupView;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ impl Invoker {
     /// ([`crate::slots`]), prepares the attempt from the stored state and
     /// drives it ([`Self::drive`]).
     pub(super) async fn attempt(&self, id: &InvocationKey, attempts: &mut Attempts) -> Next {
-        let mut deployment = match self.runnable(&self.partition.view(), id) {
+        let mut deployment = match self.runnable(id).await {
             Ok(runnable) => runnable.deployment_id,
             Err(next) => return next,
         };
@@ -37,7 +37,14 @@ impl Invoker {
         // killed meanwhile does not start.
         let (_slot, prepared) = loop {
             let slot = self.partition.services.slots.acquire(&deployment).await;
-            let prepared = match self.prepare(id, attempts) {
+            let prepared = match self.runnable(id).await {
+                Ok(runnable) => {
+                    let stored = self.stored(id, &runnable.record).await;
+                    self.prepare(id, runnable, stored, attempts)
+                }
+                Err(next) => return next,
+            };
+            let prepared = match prepared {
                 Ok(prepared) => prepared,
                 Err(next) => return next,
             };
@@ -63,8 +70,14 @@ impl Invoker {
     /// The invocation's record if it is still to run, with the catalog and
     /// the deployment its attempt runs on: the one its journal is pinned
     /// to, else the one of the service's latest revision.
-    fn runnable(&self, view: &GroupView<'_>, id: &InvocationKey) -> Result<Runnable, Next> {
-        let record = match invocation::load(view, id) {
+    ///
+    /// The catalog is this node's, unless that lacks the service or the
+    /// pinned deployment: then it is the metadata group's current one
+    /// ([`crate::catalog_lookup`]), since this node's replica may not have
+    /// applied a registration made through another node yet. Only what
+    /// that one lacks too fails the attempt.
+    async fn runnable(&self, id: &InvocationKey) -> Result<Runnable, Next> {
+        let record = match invocation::load(&self.partition.view(), id) {
             Ok(Some(record)) => record,
             Ok(None) => return Err(Next::Done),
             Err(e) => return Err(Next::Stop(format!("invocation record unreadable: {e}"))),
@@ -72,10 +85,15 @@ impl Invoker {
         if record.status != Status::Invoked {
             return Err(Next::Done);
         }
-        let catalog = match self.partition.catalog() {
-            Ok(c) => c,
-            Err(e) => return Err(Next::Retry(Failure::transient(format!("catalog unreadable: {e}")))),
+        let unreadable = |e: String| Next::Retry(Failure::transient(format!("catalog unreadable: {e}")));
+        let mut catalog = self.partition.catalog().map_err(unreadable)?;
+        let knows = |catalog: &Catalog| match &record.deployment_id {
+            Some(d) => catalog.deployment(d).is_some(),
+            None => catalog.services.contains_key(&record.target.service),
         };
+        if !knows(&catalog) {
+            catalog = current_catalog(&self.partition).await.map_err(|e| unreadable(e.to_string()))?;
+        }
         let service = &record.target.service;
         let deployment_id = match &record.deployment_id {
             Some(d) => d.clone(),
@@ -87,12 +105,39 @@ impl Invoker {
         Ok(Runnable { record, catalog, deployment_id })
     }
 
-    /// Everything the attempt is started with, read from the partition's
-    /// applied state and the catalog as they are now.
-    fn prepare(&self, id: &InvocationKey, attempts: &mut Attempts) -> Result<Prepared, Next> {
-        let view = self.partition.view();
-        let Runnable { record, catalog, deployment_id } = self.runnable(&view, id)?;
-        let journal = invocation::journal_of(&view, id, &record);
+    /// What the attempt of `record` replays: its journal and, for an
+    /// object or workflow, its state (sent eagerly). Both can be large, so
+    /// they are read off the async workers.
+    async fn stored(&self, id: &InvocationKey, record: &InvocationRecord) -> Stored {
+        let (id, record) = (*id, record.clone());
+        self.partition
+            .group
+            .read_blocking(move |view| {
+                let journal = invocation::journal_of(view, &id, &record);
+                let eager_state = record.target.key.as_ref().map(|key| {
+                    let query = Query::GetState { service: record.target.service.clone(), object_key: key.clone() };
+                    match keel_partition::read(view, &query) {
+                        Ok(QueryResult::State { state, .. }) => {
+                            state.into_iter().map(|(k, v)| (Bytes::from(k.into_bytes()), Bytes::from(v))).collect()
+                        }
+                        _ => Vec::new(),
+                    }
+                });
+                Stored { journal, eager_state }
+            })
+            .await
+    }
+
+    /// Everything the attempt of `runnable` is started with.
+    fn prepare(
+        &self,
+        id: &InvocationKey,
+        runnable: Runnable,
+        stored: Stored,
+        attempts: &mut Attempts,
+    ) -> Result<Prepared, Next> {
+        let Runnable { record, catalog, deployment_id } = runnable;
+        let Stored { journal, eager_state } = stored;
         let service = &record.target.service;
         let Some((deployment, manifest)) = catalog.deployment(&deployment_id) else {
             return Err(Next::Retry(Failure::transient(format!(
@@ -138,15 +183,6 @@ impl Invoker {
             Ok(f) => f,
             Err(e) => return Err(Next::Stop(format!("stored journal unreadable: {e}"))),
         };
-        let eager_state = record.target.key.as_ref().map(|key| {
-            let query = Query::GetState { service: service.clone(), object_key: key.clone() };
-            match keel_partition::read(&view, &query) {
-                Ok(QueryResult::State { state, .. }) => {
-                    state.into_iter().map(|(k, v)| (Bytes::from(k.into_bytes()), Bytes::from(v))).collect()
-                }
-                _ => Vec::new(),
-            }
-        });
         let invocation_id = match InvocationId::from_bytes(id) {
             Ok(i) => i,
             Err(e) => return Err(Next::Stop(format!("invalid invocation id: {e}"))),
@@ -173,6 +209,12 @@ impl Invoker {
 }
 
 /// An invocation that is to run, and where.
+/// What an attempt replays, as stored.
+struct Stored {
+    journal: Vec<Vec<u8>>,
+    eager_state: Option<Vec<(Bytes, Bytes)>>,
+}
+
 struct Runnable {
     record: InvocationRecord,
     catalog: Arc<Catalog>,
