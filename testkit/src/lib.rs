@@ -14,14 +14,25 @@
 //! assert!(allocated.largest <= budget(bytes.len()));
 //! ```
 //!
+//! [`PeakWatch`] measures the most heap a piece of work holds at once,
+//! over all threads (work that runs on a thread pool): it shows that
+//! memory stays bounded while data far larger passes through.
+//!
 //! [`noise`] makes reproducible bytes that look random: garbage for a
 //! decoder, or payloads a compressor cannot shrink.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The system allocator, counting what each thread allocates.
+/// The system allocator, counting what each thread allocates and what the
+/// whole process holds.
 pub struct CountingAlloc;
+
+/// Heap bytes live in the process, and the most live at once since the
+/// last [`PeakWatch::start`].
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// Bytes allocated by this thread since the last reset (a `realloc`
@@ -34,10 +45,18 @@ thread_local! {
 fn note(grown: usize, size: usize) {
     let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(grown)));
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    let live = LIVE.fetch_add(grown, Ordering::Relaxed) + grown;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+/// Notes that `freed` bytes were returned.
+fn note_freed(freed: usize) {
+    LIVE.fetch_sub(freed, Ordering::Relaxed);
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping only
-// touches const-initialized thread-local `Cell`s (no allocation, no destructor).
+// touches const-initialized thread-local `Cell`s (no allocation, no destructor) and two
+// static atomics.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size(), layout.size());
@@ -51,10 +70,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(new_size.saturating_sub(layout.size()), new_size);
+        note_freed(layout.size().saturating_sub(new_size));
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_freed(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -76,6 +97,30 @@ pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, Allocated) {
     LARGEST.with(|l| l.set(0));
     let out = f();
     (out, Allocated { total: TOTAL.with(Cell::get), largest: LARGEST.with(Cell::get) })
+}
+
+/// The most heap bytes live at once in the whole process (every thread)
+/// since [`PeakWatch::start`], above what was live then. Counts only where
+/// [`CountingAlloc`] is the global allocator, and only Rust's allocations
+/// (not those of C or C++ libraries). Other work running meanwhile (tests
+/// of the same binary) counts too.
+pub struct PeakWatch {
+    start: usize,
+}
+
+impl PeakWatch {
+    /// Starts watching from what is live now.
+    pub fn start() -> PeakWatch {
+        let start = LIVE.load(Ordering::Relaxed);
+        PEAK.store(start, Ordering::Relaxed);
+        PeakWatch { start }
+    }
+
+    /// The most bytes live at once since [`PeakWatch::start`], beyond
+    /// those live then.
+    pub fn peak(&self) -> usize {
+        PEAK.load(Ordering::Relaxed).saturating_sub(self.start)
+    }
 }
 
 /// `len` bytes of xorshift64 output from `seed` (not zero): the same bytes
