@@ -153,6 +153,12 @@ impl Db {
         &self.health
     }
 
+    /// Whether this database runs in [`Db::open_inline`]'s deterministic
+    /// mode, where blocking work runs in place ([`Db::run_blocking`]).
+    pub fn runs_inline(&self) -> bool {
+        self.inline
+    }
+
     /// The raw RocksDB handle.
     pub fn raw(&self) -> &DB {
         &self.db

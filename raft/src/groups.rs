@@ -197,7 +197,13 @@ impl Registry {
                 max_in_snapshot_log_to_keep: settings.keep_logs,
                 purge_batch_size: 64,
                 max_payload_entries: 256,
-                install_snapshot_timeout: 2000,
+                // The deadline of each snapshot chunk's RPC (chunks of
+                // openraft's default 3 MiB). The last chunk is answered only
+                // once the follower has installed the snapshot (checked the
+                // whole file, ingested it: about a second for 512 MiB, see
+                // BENCHMARKS.md), and a chunk that times out restarts the
+                // transfer from the start, so the deadline is generous.
+                install_snapshot_timeout: 30_000,
                 ..Default::default()
             }
             .validate()?,

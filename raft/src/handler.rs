@@ -5,8 +5,10 @@
 
 use crate::groups::{Group, Registry};
 use crate::leader_calls::LeaderCalls;
+use crate::snapshot::SnapshotId;
 use crate::transport::{GroupCall, NodeRequest, RaftKind};
-use crate::types::{decode, encode, typ};
+use crate::types::{TypeConfig, decode, encode, typ};
+use openraft::raft::InstallSnapshotRequest;
 use serde::{Serialize, de::DeserializeOwned};
 use std::sync::Arc;
 
@@ -35,7 +37,15 @@ impl NodeHandler {
                 match kind {
                     RaftKind::AppendEntries => reply(&raft.append_entries(decode_req(&payload)?).await),
                     RaftKind::Vote => reply(&raft.vote(decode_req(&payload)?).await),
-                    RaftKind::InstallSnapshot => reply(&raft.install_snapshot(decode_req(&payload)?).await),
+                    RaftKind::InstallSnapshot => {
+                        let req: InstallSnapshotRequest<TypeConfig> = decode_req(&payload)?;
+                        // A snapshot this version cannot read (one from an
+                        // earlier version) is refused before any of it is
+                        // written; the sender retries later.
+                        SnapshotId::parse(&req.meta.snapshot_id)
+                            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                        reply(&raft.install_snapshot(req).await)
+                    }
                 }
             }
             NodeRequest::Group { group, call, payload } => match call {

@@ -6,7 +6,7 @@
 //! | CF | key | value |
 //! |---|---|---|
 //! | `log` | `[group][index: u64 BE]` | a Raft log entry |
-//! | `meta` | `[group][kind: u8]` | vote, last purged, applied, membership, snapshot |
+//! | `meta` | `[group][kind: u8]` | vote, last purged, applied, membership, snapshot record |
 //! | `state` | `[group][partition key…]` | the partition state machine's own keys |
 //!
 //! Node-wide facts (the cluster's partition count) live in `meta` under the
@@ -38,10 +38,19 @@ pub enum MetaKind {
     Applied = 4,
     /// The last applied membership; written in the same batch as the state.
     Membership = 5,
-    /// The latest snapshot (meta and data).
-    Snapshot = 6,
+    /// Retired: the latest snapshot as one value (meta and data), from
+    /// before snapshots were files. Never read; deleted with the first
+    /// snapshot stored in its place.
+    InlineSnapshot = 6,
     /// Node-wide (under [`NODE_GROUP`]): the cluster's partition count.
     PartitionCount = 7,
+    /// The current snapshot's metadata; its data is a file named by its id
+    /// (see [`crate::snapshot`]).
+    Snapshot = 8,
+    /// A snapshot install under way: its metadata, written before the
+    /// state is replaced and deleted with the switch to it, so a restart
+    /// finishes what a crash interrupted.
+    SnapshotInstall = 9,
 }
 
 /// Key of a log entry.

@@ -9,6 +9,7 @@
 //! - [`keys`]: the key layout of the node's RocksDB;
 //! - [`db`]: opening RocksDB and the group-commit log writer;
 //! - [`log_store`], [`state_machine`]: openraft storage adapters per group;
+//! - [`snapshot`]: snapshots as files, built, shipped and installed in bounded memory;
 //! - [`transport`]: requests between nodes, over gRPC ([`transport::grpc`],
 //!   [`transport::server`]) or a test's in-process network;
 //! - [`handler`]: the receiving end of those requests;
@@ -41,6 +42,7 @@ pub mod proposer;
 pub mod raft_network;
 pub mod router;
 pub mod runtime;
+pub mod snapshot;
 pub mod state_machine;
 pub mod transport;
 pub mod types;

@@ -20,20 +20,20 @@
 //!   read back. Followers produce the same effects; their supervisor drops
 //!   them.
 //!
-//! Snapshots are the group's whole key range read from one RocksDB
-//! snapshot, so the state, the applied id and the membership in it agree.
+//! Snapshots are files built, shipped and installed by [`crate::snapshot`];
+//! this adapter only hands openraft's calls over.
 
 use crate::db::{Cf, Db, Op, fill_batch};
 use crate::keys::{self, MetaKind};
 use crate::metrics::RaftMetricsSet;
-use crate::types::{TypeConfig, decode, encode, typ};
+use crate::snapshot::{SnapshotFile, Snapshots, meta_put, read_meta};
+use crate::types::{TypeConfig, typ};
 use keel_partition::{Effect, RecordMeta, Response, StateTxn, StateView};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -52,26 +52,16 @@ pub struct StateMachine {
     /// Bumped after every write to the state (the metadata group's feeds
     /// the node's catalog cache); `None` where nobody listens.
     changes: Option<Arc<AtomicU64>>,
-}
-
-/// A snapshot as stored and shipped: the partition's keys (without the group
-/// prefix) and values, in key order.
-#[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// The stored latest snapshot of a group.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: typ::SnapshotMeta,
-    data: Vec<u8>,
+    snapshots: Arc<Snapshots>,
+    /// Whether [`Snapshots::recover`] ran (on the first `applied_state`).
+    recovered: bool,
 }
 
 impl StateMachine {
     /// The state machine of `group`; applied effects go to `effects`.
     pub fn new(group: u32, db: Arc<Db>, effects: EffectSender, metrics: Arc<RaftMetricsSet>) -> Self {
-        StateMachine { group, db, effects, metrics, changes: None }
+        let snapshots = Arc::new(Snapshots::new(group, db.clone()));
+        StateMachine { group, db, effects, metrics, changes: None, snapshots, recovered: false }
     }
 
     /// Bump `changes` after every applied batch and installed snapshot.
@@ -89,8 +79,7 @@ impl StateMachine {
 
     /// Reads and decodes one of the group's metadata records.
     fn read_meta<T: serde::de::DeserializeOwned>(&self, kind: MetaKind) -> Result<Option<T>, typ::StorageError> {
-        let bytes = self.db.get_meta(self.group, kind).map_err(|e| StorageIOError::read_state_machine(&e))?;
-        bytes.map(|b| decode(&b).map_err(|e| StorageIOError::read_state_machine(&e).into())).transpose()
+        read_meta(&self.db, self.group, kind).map_err(|e| StorageIOError::read_state_machine(&e).into())
     }
 }
 
@@ -238,8 +227,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     /// Where the durable state ends: openraft re-applies the log from here
-    /// after a restart.
+    /// after a restart. openraft asks first thing when the group starts, so
+    /// the first call also finishes a snapshot install that a crash
+    /// interrupted (until then the stored applied id would be stale).
     async fn applied_state(&mut self) -> Result<(Option<typ::LogId>, typ::StoredMembership), typ::StorageError> {
+        if !self.recovered {
+            self.snapshots.recover().await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            self.recovered = true;
+        }
         let applied = self.read_meta::<Option<typ::LogId>>(MetaKind::Applied)?.flatten();
         let membership = self.read_meta(MetaKind::Membership)?.unwrap_or_default();
         Ok((applied, membership))
@@ -331,11 +326,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { group: self.group, db: self.db.clone(), metrics: self.metrics.clone() }
+        SnapshotBuilder { group: self.group, snapshots: self.snapshots.clone(), metrics: self.metrics.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, typ::StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, typ::StorageError> {
+        Ok(Box::new(self.snapshots.begin_receiving().await.map_err(|e| StorageIOError::write_snapshot(None, &e))?))
     }
 
     /// Replaces the group's whole state with a snapshot from the leader
@@ -344,96 +339,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &typ::SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), typ::StorageError> {
-        let bytes = snapshot.into_inner();
-        let data: SnapshotData =
-            decode(&bytes).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let (start, end) = keys::group_range(self.group);
-        let mut ops = vec![Op::DeleteRange(Cf::State, start, end)];
-        for (k, v) in data.entries {
-            ops.push(Op::Put(Cf::State, keys::state_key(self.group, &k), v));
-        }
-        ops.push(meta_op(self.group, MetaKind::Applied, &meta.last_log_id)?);
-        ops.push(meta_op(self.group, MetaKind::Membership, &meta.last_membership)?);
-        ops.push(meta_op(self.group, MetaKind::Snapshot, &StoredSnapshot { meta: meta.clone(), data: bytes })?);
-        self.db.write_durable(ops).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.snapshots
+            .install(meta, *snapshot)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.changed();
         self.metrics.snapshot_installed(self.group);
         Ok(())
     }
 
-    /// The latest snapshot built or installed, as stored.
+    /// The latest snapshot built or installed.
     async fn get_current_snapshot(&mut self) -> Result<Option<typ::Snapshot>, typ::StorageError> {
-        let stored: Option<StoredSnapshot> = self.read_meta(MetaKind::Snapshot)?;
-        Ok(stored.map(|s| typ::Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        self.snapshots.current().await.map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 
 /// The write of one metadata record of `group`.
 fn meta_op<T: Serialize>(group: u32, kind: MetaKind, value: &T) -> Result<Op, typ::StorageError> {
-    let bytes = encode(value).map_err(|e| StorageIOError::write_state_machine(&e))?;
-    Ok(Op::Put(Cf::Meta, keys::meta_key(group, kind).to_vec(), bytes))
+    meta_put(group, kind, value).map_err(|e| StorageIOError::write_state_machine(&e).into())
 }
 
-/// Builds snapshots from a consistent RocksDB snapshot of the group.
+/// Builds snapshots of a group ([`Snapshots::build`]).
 pub struct SnapshotBuilder {
     group: u32,
-    db: Arc<Db>,
+    snapshots: Arc<Snapshots>,
     metrics: Arc<RaftMetricsSet>,
-}
-
-impl SnapshotBuilder {
-    /// Reads applied id, membership and all state from one RocksDB snapshot,
-    /// so the three agree with each other.
-    #[allow(clippy::type_complexity)]
-    fn read_consistent(
-        &self,
-    ) -> Result<(Option<typ::LogId>, typ::StoredMembership, Vec<(Vec<u8>, Vec<u8>)>), typ::StorageError> {
-        let snap = self.db.raw().snapshot();
-        let read_meta = |kind| -> Result<Option<Vec<u8>>, typ::StorageError> {
-            snap.get_cf(self.db.cf(Cf::Meta), keys::meta_key(self.group, kind))
-                .map_err(|e| StorageIOError::read_state_machine(&e).into())
-        };
-        let last_log_id: Option<typ::LogId> = match read_meta(MetaKind::Applied)? {
-            Some(b) => decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
-            None => None,
-        };
-        let last_membership: typ::StoredMembership = match read_meta(MetaKind::Membership)? {
-            Some(b) => decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
-            None => Default::default(),
-        };
-        let (start, _) = keys::group_range(self.group);
-        let mut entries = Vec::new();
-        let iter = snap.iterator_cf(self.db.cf(Cf::State), IteratorMode::From(&start, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(|e| StorageIOError::read_state_machine(&e))?;
-            if !k.starts_with(&start) {
-                break;
-            }
-            entries.push((k[4..].to_vec(), v.to_vec()));
-        }
-        Ok((last_log_id, last_membership, entries))
-    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// Builds a snapshot and stores it durably before openraft purges the
-    /// log it covers.
+    /// log it covers. Runs beside applies: it reads one RocksDB snapshot.
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, typ::StorageError> {
-        let (last_log_id, last_membership, entries) = self.read_consistent()?;
-        let data = encode(&SnapshotData { entries }).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let snapshot_id = match last_log_id {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        let meta = typ::SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        self.db
-            .write_durable(vec![meta_op(self.group, MetaKind::Snapshot, &stored)?])
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let snapshot = self.snapshots.build().await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         self.metrics.snapshot_built(self.group);
-        Ok(typ::Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(snapshot)
     }
 }

@@ -3,7 +3,6 @@
 
 use keel_partition::{Envelope, Response};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use std::io::Cursor;
 
 /// The payload of one Raft log entry: a batch of commands proposed together.
 /// Batching concurrent proposals into one entry is what lets many writers
@@ -24,7 +23,7 @@ openraft::declare_raft_types!(
         R = Vec<Response>,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::file::SnapshotFile,
         AsyncRuntime = crate::runtime::KeelRuntime,
 );
 
