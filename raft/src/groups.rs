@@ -388,6 +388,12 @@ async fn bootstrap(raft: typ::Raft, group: u32, members: BTreeMap<u64, BasicNode
     if matches!(raft.is_initialized().await, Ok(true)) {
         return;
     }
+    // A replica that follows a leader belongs to the group already, even
+    // while it has nothing stored (it is receiving its first snapshot):
+    // initializing it would start a new term and cut that transfer off.
+    if raft.metrics().borrow().current_leader.is_some() {
+        return;
+    }
     match raft.initialize(members).await {
         Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
         Err(e) => tracing::error!(partition = group, "bootstrap failed: {e}"),
