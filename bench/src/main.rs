@@ -19,7 +19,7 @@ use keel_leader::clock::SystemClock;
 use keel_leader::endpoints::HttpEndpoints;
 use keel_leader::{LeaderOptions, Leaders};
 use keel_partition::{Command, Envelope, Response, partition_for_key, partition_key};
-use keel_raft::db::Db;
+use keel_raft::db::{Db, MemoryBudget};
 use keel_raft::groups::{RaftSettings, Registry};
 use keel_raft::handler::NodeHandler;
 use keel_raft::metrics::RaftMetricsSet;
@@ -194,7 +194,7 @@ impl BenchCluster {
             let mut registry = prometheus_client::registry::Registry::default();
             let metrics = Arc::new(RaftMetricsSet::register(&mut registry));
             metric_registries.push(registry);
-            let db = Db::open(dir.path(), fsync, metrics.clone())?;
+            let db = Db::open(dir.path(), fsync, MemoryBudget::DEFAULT, metrics.clone())?;
             // A cluster secret, as a real cluster has: its check is part of every RPC.
             let security = PeerSecurity::new(Some("keel-bench-cluster-secret".into()), None);
             let grpc = Arc::new(GrpcTransport::new(addrs.clone(), security.clone()));

@@ -53,7 +53,7 @@ mod tests {
     use super::*;
     use keel_partition::StateView;
     use keel_partition::catalog::{CatalogData, DeploymentRecord, ServiceOverrides, ServiceRecord};
-    use keel_raft::db::{Cf, Op};
+    use keel_raft::db::{Cf, MemoryBudget, Op};
     use keel_raft::metrics::RaftMetricsSet;
 
     /// Writes `data` as the metadata group's records, as its apply would.
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn rebuilds_only_after_a_change() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path(), false, Arc::new(RaftMetricsSet::unregistered())).unwrap();
+        let db = Db::open(dir.path(), false, MemoryBudget::SMALLEST, Arc::new(RaftMetricsSet::unregistered())).unwrap();
         let changes = Arc::new(AtomicU64::new(0));
         let cache = CatalogCache::new(db.clone(), changes.clone());
         let empty = cache.get().unwrap();

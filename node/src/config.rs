@@ -28,6 +28,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use keel_raft::db::MemoryBudget;
 use serde::de::DeserializeOwned;
 
 /// Default log filter: keel at info; openraft's info level logs every
@@ -59,6 +60,7 @@ const KEYS: &[&str] = &[
     "http_body_timeout",
     "max_connections",
     "shutdown_timeout",
+    "rocksdb_memory_budget",
     "cluster_secret_file",
     "tls_cert",
     "tls_key",
@@ -122,6 +124,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a graceful stop (SIGTERM) may take before the node exits anyway.
     pub shutdown_timeout: Duration,
+    /// RocksDB's block cache and memtables together.
+    pub rocksdb_memory_budget: keel_raft::db::MemoryBudget,
     /// Node authentication and client tokens.
     pub security: Security,
     /// `tracing` EnvFilter directive string, e.g. `info` or `keel=debug,info`.
@@ -261,6 +265,10 @@ struct Cli {
     /// anyway [env: KEEL_SHUTDOWN_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION")]
     shutdown_timeout: Option<String>,
+    /// Memory for RocksDB's block cache and memtables together, e.g. 128MiB
+    /// or 1GiB [env: KEEL_ROCKSDB_MEMORY_BUDGET] [default: 128MiB]
+    #[arg(long, value_name = "SIZE")]
+    rocksdb_memory_budget: Option<String>,
     /// File holding the secret every node of the cluster shares and checks on
     /// every node RPC (or its value in KEEL_CLUSTER_SECRET)
     #[arg(long, value_name = "PATH")]
@@ -317,6 +325,7 @@ impl Cli {
             ("http_body_timeout", &self.http_body_timeout),
             ("max_connections", &self.max_connections),
             ("shutdown_timeout", &self.shutdown_timeout),
+            ("rocksdb_memory_budget", &self.rocksdb_memory_budget),
             ("cluster_secret_file", &self.cluster_secret_file),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
@@ -546,6 +555,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let max_connections = src.value("max_connections", num::<usize>, 10_000)?;
     max_connections.check(|v| (1..=1_000_000).contains(v), "must be between 1 and 1000000")?;
     let shutdown_timeout = src.value("shutdown_timeout", bounded_duration, Duration::from_secs(30))?;
+    let memory_budget = src.value("rocksdb_memory_budget", memory_size, MemoryBudget::DEFAULT.0)?;
     let security = security::load(&src, peers.len())?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
     tracing_subscriber::EnvFilter::try_new(&log.value).map_err(|e| err(&log.field, e))?;
@@ -574,6 +584,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         http_body_timeout: body_timeout.value,
         max_connections: max_connections.value,
         shutdown_timeout: shutdown_timeout.value,
+        rocksdb_memory_budget: MemoryBudget(memory_budget.value),
         security,
         log: log.value,
         config_file: cli.config,
@@ -595,6 +606,17 @@ fn bounded_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} must be between 1ms and 1 day"));
     }
     Ok(d)
+}
+
+/// A memory size such as `128MiB`, `1 GiB` or `134217728` (bytes), at
+/// least [`MemoryBudget::SMALLEST`].
+fn memory_size(s: &str) -> Result<usize, String> {
+    let bytes = byte_unit::Byte::parse_str(s, true).map_err(|e| format!("{s:?} is not a size like 128MiB: {e}"))?;
+    let bytes = usize::try_from(bytes.as_u64()).map_err(|_| format!("{s:?} is too large"))?;
+    if bytes < MemoryBudget::SMALLEST.0 {
+        return Err(format!("{s:?} is less than the smallest budget, 16MiB"));
+    }
+    Ok(bytes)
 }
 
 mod security;

@@ -71,7 +71,7 @@ pub async fn run(config: Config) -> Result<Exit> {
 
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let raft_metrics = Arc::new(RaftMetricsSet::register(&mut metrics_registry));
-    let db = Db::open(&config.data_dir.join("db"), config.fsync, raft_metrics.clone())
+    let db = Db::open(&config.data_dir.join("db"), config.fsync, config.rocksdb_memory_budget, raft_metrics.clone())
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     db.check_partition_count(config.partitions)?;
 

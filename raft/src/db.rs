@@ -51,6 +51,49 @@ pub enum DbError {
     WriterStopped,
 }
 
+/// The memory RocksDB may use for the node: one block cache shared by all
+/// column families, with the memtables charged to it.
+///
+/// Without it every column family had RocksDB's defaults (64 MiB
+/// memtables, two of them, and a block cache each), so memory grew with
+/// the write rate and the number of column families, not with anything an
+/// operator set. Here half the budget bounds the memtables of all column
+/// families together (a write buffer manager: when they reach it, the
+/// largest is flushed) and their memory counts against the block cache,
+/// whose capacity is the whole budget; index and filter blocks live in the
+/// cache too. Reads and writes slow down when the budget is small; they
+/// never make RocksDB's memory grow past it by much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget(pub usize);
+
+impl MemoryBudget {
+    /// The default: enough for a small node (see README).
+    pub const DEFAULT: MemoryBudget = MemoryBudget(128 << 20);
+    /// The least that is accepted, and what deterministic tests use.
+    pub const SMALLEST: MemoryBudget = MemoryBudget(16 << 20);
+
+    /// Database and column-family options that keep RocksDB within the budget.
+    fn options(self) -> (Options, Options) {
+        let budget = self.0.max(Self::SMALLEST.0);
+        let cache = rocksdb::Cache::new_lru_cache(budget);
+        let buffers =
+            rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(budget / 2, false, cache.clone());
+        let mut db = Options::default();
+        db.set_write_buffer_manager(&buffers);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut cf = Options::default();
+        cf.set_block_based_table_factory(&table);
+        // One column family's memtable may take a third of the memtables'
+        // share, so a busy one flushes before it crowds out the others.
+        cf.set_write_buffer_size(budget / 6);
+        cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        (db, cf)
+    }
+}
+
 /// Which column family an operation targets.
 #[derive(Debug, Clone, Copy)]
 pub enum Cf {
@@ -109,8 +152,15 @@ impl Drop for Db {
 impl Db {
     /// Opens (or creates) the database at `path` and starts the writer thread.
     /// `fsync` false trades durability for speed (benchmarks of the sync cost).
-    pub fn open(path: &Path, fsync: bool, metrics: Arc<RaftMetricsSet>) -> Result<Arc<Db>, DbError> {
-        let db = Self::open_rocks(path)?;
+    /// RocksDB's caches and memtables stay within `memory_budget` bytes
+    /// ([`MemoryBudget`]).
+    pub fn open(
+        path: &Path,
+        fsync: bool,
+        memory_budget: MemoryBudget,
+        metrics: Arc<RaftMetricsSet>,
+    ) -> Result<Arc<Db>, DbError> {
+        let db = Self::open_rocks(path, memory_budget)?;
         let health = Arc::new(Health::new(path));
         let (tx, rx) = std_mpsc::channel::<Job>();
         let writer = Writer { db: db.clone(), fsync, metrics, health: health.clone() };
@@ -129,16 +179,17 @@ impl Db {
     /// after the `Db` is dropped and reopened, as after a process crash.
     pub fn open_inline(path: &Path) -> Result<Arc<Db>, DbError> {
         let health = Arc::new(Health::new(path));
-        Ok(Arc::new(Db { db: Self::open_rocks(path)?, writer: None, writer_thread: None, inline: true, health }))
+        let db = Self::open_rocks(path, MemoryBudget::SMALLEST)?;
+        Ok(Arc::new(Db { db, writer: None, writer_thread: None, inline: true, health }))
     }
 
-    fn open_rocks(path: &Path) -> Result<Arc<DB>, DbError> {
-        let mut opts = Options::default();
+    fn open_rocks(path: &Path, budget: MemoryBudget) -> Result<Arc<DB>, DbError> {
+        let (mut opts, cf_opts) = budget.options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
         for name in ALL_CFS {
             if db.cf_handle(name).is_none() {
@@ -331,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let metrics = Arc::new(RaftMetricsSet::unregistered());
         let here = std::thread::current().id();
-        let db = Db::open(&dir.path().join("real"), false, metrics).expect("open");
+        let db = Db::open(&dir.path().join("real"), false, MemoryBudget::SMALLEST, metrics).expect("open");
         let (there, count) = db
             .run_blocking(|db| (std::thread::current().id(), db.raw().iterator(rocksdb::IteratorMode::Start).count()))
             .await;
@@ -339,5 +390,32 @@ mod tests {
         assert_eq!(count, 0);
         let inline = Db::open_inline(&dir.path().join("inline")).expect("open");
         assert_eq!(inline.run_blocking(|_| std::thread::current().id()).await, here);
+    }
+
+    /// Writing four times the budget keeps the memtables of all column
+    /// families under their half and the block cache (which the memtables
+    /// are charged to) at its capacity.
+    #[tokio::test]
+    async fn rocksdb_stays_within_its_memory_budget() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let budget = MemoryBudget::SMALLEST;
+        let db = Db::open(dir.path(), false, budget, Arc::new(RaftMetricsSet::unregistered())).expect("open");
+        let value = vec![7u8; 4096];
+        let mut peak_memtables = 0;
+        for batch in 0..(4 * budget.0 / (64 * 4096)) {
+            let ops =
+                (0..64).map(|i| Op::Put(Cf::State, format!("{batch:08}-{i:03}").into_bytes(), value.clone())).collect();
+            db.write_durable(ops).await.expect("write");
+            let memtables: u64 = [Cf::Log, Cf::Meta, Cf::State]
+                .iter()
+                .map(|cf| db.raw().property_int_value_cf(db.cf(*cf), "rocksdb.cur-size-all-mem-tables"))
+                .map(|v| v.expect("property").unwrap_or(0))
+                .sum();
+            peak_memtables = peak_memtables.max(memtables);
+        }
+        let slack = 2 << 20;
+        assert!(peak_memtables <= (budget.0 / 2 + slack) as u64, "memtables reached {peak_memtables} bytes");
+        let cache = db.raw().property_int_value_cf(db.cf(Cf::State), "rocksdb.block-cache-usage").expect("property");
+        assert!(cache.unwrap_or(0) <= (budget.0 + slack) as u64, "the block cache holds {cache:?} bytes");
     }
 }

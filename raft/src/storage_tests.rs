@@ -2,7 +2,7 @@
 //! state machine, plus keel-specific checks (durability across reopen,
 //! purge/truncate, snapshot round trip between two stores).
 
-use crate::db::Db;
+use crate::db::{Db, MemoryBudget};
 use crate::log_store::LogStore;
 use crate::metrics::RaftMetricsSet;
 use crate::state_machine::{GroupView, StateMachine};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 fn open(dir: &std::path::Path) -> Arc<Db> {
-    Db::open(dir, true, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
+    Db::open(dir, true, MemoryBudget::SMALLEST, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
 }
 
 fn stores(db: &Arc<Db>, group: u32) -> (LogStore, StateMachine, mpsc::UnboundedReceiver<Vec<Effect>>) {

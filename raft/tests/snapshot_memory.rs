@@ -9,7 +9,7 @@
 //! peak RSS for a 500 MiB state is measured by `bench/snapshot.sh`
 //! (BENCHMARKS.md).
 
-use keel_raft::db::{Cf, Db, Op};
+use keel_raft::db::{Cf, Db, MemoryBudget, Op};
 use keel_raft::keys;
 use keel_raft::metrics::RaftMetricsSet;
 use keel_raft::snapshot::{SnapshotFile, Snapshots};
@@ -31,7 +31,7 @@ const CHUNK: usize = 3 << 20;
 const BUDGET: usize = 16 << 20;
 
 fn open(dir: &std::path::Path) -> Arc<Db> {
-    Db::open(dir, false, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
+    Db::open(dir, false, MemoryBudget::SMALLEST, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
 }
 
 /// Writes `STATE_BYTES` of incompressible state in 4 MiB batches.

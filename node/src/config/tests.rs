@@ -200,6 +200,20 @@ fn shutdown_timeout() {
 }
 
 #[test]
+fn rocksdb_memory_budget() {
+    assert_eq!(load(&[], &[]).unwrap().rocksdb_memory_budget.0, 128 << 20);
+    let c = load(&["--rocksdb-memory-budget", "1GiB"], &[]).unwrap();
+    assert_eq!(c.rocksdb_memory_budget.0, 1 << 30);
+    let c = load(&[], &[("KEEL_ROCKSDB_MEMORY_BUDGET", "64 mib")]).unwrap();
+    assert_eq!(c.rocksdb_memory_budget.0, 64 << 20);
+    assert_eq!(load(&["--rocksdb-memory-budget", "33554432"], &[]).unwrap().rocksdb_memory_budget.0, 32 << 20);
+    for bad in ["1MiB", "lots", "16 furlongs"] {
+        let e = load(&["--rocksdb-memory-budget", bad], &[]).unwrap_err();
+        assert!(e.to_string().contains("--rocksdb-memory-budget"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn fsync_forms() {
     assert!(!load(&["--fsync=false"], &[]).unwrap().fsync);
     assert!(!load(&["--fsync", "false"], &[]).unwrap().fsync);

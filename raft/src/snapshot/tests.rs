@@ -3,6 +3,7 @@
 //! stale files; the retired inline snapshot.
 
 use super::*;
+use crate::db::MemoryBudget;
 use crate::metrics::RaftMetricsSet;
 use crate::state_machine::GroupView;
 use keel_partition::StateView;
@@ -20,7 +21,7 @@ fn open(dir: &Path, inline: bool) -> Arc<Db> {
     if inline {
         Db::open_inline(dir).expect("open db")
     } else {
-        Db::open(dir, true, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
+        Db::open(dir, true, MemoryBudget::SMALLEST, Arc::new(RaftMetricsSet::unregistered())).expect("open db")
     }
 }
 
