@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 /// The node's health, shared by its database, state machines and servers.
@@ -33,12 +34,21 @@ pub struct Health {
     data_dir: PathBuf,
     stop: watch::Sender<Option<String>>,
     failed_groups: Mutex<BTreeMap<u32, String>>,
+    /// Whether `failed_groups` holds anything: every proposal and routed
+    /// request asks about its partition, and almost always none failed,
+    /// so the answer should not take the node-wide lock.
+    any_failed: AtomicBool,
 }
 
 impl Health {
     /// A healthy node whose database lives in `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
-        Health { data_dir: data_dir.to_owned(), stop: watch::channel(None).0, failed_groups: Mutex::default() }
+        Health {
+            data_dir: data_dir.to_owned(),
+            stop: watch::channel(None).0,
+            failed_groups: Mutex::default(),
+            any_failed: AtomicBool::new(false),
+        }
     }
 
     /// Records that the node must stop because `what` failed with `error`,
@@ -71,10 +81,14 @@ impl Health {
     pub fn group_failed(&self, group: u32, reason: String) {
         tracing::error!(partition = group, "partition stopped: {reason}");
         self.groups().entry(group).or_insert(reason);
+        self.any_failed.store(true, Ordering::Release);
     }
 
     /// Why partition `group` stopped, if it did.
     pub fn group_failure(&self, group: u32) -> Option<String> {
+        if !self.any_failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.groups().get(&group).cloned()
     }
 
