@@ -94,7 +94,7 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
     // Actors report here when they end by themselves (a panic, or a return
     // while still leading); a stopped actor is aborted and reports nothing.
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<(u64, String)>();
-    let mut restarts = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut restarts = actor_restarts();
     let mut delay = Duration::ZERO;
     loop {
         let (leading_term, shut_down) = {
@@ -114,7 +114,7 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
                 }
                 if delay.is_zero() {
                     // A new term, not a restart: restarts count afresh.
-                    restarts = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+                    restarts = actor_restarts();
                 }
                 let (tx, rx) = mpsc::unbounded_channel();
                 let task =
@@ -158,6 +158,11 @@ pub async fn supervise(partition: Arc<Partition>, mut effects: mpsc::UnboundedRe
             }
         }
     }
+}
+
+/// The pauses before an actor of one term is started again.
+fn actor_restarts() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 /// Runs the actor of `term` after `delay`, and reports on `ended` how it

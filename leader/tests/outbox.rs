@@ -43,6 +43,24 @@ fn key_on(cluster: &Cluster, prefix: &str, wanted: impl Fn(u64) -> bool) -> (Str
         .unwrap_or_else(|| panic!("no partition for {prefix} on a wanted node"))
 }
 
+/// Whether `node`'s outbox of `partition` empties within 30 s of virtual time.
+async fn outbox_empties(cluster: &Cluster, node: u64, partition: u32) -> bool {
+    let empty = || std::future::ready(cluster.outbox(node, partition).is_empty().then_some(()));
+    poll(Duration::from_secs(30), empty).await.is_some()
+}
+
+/// A cluster with one replica per partition whose node `lagging` (returned)
+/// follows the metadata group's leader but gets no new entries from it,
+/// and [`harness::sdk::LATE_MANIFEST`] registered meanwhile: its catalog
+/// lacks `Tally` and `Flow` while the group has them.
+async fn lagging_catalog(seed: u64) -> (Cluster, u64) {
+    let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed).await;
+    let lagging = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
+    cluster.net.starve(METADATA_GROUP, lagging);
+    cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+    (cluster, lagging)
+}
+
 /// The count of `service` object `key` once it reads `want`, within `limit`
 /// of virtual time; else what it last read.
 async fn count_reaches(cluster: &Cluster, service: &str, key: &str, want: u64, limit: Duration) -> Option<u64> {
@@ -74,10 +92,8 @@ fn a_partition_that_is_down_delays_only_the_messages_to_it() {
         cluster.restart(down).await;
         let got = count_reaches(&cluster, "Counter", &a, 1, Duration::from_secs(60)).await;
         assert_eq!(got, Some(1), "seed {}: the send to {a} after its node came back", cluster.seed);
-        let emptied = poll(Duration::from_secs(30), || {
-            std::future::ready(cluster.outbox(sender, cluster.partition_of(&id)).is_empty().then_some(()))
-        });
-        assert!(emptied.await.is_some(), "seed {}: the outbox was not emptied", cluster.seed);
+        let emptied = outbox_empties(&cluster, sender, cluster.partition_of(&id)).await;
+        assert!(emptied, "seed {}: the outbox was not emptied", cluster.seed);
         // Each send took effect once, however often it was shipped.
         assert_eq!(cluster.count("Counter", &a).await, Some(1), "seed {}", cluster.seed);
         assert_eq!(cluster.count("Counter", &b).await, Some(1), "seed {}", cluster.seed);
@@ -87,12 +103,7 @@ fn a_partition_that_is_down_delays_only_the_messages_to_it() {
 #[test]
 fn a_send_to_a_service_the_local_catalog_lacks_yet_is_delivered() {
     run(async {
-        let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed_or(202)).await;
-        // The sender's node follows the metadata group's leader but gets no
-        // new entries from it: its catalog lags while the group moves on.
-        let sender = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
-        cluster.net.starve(METADATA_GROUP, sender);
-        cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+        let (cluster, sender) = lagging_catalog(seed_or(202)).await;
         // The target's partition is on a node whose catalog knows it.
         let (target, _) = key_on(&cluster, "t", |node| node != sender);
         let (id, envelope) = send_on(&cluster, sender, &format!("Tally/{target}"));
@@ -102,10 +113,8 @@ fn a_send_to_a_service_the_local_catalog_lacks_yet_is_delivered() {
         let catalog = cluster.leaders(sender).catalog().expect("the sender's catalog");
         assert!(catalog.service("Tally").is_none(), "seed {}: the sender's catalog did not lag", cluster.seed);
         cluster.net.heal();
-        let emptied = poll(Duration::from_secs(30), || {
-            std::future::ready(cluster.outbox(sender, cluster.partition_of(&id)).is_empty().then_some(()))
-        });
-        assert!(emptied.await.is_some(), "seed {}: the outbox was not emptied", cluster.seed);
+        let emptied = outbox_empties(&cluster, sender, cluster.partition_of(&id)).await;
+        assert!(emptied, "seed {}: the outbox was not emptied", cluster.seed);
         assert_eq!(cluster.count("Tally", &target).await, Some(1), "seed {}", cluster.seed);
     });
 }
@@ -124,10 +133,8 @@ fn a_call_to_an_unknown_handler_fails_with_404() {
         assert_eq!(cluster.call(&envelope, &id, BUDGET).await.as_deref(), Some(b"sent".as_slice()));
         let partition = cluster.partition_of(&id);
         let leader = cluster.leader(partition).await;
-        let emptied = poll(Duration::from_secs(30), || {
-            std::future::ready(cluster.outbox(leader, partition).is_empty().then_some(()))
-        });
-        assert!(emptied.await.is_some(), "seed {}: the send to Nowhere stayed in the outbox", cluster.seed);
+        let emptied = outbox_empties(&cluster, leader, partition).await;
+        assert!(emptied, "seed {}: the send to Nowhere stayed in the outbox", cluster.seed);
         assert_eq!(cluster.sdk.violations(), Vec::<String>::new(), "seed {}", cluster.seed);
     });
 }
@@ -140,10 +147,7 @@ fn a_call_to_an_unknown_handler_fails_with_404() {
 #[test]
 fn sends_to_a_workflow_the_local_catalog_lacks_yet_run_it_once() {
     run(async {
-        let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed_or(204)).await;
-        let sender = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
-        cluster.net.starve(METADATA_GROUP, sender);
-        cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+        let (cluster, sender) = lagging_catalog(seed_or(204)).await;
         // The workflow's partition is on a node whose catalog knows it.
         let (workflow, home) = key_on(&cluster, "w", |node| node != sender);
         let input = format!("Flow/{workflow}");
@@ -162,11 +166,8 @@ fn sends_to_a_workflow_the_local_catalog_lacks_yet_run_it_once() {
         assert_eq!(got, Some(1), "seed {}: the workflow did not run", cluster.seed);
         cluster.net.heal();
         for (id, _) in &sends {
-            let partition = cluster.partition_of(id);
-            let emptied = poll(Duration::from_secs(30), || {
-                std::future::ready(cluster.outbox(sender, partition).is_empty().then_some(()))
-            });
-            assert!(emptied.await.is_some(), "seed {}: the outbox was not emptied", cluster.seed);
+            let emptied = outbox_empties(&cluster, sender, cluster.partition_of(id)).await;
+            assert!(emptied, "seed {}: the outbox was not emptied", cluster.seed);
         }
         // Both sends went to the workflow run's own invocation.
         let run = keel_partition::idempotency::workflow_run_id("Flow", &workflow);
@@ -182,10 +183,7 @@ fn sends_to_a_workflow_the_local_catalog_lacks_yet_run_it_once() {
 #[test]
 fn an_invocation_of_a_service_the_local_catalog_lacks_yet_runs() {
     run(async {
-        let cluster = Cluster::start_replicated(3, PARTITIONS, 1, seed_or(205)).await;
-        let lagging = node_besides(&cluster, cluster.leader(METADATA_GROUP).await);
-        cluster.net.starve(METADATA_GROUP, lagging);
-        cluster.register("late", harness::sdk::LATE_MANIFEST).await;
+        let (cluster, lagging) = lagging_catalog(seed_or(205)).await;
         // Both the sender and the target run on the lagging node.
         let (target, _) = key_on(&cluster, "t", |node| node == lagging);
         let (id, envelope) = send_on(&cluster, lagging, &format!("Tally/{target}"));
