@@ -206,6 +206,7 @@ impl BenchCluster {
                 max_concurrent_invocations_per_deployment: keel_leader::slots::default_per_deployment(1000),
                 endpoints: Arc::new(HttpEndpoints::default()),
                 clock: Arc::new(SystemClock),
+                completed_retention: Duration::from_millis(keel_partition::idempotency::DEFAULT_COMPLETED_RETENTION_MS),
             };
             let leaders = Leaders::start(&registry, router.clone(), options);
             let handler = Arc::new(NodeHandler::new(registry.clone(), leaders));

@@ -8,11 +8,9 @@
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, HeaderValue, Uri};
-use keel_partition::catalog::ServiceOverrides;
 use keel_partition::idempotency;
 use keel_partition::invocation::HandlerKind;
 use keel_protocol::InvocationId;
-use keel_protocol::manifest::Service;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The request's idempotency key and delay, validated.
@@ -99,14 +97,6 @@ pub(crate) fn invocation_id(
             let uuid = ulid::Ulid::new().0;
             InvocationId::new(keel_partition::partition_key(&uuid.to_be_bytes()), uuid)
         }
-    }
-}
-
-/// How long the result of this invocation is kept after it completes.
-pub(crate) fn retention_ms(overrides: &ServiceOverrides, service: &Service, handler: &str, idempotent: bool) -> u64 {
-    match service.handlers.iter().find(|h| h.name == handler) {
-        Some(h) => idempotency::retention_ms(overrides, service, h, idempotent),
-        None => idempotency::COMPLETED_RETENTION_MS,
     }
 }
 

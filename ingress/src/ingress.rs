@@ -57,6 +57,10 @@ pub struct IngressOptions {
     /// When set, every route but `/restate/health` requires
     /// `Authorization: Bearer <token>` (401 otherwise).
     pub token: Option<String>,
+    /// How long a completed invocation without idempotency key (not a
+    /// workflow run) keeps its record, stamped into the invocations this
+    /// ingress creates (see [`keel_partition::idempotency`]).
+    pub completed_retention: Duration,
 }
 
 /// What the ingress handlers share: the cluster, the settings, and the
@@ -64,6 +68,7 @@ pub struct IngressOptions {
 pub(crate) struct IngressState<C> {
     cluster: Arc<C>,
     pub(crate) attach_timeout: Option<Duration>,
+    completed_retention_ms: u64,
     catalog: Arc<CatalogLookup>,
 }
 
@@ -72,6 +77,7 @@ impl<C> Clone for IngressState<C> {
         IngressState {
             cluster: self.cluster.clone(),
             attach_timeout: self.attach_timeout,
+            completed_retention_ms: self.completed_retention_ms,
             catalog: self.catalog.clone(),
         }
     }
@@ -92,7 +98,12 @@ impl<C> FromRef<IngressState<C>> for Arc<C> {
 /// refused because waiting calls hold every permit. Health checks take no
 /// permit, so an overloaded node still answers its probes.
 pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, options: IngressOptions) -> Router {
-    let state = IngressState { cluster, attach_timeout: options.attach_timeout, catalog: Arc::default() };
+    let state = IngressState {
+        cluster,
+        attach_timeout: options.attach_timeout,
+        completed_retention_ms: crate::duration::millis(options.completed_retention),
+        catalog: Arc::default(),
+    };
     let calls = Router::new()
         .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
         .merge(attach::routes::<C>())
@@ -325,7 +336,13 @@ async fn invoke<C: ClusterApi>(
         caller: None,
         delivered: Vec::new(),
         timers: Vec::new(),
-        retention_ms: idempotency::retention_ms(&req.overrides, &req.service, &req.handler, idempotent),
+        retention_ms: keel_partition::idempotency::retention_ms(
+            &req.overrides,
+            &req.service,
+            handler,
+            idempotent,
+            state.completed_retention_ms,
+        ),
         attached: Vec::new(),
     };
     let envelope = Envelope::client(Command::Invoke { id: id.to_bytes(), record, input: frame.to_bytes().to_vec() });

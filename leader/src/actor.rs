@@ -117,6 +117,7 @@ impl Actor<'_> {
                     self.tasks.spawn(self.invoker.clone().run(id));
                 }
                 timers.load(partition, partition.now_ms()).await;
+                self.tasks.spawn(crate::expiry::run(partition.clone(), term));
                 for message in pending {
                     let _ = self.shipper.send(message);
                 }

@@ -22,6 +22,7 @@ use keel_raft::messages::ProposeError;
 use keel_raft::router::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How the leader runtime runs.
@@ -38,6 +39,9 @@ pub struct LeaderOptions {
     pub endpoints: Arc<dyn Endpoints>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// How long a completed invocation without idempotency key (not a
+    /// workflow run) keeps its record ([`keel_partition::idempotency`]).
+    pub completed_retention: Duration,
 }
 
 /// The leader runtime of every group hosted on one node.
@@ -59,6 +63,7 @@ impl Leaders {
             endpoints: options.endpoints,
             clock: options.clock,
             slots: Slots::new(options.max_concurrent_invocations, options.max_concurrent_invocations_per_deployment),
+            completed_retention_ms: u64::try_from(options.completed_retention.as_millis()).unwrap_or(u64::MAX),
         });
         let mut partitions = BTreeMap::new();
         for group in registry.groups() {

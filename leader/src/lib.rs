@@ -21,6 +21,7 @@
 //!   quorum contact it needs to start attempts;
 //! - [`timers`], [`outbox`], [`waiters`], [`calls`]: durable timers, the
 //!   outbox shipper, callers waiting for results, and calls themselves;
+//! - [`expiry`]: removing completed invocations whose retention ended;
 //! - [`catalog_cache`]: the node's parsed service catalog, and
 //!   [`catalog_lookup`] the metadata group's when the node's lags;
 //! - [`slots`]: the node's slots for attempts in flight, and each
@@ -38,6 +39,7 @@ pub mod catalog_cache;
 pub mod catalog_lookup;
 pub mod clock;
 pub mod endpoints;
+pub mod expiry;
 pub mod invocations;
 pub mod lease;
 pub mod outbox;

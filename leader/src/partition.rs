@@ -29,6 +29,10 @@ pub struct Services {
     /// The node's slots for invocation attempts in flight (all
     /// partitions), and each deployment's share of them.
     pub slots: Slots,
+    /// How long a completed invocation without idempotency key (not a
+    /// workflow run) keeps its record: stamped into the invocations this
+    /// node's outboxes create ([`keel_partition::idempotency`]).
+    pub completed_retention_ms: u64,
 }
 
 /// One partition as its leader works with it.

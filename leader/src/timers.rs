@@ -1,13 +1,13 @@
-//! The leader's durable timers: sleeps, delayed starts and purges of
-//! finished invocations, fired by proposing `FireTimer`.
+//! The leader's durable timers: sleeps and delayed starts, fired by
+//! proposing `FireTimer`.
 //!
 //! Timers live in the partition's state, keyed by firing time. The leader
 //! keeps only a window of them in memory — those due within
 //! [`WINDOW_MS`] — and loads the next stretch from storage as time moves on.
-//! Holding them all would not scale: every finished invocation has a purge
-//! timer for its retention (a day by default), so a busy partition has
-//! millions, and a new leader would have to read them all before firing the
-//! first one.
+//! Holding them all would not scale: a busy partition may hold millions of
+//! sleeping invocations and delayed sends, and a new leader would have to
+//! read them all before firing the first one. (Completed records expire
+//! through an index of their own, without a timer each: [`crate::expiry`].)
 
 use crate::backoff::Backoff;
 use crate::partition::Partition;

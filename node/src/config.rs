@@ -60,6 +60,7 @@ const KEYS: &[&str] = &[
     "http_body_timeout",
     "max_connections",
     "shutdown_timeout",
+    "completed_retention",
     "rocksdb_memory_budget",
     "cluster_secret_file",
     "tls_cert",
@@ -124,6 +125,9 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a graceful stop (SIGTERM) may take before the node exits anyway.
     pub shutdown_timeout: Duration,
+    /// How long a completed invocation without idempotency key (not a
+    /// workflow run) keeps its record, to deduplicate keel's own retries.
+    pub completed_retention: Duration,
     /// RocksDB's block cache and memtables together.
     pub rocksdb_memory_budget: keel_raft::db::MemoryBudget,
     /// Node authentication and client tokens.
@@ -265,6 +269,13 @@ struct Cli {
     /// anyway [env: KEEL_SHUTDOWN_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION")]
     shutdown_timeout: Option<String>,
+    /// How long a completed invocation without an idempotency key (and not
+    /// a workflow run) keeps its result, so that keel's own retries of it
+    /// (after a leader change, a lost acknowledgement) are answered instead
+    /// of run again; between 1s and 1 day, the same on every node
+    /// [env: KEEL_COMPLETED_RETENTION] [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    completed_retention: Option<String>,
     /// Memory for RocksDB's block cache and memtables together, e.g. 128MiB
     /// or 1GiB [env: KEEL_ROCKSDB_MEMORY_BUDGET] [default: 128MiB]
     #[arg(long, value_name = "SIZE")]
@@ -325,6 +336,7 @@ impl Cli {
             ("http_body_timeout", &self.http_body_timeout),
             ("max_connections", &self.max_connections),
             ("shutdown_timeout", &self.shutdown_timeout),
+            ("completed_retention", &self.completed_retention),
             ("rocksdb_memory_budget", &self.rocksdb_memory_budget),
             ("cluster_secret_file", &self.cluster_secret_file),
             ("tls_cert", &self.tls_cert),
@@ -555,6 +567,10 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
     let max_connections = src.value("max_connections", num::<usize>, 10_000)?;
     max_connections.check(|v| (1..=1_000_000).contains(v), "must be between 1 and 1000000")?;
     let shutdown_timeout = src.value("shutdown_timeout", bounded_duration, Duration::from_secs(30))?;
+    let completed_ms = keel_partition::idempotency::DEFAULT_COMPLETED_RETENTION_MS;
+    let completed_retention =
+        src.value("completed_retention", bounded_duration, Duration::from_millis(completed_ms))?;
+    completed_retention.check(|d| *d >= Duration::from_secs(1), "must be at least 1s")?;
     let memory_budget = src.value("rocksdb_memory_budget", memory_size, MemoryBudget::DEFAULT.0)?;
     let security = security::load(&src, peers.len())?;
     let log = src.value("log", |s| Ok(s.to_string()), DEFAULT_LOG.to_string())?;
@@ -584,6 +600,7 @@ fn build(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Confi
         http_body_timeout: body_timeout.value,
         max_connections: max_connections.value,
         shutdown_timeout: shutdown_timeout.value,
+        completed_retention: completed_retention.value,
         rocksdb_memory_budget: MemoryBudget(memory_budget.value),
         security,
         log: log.value,

@@ -105,6 +105,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         max_concurrent_invocations_per_deployment: config.max_concurrent_invocations_per_deployment,
         endpoints: Arc::new(HttpEndpoints::default()),
         clock: Arc::new(SystemClock),
+        completed_retention: config.completed_retention,
     };
     let leaders = Leaders::start(&registry, router.clone(), leader_options);
     let handler = Arc::new(NodeHandler::new(registry.clone(), leaders.clone()));
@@ -132,6 +133,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         max_inflight_requests: config.max_inflight_requests,
         attach_timeout: config.attach_timeout,
         token: token(&config.security.ingress_token),
+        completed_retention: config.completed_retention,
     };
     let ingress = keel_ingress::ingress_router(cluster.clone(), options);
     let ingress_server =

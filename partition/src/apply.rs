@@ -18,7 +18,7 @@
 use crate::catalog::record::CatalogOutcome;
 use crate::command::{Command, Effect, Envelope, RecordMeta, Response};
 use crate::commands::{
-    announce_leader, append_journal, attach, complete, deliver, fire_timer, intervene, invoke, outbox_done,
+    announce_leader, append_journal, attach, complete, deliver, expire, fire_timer, intervene, invoke, outbox_done,
     pin_deployment, register_deployment, remove_deployment, resume, set_state, suspend, update_service,
 };
 use crate::error::ApplyError;
@@ -79,6 +79,7 @@ pub fn apply(
         Command::Complete { id, result, completed_at_ms } => {
             invocation(complete::apply(txn, id, result, *completed_at_ms, seq)?)
         }
+        Command::Expire { up_to_ms } => invocation((expire::apply(txn, *up_to_ms)?, Vec::new())),
     })
 }
 

@@ -150,8 +150,9 @@ pub enum Command {
         /// entries may be unknown to the SDK.
         attempt_start: u32,
     },
-    /// Fires a durable timer (a sleep's, a delayed invocation's start, a
-    /// completed record's purge), proposed by the leader's timer actor.
+    /// Fires a durable timer (a sleep's, a delayed invocation's start, or
+    /// the purge of a record completed before the expiry index existed),
+    /// proposed by the leader's timer actor.
     FireTimer {
         /// The timer's firing time (part of its key).
         fire_at_ms: u64,
@@ -234,6 +235,13 @@ pub enum Command {
         /// workflow run's id.
         workflow_runs: Vec<u32>,
     },
+    /// Removes the completed invocations whose retention ended by
+    /// `up_to_ms` (a batch of them; see [`crate::expiry`]), proposed by the
+    /// leader when the first one is due.
+    Expire {
+        /// Now on the proposing leader's clock (ms since the Unix epoch).
+        up_to_ms: u64,
+    },
 }
 
 impl Command {
@@ -256,6 +264,7 @@ impl Command {
             Command::Intervene { .. } => "intervene",
             Command::Resume { .. } => "resume",
             Command::Complete { .. } => "complete",
+            Command::Expire { .. } => "expire",
         }
     }
 }

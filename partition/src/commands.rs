@@ -13,6 +13,7 @@ pub(crate) mod append_journal;
 pub(crate) mod attach;
 pub(crate) mod complete;
 pub(crate) mod deliver;
+pub(crate) mod expire;
 pub(crate) mod fire_timer;
 pub(crate) mod intervene;
 pub(crate) mod invoke;

@@ -10,14 +10,21 @@
 //! The completed record (with the result) stays for the invocation's
 //! *retention*, stamped into the record by whoever proposes the `Invoke`
 //! (the catalog is not part of the partition's state), and is then removed
-//! by a durable purge timer. Once purged, the same key runs again.
+//! through the expiry index ([`crate::expiry`]). Once purged, the same key
+//! runs again.
+//!
+//! What needs the record that long: an idempotent request's result is
+//! answered to every repetition within its idempotency retention, and a
+//! workflow's result, state and promises outlive its run by the workflow
+//! retention. Any other invocation's record only deduplicates keel's own
+//! retries of its id (a caller retrying on a new leader, an outbox message
+//! shipped again because its acknowledgement was lost), which come within
+//! seconds: it stays for the short deduplication window the node was
+//! configured with (`--completed-retention`, [`DEFAULT_COMPLETED_RETENTION_MS`]).
 
 use crate::catalog::record::ServiceOverrides;
-use crate::error::ApplyError;
 use crate::keys;
-use crate::model::invocation::{HandlerKind, InvocationKey, InvocationRecord, PURGE_TIMER, handler_kind};
-use crate::model::storage::load;
-use crate::store::StateTxn;
+use crate::model::invocation::{HandlerKind, handler_kind};
 use keel_protocol::InvocationId;
 use keel_protocol::manifest::{Handler, Service};
 
@@ -27,10 +34,9 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: u64 = 86_400_000;
 /// Restate's default workflow completion retention: one day.
 pub const DEFAULT_WORKFLOW_RETENTION_MS: u64 = 86_400_000;
 
-/// How long any other completed invocation's record is kept, so that
-/// internal retries with the same id (a caller retrying on a new leader, an
-/// outbox message shipped twice) are deduplicated: one day.
-pub const COMPLETED_RETENTION_MS: u64 = 86_400_000;
+/// How long any other completed invocation's record is kept by default, so
+/// that internal retries with the same id are deduplicated: five minutes.
+pub const DEFAULT_COMPLETED_RETENTION_MS: u64 = 300_000;
 
 fn push_part(out: &mut Vec<u8>, part: &[u8]) {
     out.extend_from_slice(&(part.len() as u64).to_be_bytes());
@@ -86,41 +92,19 @@ pub fn workflow_retention_ms(overrides: &ServiceOverrides, service: &Service) ->
 /// How long the result of an invocation of `handler` is kept after it
 /// completes: the workflow retention for a workflow run (its promises and
 /// state go with it), the idempotency retention for a request with an
-/// idempotency key, else [`COMPLETED_RETENTION_MS`].
-pub fn retention_ms(overrides: &ServiceOverrides, service: &Service, handler: &Handler, idempotent: bool) -> u64 {
+/// idempotency key, else `completed_ms` (the node's deduplication window).
+pub fn retention_ms(
+    overrides: &ServiceOverrides,
+    service: &Service,
+    handler: &Handler,
+    idempotent: bool,
+    completed_ms: u64,
+) -> u64 {
     match handler_kind(service, handler) {
         HandlerKind::Workflow => workflow_retention_ms(overrides, service),
         _ if idempotent => idempotency_retention_ms(overrides, service, handler),
-        _ => COMPLETED_RETENTION_MS,
+        _ => completed_ms,
     }
-}
-
-/// When a completed invocation's record is purged (its purge timer);
-/// `None` while it has not completed.
-pub fn expiry(record: &InvocationRecord) -> Option<u64> {
-    record.timers.iter().find(|(_, c)| *c == PURGE_TIMER).map(|(at, _)| *at)
-}
-
-/// Forgets an invocation when its retention ends (or an operator purges
-/// it): its record and any timers left. A workflow run takes its instance
-/// with it: the workflow's state and promises were kept for the shared
-/// handlers only as long as the run's result.
-pub(crate) fn purge(txn: &mut impl StateTxn, id: &InvocationKey) -> Result<(), ApplyError> {
-    let Some(record) = load(txn, id)? else { return Ok(()) };
-    txn.delete(keys::invocation_key(id));
-    txn.delete(keys::running_key(id));
-    for (fire_at_ms, completion_id) in &record.timers {
-        txn.delete(keys::timer_key(*fire_at_ms, id, *completion_id));
-    }
-    if let (HandlerKind::Workflow, Some(key)) = (record.target.kind, &record.target.key) {
-        let service = &record.target.service;
-        for prefix in [keys::state_prefix(service, key), keys::promises_prefix(service, key)] {
-            for (k, _) in txn.scan_prefix(&prefix) {
-                txn.delete(k);
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -51,9 +51,17 @@ pub const KIND_PROMISE_WAITER: u8 = 0x27;
 /// checked against ([`crate::journal_position`]).
 pub const KIND_PRODUCED: u8 = 0x28;
 
+/// A completed invocation's entry in the expiry index:
+/// `[KIND_EXPIRY][expires at ms: u64 BE][invocation id]` → one byte
+/// ([`crate::expiry`]), so the records due go first in key order.
+pub const KIND_EXPIRY: u8 = 0x29;
+/// Where the live part of the expiry index starts (every entry before it
+/// was removed): `[KIND_EXPIRY_FLOOR]` → ms, u64 BE.
+pub const KIND_EXPIRY_FLOOR: u8 = 0x2A;
+
 /// An invocation in `Invoked` state: `[KIND_RUNNING][invocation id]`. A new
 /// leader resumes these without reading every invocation record (completed
-/// ones are retained for a day and would make every failover slower).
+/// ones are retained for a while and would make every failover slower).
 pub const KIND_RUNNING: u8 = 0x2F;
 
 /// Raft group id of the metadata group, which holds the service catalog
@@ -151,6 +159,34 @@ pub fn timers_from(fire_at_ms: u64) -> Vec<u8> {
     out.push(KIND_TIMER);
     out.extend_from_slice(&fire_at_ms.to_be_bytes());
     out
+}
+
+/// The key of a completed invocation's entry in the expiry index.
+pub fn expiry_key(expires_at_ms: u64, id: &[u8; 24]) -> Vec<u8> {
+    let mut out = expiries_from(expires_at_ms);
+    out.extend_from_slice(id);
+    out
+}
+
+/// Where the expiry index entries of `expires_at_ms` start in key order.
+pub fn expiries_from(expires_at_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(33);
+    out.push(KIND_EXPIRY);
+    out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out
+}
+
+/// Splits an [`expiry_key`] into (expiry time, invocation id).
+pub fn parse_expiry_key(key: &[u8]) -> Option<(u64, [u8; 24])> {
+    if key.len() != 33 || key[0] != KIND_EXPIRY {
+        return None;
+    }
+    Some((u64::from_be_bytes(key[1..9].try_into().ok()?), key[9..33].try_into().ok()?))
+}
+
+/// The key of the expiry index's floor.
+pub fn expiry_floor_key() -> Vec<u8> {
+    vec![KIND_EXPIRY_FLOOR]
 }
 
 /// The prefix of an invocation's journal.
@@ -297,5 +333,9 @@ mod tests {
         assert_eq!(invocation_key(&id).len(), 25);
         assert!(timer_key(5, &[9; 24], 1) < timer_key(6, &[0; 24], 0));
         assert_eq!(parse_timer_key(&timer_key(7, &id, 3)), Some((7, id, 3)));
+        assert!(expiry_key(5, &[9; 24]) < expiry_key(6, &[0; 24]));
+        assert!(expiry_key(u64::MAX, &[9; 24]) < expiry_floor_key());
+        assert_eq!(parse_expiry_key(&expiry_key(7, &id)), Some((7, id)));
+        assert_eq!(parse_expiry_key(&timer_key(7, &id, 3)), None);
     }
 }

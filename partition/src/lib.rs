@@ -45,6 +45,7 @@ pub mod codec;
 mod command;
 mod commands;
 mod error;
+pub mod expiry;
 pub mod idempotency;
 pub mod invocation;
 pub mod journal_position;

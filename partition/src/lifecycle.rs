@@ -12,9 +12,9 @@ use crate::error::ApplyError;
 use crate::journal_position;
 use crate::keys;
 use crate::model::invocation::{Attached, Reply};
-use crate::model::invocation::{Caller, InvocationKey, InvocationRecord, InvocationResult, PURGE_TIMER, Status};
+use crate::model::invocation::{Caller, InvocationKey, InvocationRecord, InvocationResult, Status};
 use crate::model::outcome::{InvocationEffect, InvocationOutcome, Outcome};
-use crate::model::storage::{add_timer, journal_append, load, outbox_seq, push, store};
+use crate::model::storage::{journal_append, load, outbox_seq, push, store};
 use crate::store::StateTxn;
 use keel_protocol::InvocationId;
 
@@ -72,10 +72,10 @@ pub(crate) fn notify(txn: &mut impl StateTxn, id: &InvocationKey, notification: 
 /// Completes an invocation: records the result, releases its key's lock
 /// and starts the next invocation from the key's inbox, and answers its
 /// caller and whoever attached (outbox slots 0, then 1…). The journal and
-/// pending timers go; the record stays until a purge timer fires
-/// `retention_ms` after `completed_at_ms` (stamped by the proposer, since
-/// apply reads no clock). Also returns the first outbox slot of command
-/// `seq` it left free.
+/// pending timers go; the record stays until it expires `retention_ms`
+/// after `completed_at_ms` (stamped by the proposer, since apply reads no
+/// clock; see [`crate::expiry`]). Also returns the first outbox slot of
+/// command `seq` it left free.
 pub(crate) fn finish(
     txn: &mut impl StateTxn,
     id: &InvocationKey,
@@ -98,9 +98,9 @@ pub(crate) fn finish(
     for (fire_at_ms, completion_id) in record.timers.drain(..) {
         txn.delete(keys::timer_key(fire_at_ms, id, completion_id));
     }
-    let purge_at_ms = completed_at_ms.saturating_add(record.retention_ms);
-    let purge = add_timer(txn, id, &mut record, purge_at_ms, PURGE_TIMER);
-    let mut effects = vec![InvocationEffect::Completed(*id, result.clone()), purge];
+    let expires_at_ms = completed_at_ms.saturating_add(record.retention_ms);
+    crate::expiry::file(txn, id, &mut record, expires_at_ms)?;
+    let mut effects = vec![InvocationEffect::Completed(*id, result.clone())];
     if let Some(caller) = &record.caller {
         effects.push(push(txn, outbox_seq(seq, 0), answer(caller, Reply::Call, Some(result))?));
     }

@@ -59,6 +59,6 @@ pub fn read(view: &impl StateView, query: &Query) -> Result<QueryResult, ApplyEr
             .map(QueryResult::Catalog)
             .map_err(|reason| ApplyError::Corrupt { key: vec![keys::KIND_DEPLOYMENT], reason }),
         Query::Invocation(id) => Ok(QueryResult::Invocation(load(view, id)?.map(|r| r.status))),
-        Query::Expiry(id) => Ok(QueryResult::Expiry(load(view, id)?.and_then(|r| crate::idempotency::expiry(&r)))),
+        Query::Expiry(id) => Ok(QueryResult::Expiry(load(view, id)?.and_then(|r| crate::expiry::expires_at(&r)))),
     }
 }

@@ -13,8 +13,12 @@ pub trait StateView {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Returns every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Returns the first `limit` entries with `from <= key < to`, in key order.
+    fn scan_range_limit(&self, from: &[u8], to: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Returns every entry with `from <= key < to`, in key order.
-    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.scan_range_limit(from, to, usize::MAX)
+    }
 }
 
 /// Read-write access used while applying commands. Writes must be visible to
@@ -61,11 +65,11 @@ impl StateView for MemStore {
             .collect()
     }
 
-    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_range_limit(&self, from: &[u8], to: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         if from >= to {
             return Vec::new();
         }
-        self.entries.range(from.to_vec()..to.to_vec()).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.entries.range(from.to_vec()..to.to_vec()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

@@ -225,6 +225,13 @@ impl TestPartition {
         self.leader(Command::Complete { id, result: result.clone(), completed_at_ms })
     }
 
+    /// `Expire`.
+    pub(crate) fn expire(&mut self, up_to_ms: u64) -> InvocationOutcome {
+        let (outcome, effects) = self.leader(Command::Expire { up_to_ms });
+        assert_eq!(effects, Vec::new(), "expiring has no effects");
+        outcome
+    }
+
     /// The record of `id`.
     pub(crate) fn load(&self, id: InvocationKey) -> Option<InvocationRecord> {
         storage::load(&self.store, &id).expect("records decode")

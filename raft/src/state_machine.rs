@@ -116,21 +116,21 @@ impl StateView for GroupView<'_> {
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let start = keys::state_key(self.group, prefix);
         let end = prefix_successor(&start);
-        self.scan(start, end)
+        self.scan(start, end, usize::MAX)
     }
 
-    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_range_limit(&self, from: &[u8], to: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         if from >= to {
             return Vec::new();
         }
-        self.scan(keys::state_key(self.group, from), Some(keys::state_key(self.group, to)))
+        self.scan(keys::state_key(self.group, from), Some(keys::state_key(self.group, to)), limit)
     }
 }
 
 impl GroupView<'_> {
-    /// This group's entries from the full key `start` up to `end`
-    /// (exclusive; the group's end if `None`), without the group prefix.
-    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// This group's first `limit` entries from the full key `start` up to
+    /// `end` (exclusive; the group's end if `None`), without the group prefix.
+    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         // The upper bound lets RocksDB stop at the end of the range instead
         // of stepping over the tombstones of deleted keys that follow it
         // (finished invocations leave many), which made scans slow down as
@@ -147,7 +147,7 @@ impl GroupView<'_> {
             IteratorMode::From(&start, Direction::Forward),
         );
         let mut out = Vec::new();
-        for item in iter {
+        for item in iter.take(limit) {
             let Some((k, v)) = self.note(item) else { break };
             if !k.starts_with(&prefix) {
                 break;
@@ -172,9 +172,16 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Writes buffered over a [`GroupView`]: later commands in the same apply
 /// batch see earlier commands' writes.
-struct Overlay<'a> {
+pub(crate) struct Overlay<'a> {
     view: GroupView<'a>,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    /// No writes buffered over `view` yet.
+    pub(crate) fn new(view: GroupView<'a>) -> Self {
+        Overlay { view, writes: BTreeMap::new() }
+    }
 }
 
 impl StateView for Overlay<'_> {
@@ -190,11 +197,19 @@ impl StateView for Overlay<'_> {
         merge(self.view.scan_prefix(prefix), writes)
     }
 
-    fn scan_range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_range_limit(&self, from: &[u8], to: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         if from >= to {
             return Vec::new();
         }
-        merge(self.view.scan_range(from, to), self.writes.range(from.to_vec()..to.to_vec()))
+        // The first `limit` entries of the merged view must not depend on
+        // which writes are still buffered (replicas cut apply batches
+        // differently): every buffered delete may hide one stored entry,
+        // so read that many more before merging.
+        let writes = || self.writes.range(from.to_vec()..to.to_vec());
+        let hidden = writes().filter(|(_, w)| w.is_none()).count();
+        let mut merged = merge(self.view.scan_range_limit(from, to, limit.saturating_add(hidden)), writes());
+        merged.truncate(limit);
+        merged
     }
 }
 
@@ -252,7 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = typ::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut txn = Overlay { view: GroupView::new(&self.db, self.group), writes: BTreeMap::new() };
+        let mut txn = Overlay::new(GroupView::new(&self.db, self.group));
         let mut responses = Vec::new();
         let mut effects = Vec::new();
         let mut last = None;

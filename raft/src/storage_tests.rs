@@ -5,9 +5,9 @@
 use crate::db::{Db, MemoryBudget};
 use crate::log_store::LogStore;
 use crate::metrics::RaftMetricsSet;
-use crate::state_machine::{GroupView, StateMachine};
+use crate::state_machine::{GroupView, Overlay, StateMachine};
 use crate::types::{Batch, TypeConfig, typ};
-use keel_partition::{Command, Effect, Envelope, Query, QueryResult, Response, StateView};
+use keel_partition::{Command, Effect, Envelope, MemStore, Query, QueryResult, Response, StateTxn, StateView};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, StorageError};
@@ -177,4 +177,51 @@ async fn effects_are_emitted_after_apply() {
     let entry = Entry { log_id: log_id(4, 1), payload: EntryPayload::Normal(Batch(vec![announce])) };
     sm.apply(vec![entry]).await.expect("apply");
     assert_eq!(effects.try_recv().expect("effects"), vec![Effect::LeaderReady { term: 4 }]);
+}
+
+/// Replicas cut apply batches differently, so a limited scan inside a batch
+/// must give the first entries of the state as it would be with every
+/// buffered write stored: buffered deletes must not make it stop short,
+/// nor buffered puts beyond what it read slip in.
+#[test]
+fn a_limited_scan_reads_alike_whatever_is_still_buffered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let key = |n: u8| vec![0x70, n];
+    {
+        let mut stored = Overlay::new(GroupView::new(&db, 5));
+        for n in 0..10 {
+            stored.put(key(n), vec![n]);
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in stored.scan_range(&key(0), &key(255)) {
+            batch.put_cf(db.cf(crate::db::Cf::State), crate::keys::state_key(5, &k), v);
+        }
+        db.raw().write(batch).expect("write");
+    }
+    let mut overlay = Overlay::new(GroupView::new(&db, 5));
+    let mut expected = MemStore::default();
+    for n in 0..10 {
+        expected.put(key(n), vec![n]);
+    }
+    buffered_writes(&mut overlay);
+    buffered_writes(&mut expected);
+    for limit in [1, 3, 6, 7, 100] {
+        assert_eq!(
+            overlay.scan_range_limit(&key(0), &key(255), limit),
+            expected.scan_range_limit(&key(0), &key(255), limit),
+            "limit {limit}"
+        );
+    }
+    assert_eq!(overlay.scan_range_limit(&key(0), &key(255), 2), vec![(key(3), vec![33]), (key(5), vec![5])]);
+}
+
+/// The writes of the batch in the test above: deletes in front of and
+/// among the stored entries, a put beyond them and one over a stored entry.
+fn buffered_writes(txn: &mut impl StateTxn) {
+    for n in [0, 1, 2, 4] {
+        txn.delete(vec![0x70, n]);
+    }
+    txn.put(vec![0x70, 20], vec![20]);
+    txn.put(vec![0x70, 3], vec![33]);
 }

@@ -247,8 +247,13 @@ async fn a_dry_run_with_the_clis_body_registers_nothing() {
 async fn health_checks_answer_503_naming_the_problem() {
     let cluster = Arc::new(FakeCluster::new());
     let admin = admin_router(cluster.clone(), options());
-    let ingress_options =
-        crate::IngressOptions { max_body_bytes: 1 << 20, max_inflight_requests: 1, attach_timeout: None, token: None };
+    let ingress_options = crate::IngressOptions {
+        max_body_bytes: 1 << 20,
+        max_inflight_requests: 1,
+        attach_timeout: None,
+        token: None,
+        completed_retention: std::time::Duration::from_secs(300),
+    };
     let ingress = crate::ingress_router(cluster.clone(), ingress_options);
     let problem = "partition 3 stopped: cannot apply command Invoke (#0 of log entry 7, term 2): corrupt";
     *cluster.problems.lock().unwrap() = vec![problem.to_string()];

@@ -3,7 +3,13 @@ use crate::testing::{FakeCluster, request, send};
 use std::sync::atomic::Ordering;
 
 fn options() -> IngressOptions {
-    IngressOptions { max_body_bytes: 1 << 20, max_inflight_requests: 16, attach_timeout: None, token: None }
+    IngressOptions {
+        max_body_bytes: 1 << 20,
+        max_inflight_requests: 16,
+        attach_timeout: None,
+        token: None,
+        completed_retention: std::time::Duration::from_secs(300),
+    }
 }
 
 fn router(cluster: FakeCluster) -> Router {

@@ -199,6 +199,7 @@ pub fn router(target: Target, cluster: Arc<FakeCluster>) -> Router {
                 max_inflight_requests: 64,
                 attach_timeout: Some(Duration::from_millis(10)),
                 token: (target == Target::IngressWithToken).then(|| TOKEN.to_owned()),
+                completed_retention: Duration::from_secs(300),
             },
         ),
         Target::Admin | Target::AdminWithToken => keel_ingress::admin_router(

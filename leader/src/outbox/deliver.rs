@@ -11,7 +11,6 @@
 use crate::catalog_lookup::{CatalogError, catalog_for};
 use crate::partition::Partition;
 use keel_partition::attach;
-use keel_partition::catalog::Catalog;
 use keel_partition::invocation::{
     self, HandlerKind, Intervention, InvocationKey, InvocationRecord, InvocationResult, Status, Target,
 };
@@ -125,12 +124,11 @@ async fn resolve(
     idempotent: bool,
 ) -> Result<Option<(HandlerKind, u64)>, ShipError> {
     let catalog = catalog_for(partition, service, handler).await?;
-    Ok(schema(&catalog, service, handler, idempotent))
-}
-
-/// What [`resolve`] finds in one catalog.
-fn schema(catalog: &Catalog, service: &str, handler: &str, idempotent: bool) -> Option<(HandlerKind, u64)> {
-    let (record, s) = catalog.service(service)?;
-    let h = s.handlers.iter().find(|h| h.name == handler)?;
-    Some((invocation::handler_kind(s, h), idempotency::retention_ms(&record.overrides, s, h, idempotent)))
+    let Some((record, s)) = catalog.service(service) else { return Ok(None) };
+    let Some(h) = s.handlers.iter().find(|h| h.name == handler) else { return Ok(None) };
+    let completed_ms = partition.services.completed_retention_ms;
+    Ok(Some((
+        invocation::handler_kind(s, h),
+        idempotency::retention_ms(&record.overrides, s, h, idempotent, completed_ms),
+    )))
 }

@@ -169,6 +169,7 @@ impl Cluster {
             max_concurrent_invocations_per_deployment: keel_leader::slots::default_per_deployment(self.slots),
             endpoints: Arc::new(self.sdk.clone()),
             clock: Arc::new(self.clock),
+            completed_retention: Duration::from_millis(keel_partition::idempotency::DEFAULT_COMPLETED_RETENTION_MS),
         };
         let leaders = Leaders::start(&registry, router.clone(), options);
         self.net.attach(id, Arc::new(NodeHandler::new(registry.clone(), leaders.clone())));

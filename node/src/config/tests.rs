@@ -200,6 +200,19 @@ fn shutdown_timeout() {
 }
 
 #[test]
+fn completed_retention() {
+    assert_eq!(load(&[], &[]).unwrap().completed_retention, Duration::from_secs(300));
+    let c = load(&["--completed-retention", "90s"], &[]).unwrap();
+    assert_eq!(c.completed_retention, Duration::from_secs(90));
+    let c = load(&[], &[("KEEL_COMPLETED_RETENTION", "PT10M")]).unwrap();
+    assert_eq!(c.completed_retention, Duration::from_secs(600));
+    for bad in ["0s", "500ms", "2d", "a while"] {
+        let e = load(&["--completed-retention", bad], &[]).unwrap_err();
+        assert!(e.to_string().contains("--completed-retention"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn rocksdb_memory_budget() {
     assert_eq!(load(&[], &[]).unwrap().rocksdb_memory_budget.0, 128 << 20);
     let c = load(&["--rocksdb-memory-budget", "1GiB"], &[]).unwrap();

@@ -10,11 +10,12 @@
 use crate::attach::Reply;
 use crate::catalog::{DeploymentRecord, ServiceOverrides};
 use crate::codec::encode;
+use crate::invocation::InvocationOutcome;
 use crate::invocation::{
     Caller, HandlerKind, Intervention, InvocationKey, InvocationRecord, InvocationResult, ResumeDeployment, Status,
     Target,
 };
-use crate::{Command, Envelope, MemStore, RecordMeta, apply};
+use crate::{Command, Envelope, MemStore, RecordMeta, Response, apply};
 use keel_protocol::proto::{
     AttachInvocationCommandMessage, CallCommandMessage, CompletePromiseCommandMessage, GetPromiseCommandMessage,
     OneWayCallCommandMessage, RunCommandMessage, SendSignalCommandMessage, SetStateCommandMessage, SleepCommandMessage,
@@ -24,7 +25,7 @@ use keel_protocol::{Flags, InvocationId, Message};
 use std::collections::BTreeSet;
 
 /// How many variants [`Command`] has.
-const KINDS: usize = 17;
+const KINDS: usize = 18;
 
 /// The kind of `command`, `0..KINDS`. No wildcard: see the module docs.
 fn kind(command: &Command) -> usize {
@@ -46,6 +47,7 @@ fn kind(command: &Command) -> usize {
         Command::Resume { .. } => 14,
         Command::Complete { .. } => 15,
         Command::AppendJournal { .. } => 16,
+        Command::Expire { .. } => 17,
     }
 }
 
@@ -315,6 +317,11 @@ fn log() -> Vec<(Envelope, RecordMeta)> {
         Command::AppendJournal { id: fresh, at: 1, entries: vec![run_command.clone()], workflow_runs: vec![] },
         Command::AppendJournal { id: fresh, at: 1, entries: vec![run_command], workflow_runs: vec![] },
         Command::AppendJournal { id: fresh, at: 2, entries: vec![], workflow_runs: vec![] },
+        // The records expire: first those due by 4.65 s (the plain call
+        // completed at 4.1 s), then the rest (the workflow run with its
+        // instance among them).
+        Command::Expire { up_to_ms: 4_650 },
+        Command::Expire { up_to_ms: 10_000 },
     ];
     for (i, command) in appends.into_iter().enumerate() {
         let fence = (!matches!(command, Command::Invoke { .. })).then_some(2);
@@ -339,6 +346,14 @@ fn replay_of_every_command_kind_is_deterministic() {
     let (dump_a, bytes_a, out_a) = run();
     let (dump_b, bytes_b, out_b) = run();
     assert!(!dump_a.is_empty());
+    // Both expiries remove records (what is due differs between them).
+    let expired: Vec<_> = (out_a.iter())
+        .filter_map(|(response, _)| match response {
+            Response::Invocation(InvocationOutcome::Expired { count, .. }) => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert!(expired.len() == 2 && expired.iter().all(|c| *c > 0), "expired per command: {expired:?}");
     assert_eq!(dump_a, dump_b);
     assert_eq!(bytes_a, bytes_b);
     assert_eq!(out_a, out_b);
@@ -354,12 +369,12 @@ fn replay_of_every_command_kind_is_deterministic() {
         0xc5fa_d2e9_e9b9_8e08,
         "the encoding of entries written by earlier versions changed"
     );
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&encoded(&log)), 0x1bf5_8817_c4d1_bbf3, "the log's encoding changed");
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&dump_a), 0x2fe7_f668_c540_4335, "the state the log leaves changed");
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&encoded(&log)), 0x2835_c299_34a5_21aa, "the log's encoding changed");
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&dump_a), 0x917e_c1ae_656d_239b, "the state the log leaves changed");
     assert_eq!(
         xxhash_rust::xxh3::xxh3_64(&encode(&out_a[..WRITTEN_BEFORE].to_vec())),
-        0xa42b_8364_909b_8b6f,
+        0xdfa5_f600_0b77_b5b0,
         "what entries written by earlier versions answer changed"
     );
-    assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes_a), 0x77ca_96bc_2ff2_e338, "the responses or effects changed");
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes_a), 0xf29d_789f_8c92_e7a5, "the responses or effects changed");
 }

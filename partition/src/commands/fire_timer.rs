@@ -1,9 +1,11 @@
 //! `FireTimer`: a durable timer is due.
 //!
 //! The leader's timer actor proposes it when the time (its clock) has
-//! come; apply only trusts the log. Three kinds share the timer keys: a
-//! sleep's (journals the sleep's completion), a delayed invocation's start
-//! ([`START_TIMER`]) and a completed record's purge ([`PURGE_TIMER`]).
+//! come; apply only trusts the log. Two kinds share the timer keys: a
+//! sleep's (journals the sleep's completion) and a delayed invocation's
+//! start ([`START_TIMER`]). A third, a completed record's purge
+//! ([`PURGE_TIMER`]), is what records completed before the expiry index
+//! ([`crate::expiry`]) still carry in stored state; it purges the record.
 //! Firing removes the timer key, so a second proposal (a new leader that
 //! loaded the timer before the first applied) finds nothing and does
 //! nothing: every timer fires once.
@@ -33,7 +35,7 @@ pub(crate) fn apply(
     }
     txn.delete(key);
     if completion_id == PURGE_TIMER {
-        crate::idempotency::purge(txn, id)?;
+        crate::expiry::purge(txn, id)?;
         return Ok((InvocationOutcome::Completed, Vec::new()));
     }
     if let Some(mut record) = load(txn, id)? {

@@ -33,7 +33,7 @@ pub(crate) fn apply(
     match what {
         Intervention::Purge if !completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),
         Intervention::Purge => {
-            crate::idempotency::purge(txn, id)?;
+            crate::expiry::purge(txn, id)?;
             Ok((InvocationOutcome::Completed, Vec::new()))
         }
         _ if completed => Ok((InvocationOutcome::NotRunning(record.status), Vec::new())),

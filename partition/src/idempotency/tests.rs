@@ -1,9 +1,10 @@
 use super::*;
+use crate::expiry::expires_at;
 use crate::invocation::{
     Intervention, InvocationEffect, InvocationOutcome, InvocationResult, START_TIMER, Status, Target,
 };
+use crate::model::invocation::InvocationRecord;
 use crate::testing::TestPartition;
-use crate::{StateTxn, StateView};
 use keel_protocol::EndpointManifest;
 
 const TS_MANIFEST: &[u8] = include_bytes!("../../../protocol/testdata/manifest_v4_sdk_ts.json");
@@ -52,24 +53,24 @@ fn retention_depends_on_the_kind_of_request() {
     let greeter = service("Greeter");
     let greet = handler(&greeter, "greet");
     let none = ServiceOverrides::default();
-    assert_eq!(retention_ms(&none, &greeter, greet, false), COMPLETED_RETENTION_MS);
-    assert_eq!(retention_ms(&none, &greeter, greet, true), DEFAULT_IDEMPOTENCY_RETENTION_MS);
+    assert_eq!(retention_ms(&none, &greeter, greet, false, 60_000), 60_000);
+    assert_eq!(retention_ms(&none, &greeter, greet, true, 60_000), DEFAULT_IDEMPOTENCY_RETENTION_MS);
     let patched = ServiceOverrides {
         idempotency_retention_ms: Some(2_000),
         workflow_completion_retention_ms: Some(3_000),
         ..Default::default()
     };
-    assert_eq!(retention_ms(&patched, &greeter, greet, true), 2_000);
+    assert_eq!(retention_ms(&patched, &greeter, greet, true, 60_000), 2_000);
     // A handler's own setting wins over the service's.
     let mut own = greet.clone();
     own.options.idempotency_retention = Some(7_000);
-    assert_eq!(retention_ms(&patched, &greeter, &own, true), 7_000);
+    assert_eq!(retention_ms(&patched, &greeter, &own, true, 60_000), 7_000);
     // A workflow run keeps its result for the workflow retention, with or
     // without an idempotency key; its shared handlers use the idempotency one.
     let signup = service("Signup");
-    assert_eq!(retention_ms(&none, &signup, handler(&signup, "run"), false), DEFAULT_WORKFLOW_RETENTION_MS);
-    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "run"), false), 3_000);
-    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "status"), true), 2_000);
+    assert_eq!(retention_ms(&none, &signup, handler(&signup, "run"), false, 60_000), DEFAULT_WORKFLOW_RETENTION_MS);
+    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "run"), false, 60_000), 3_000);
+    assert_eq!(retention_ms(&patched, &signup, handler(&signup, "status"), true, 60_000), 2_000);
 }
 
 #[test]
@@ -80,35 +81,22 @@ fn a_repeated_invoke_is_deduplicated_and_purged_after_its_retention() {
     assert_eq!(first, (InvocationOutcome::Invoked, vec![InvocationEffect::Invoke(id)]));
     let second = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(second, (InvocationOutcome::Exists(Status::Invoked), Vec::new()));
-    assert_eq!(expiry(&p.load(id).unwrap()), None);
+    assert_eq!(expires_at(&p.load(id).unwrap()), None);
     let ok = InvocationResult::Success(b"1".to_vec());
     p.complete(id, &ok, 10_000);
     // Purged the retention after the stamped completion time.
-    assert_eq!(p.timers(), vec![(12_000, id, PURGE_TIMER)]);
-    assert_eq!(expiry(&p.load(id).unwrap()), Some(12_000));
+    assert_eq!(expires_at(&p.load(id).unwrap()), Some(12_000));
+    let repeat = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
+    assert_eq!(repeat, (InvocationOutcome::Exists(Status::Completed(ok.clone())), Vec::new()));
+    assert_eq!(p.expire(11_999), InvocationOutcome::Expired { count: 0, more: false });
     let repeat = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(repeat, (InvocationOutcome::Exists(Status::Completed(ok)), Vec::new()));
-    p.fire_timer(12_000, id, PURGE_TIMER);
-    assert!(p.store.entries.is_empty(), "left behind: {:?}", p.store.entries.keys().collect::<Vec<_>>());
+    assert_eq!(p.expire(12_000), InvocationOutcome::Expired { count: 1, more: false });
+    let left: Vec<_> = p.store.entries.keys().cloned().collect();
+    assert_eq!(left, vec![keys::expiry_floor_key()]);
     // The key is free again: the same request runs anew.
     let again = p.invoke(id, record(HandlerKind::Service, None, 2_000), b"in");
     assert_eq!(again.0, InvocationOutcome::Invoked);
-}
-
-#[test]
-fn purging_a_workflow_run_removes_its_state_and_promises() {
-    let mut p = TestPartition::new();
-    let run = workflow_run_id("Signup", "w1").to_bytes();
-    p.invoke(run, record(HandlerKind::Workflow, Some("w1"), 500), b"in");
-    p.store.put(keys::state_key("Signup", "w1", "x"), b"1".to_vec());
-    p.store.put(keys::promise_key("Signup", "w1", "confirm"), b"v".to_vec());
-    p.store.put(keys::state_key("Signup", "w2", "x"), b"other".to_vec());
-    p.complete(run, &InvocationResult::Success(Vec::new()), 1_000);
-    // Until the retention ends, shared handlers still see the instance.
-    assert!(p.store.get(&keys::promise_key("Signup", "w1", "confirm")).is_some());
-    p.fire_timer(1_500, run, PURGE_TIMER);
-    let left: Vec<_> = p.store.entries.keys().cloned().collect();
-    assert_eq!(left, vec![keys::state_key("Signup", "w2", "x")]);
 }
 
 #[test]
@@ -148,7 +136,8 @@ fn cancelling_a_scheduled_invocation_completes_it_without_running() {
     assert_eq!(outcome, InvocationOutcome::Completed);
     let canceled = InvocationResult::Failure { code: 409, message: "canceled".into() };
     assert_eq!(effects[0], InvocationEffect::Completed(id, canceled));
-    // Only the purge timer is left; the start timer is gone.
-    assert_eq!(p.timers(), vec![(150, id, PURGE_TIMER)]);
+    // The start timer is gone; the record expires its retention later.
+    assert_eq!(p.timers(), Vec::new());
+    assert_eq!(expires_at(&p.load(id).unwrap()), Some(150));
     assert_eq!(p.fire_timer(9_000, id, START_TIMER).0, InvocationOutcome::NotFound);
 }

@@ -2,8 +2,8 @@
 
 use crate::MemStore;
 use crate::invocation::{
-    HandlerKind, Intervention, InvocationEffect, InvocationOutcome, InvocationResult, PURGE_TIMER, Status, journal_of,
-    running, timers,
+    HandlerKind, Intervention, InvocationEffect, InvocationOutcome, InvocationResult, Status, journal_of, running,
+    timers,
 };
 use crate::testing::{TestPartition, id, record};
 
@@ -11,12 +11,9 @@ fn ok() -> InvocationResult {
     InvocationResult::Success(b"42".to_vec())
 }
 
-/// The effects of completing invocation `n` (purge timer at 99).
+/// The effects of completing invocation `n`.
 fn completed(n: u8, result: InvocationResult) -> Vec<InvocationEffect> {
-    vec![
-        InvocationEffect::Completed(id(n), result),
-        InvocationEffect::TimerRegistered { fire_at_ms: 99, id: id(n), completion_id: PURGE_TIMER },
-    ]
+    vec![InvocationEffect::Completed(id(n), result)]
 }
 
 #[test]
@@ -39,20 +36,21 @@ fn plain_service_invocations_run_at_once_and_complete() {
     assert_eq!(outcome, InvocationOutcome::Completed);
     assert_eq!(effects, completed(1, ok()));
     assert_eq!(p.load(id(1)).unwrap().status, Status::Completed(ok()));
-    // The journal is gone; the record stays until its purge timer fires.
+    // The journal is gone; the record stays until it expires, with no
+    // timer of its own (retention 0: due at its completion time).
     assert!(p.journal(id(1)).is_empty());
-    assert_eq!(timers(&p.store, 0, u64::MAX), vec![(99, id(1), PURGE_TIMER)]);
-    // Timers are read a time window at a time.
-    assert!(timers(&p.store, 0, 99).is_empty());
-    assert_eq!(timers(&p.store, 99, 100), vec![(99, id(1), PURGE_TIMER)]);
+    assert_eq!(timers(&p.store, 0, u64::MAX), Vec::new());
+    assert_eq!(crate::expiry::next_expiry(&p.store).unwrap(), Some(99));
     assert!(running(&p.store).is_empty(), "a completed invocation left the running index");
     // A completed invocation takes no more entries and does not complete twice.
     assert!(matches!(p.append(id(1), &[b"x".to_vec()]).0, InvocationOutcome::NotRunning(_)));
     assert!(p.complete(id(1), &ok(), 99).1.is_empty());
-    // Purging removes the record; the id is free again, and nothing is left.
-    p.fire_timer(99, id(1), PURGE_TIMER);
+    // Expiring removes the record; the id is free again, and nothing but
+    // the expiry floor is left.
+    assert_eq!(p.expire(99), InvocationOutcome::Expired { count: 1, more: false });
     assert_eq!(p.load(id(1)), None);
-    assert!(p.store.entries.is_empty(), "left behind: {:?}", p.store.entries.keys().collect::<Vec<_>>());
+    let left: Vec<_> = p.store.entries.keys().cloned().collect();
+    assert_eq!(left, vec![crate::keys::expiry_floor_key()]);
 }
 
 #[test]
@@ -86,7 +84,7 @@ fn exclusive_handlers_queue_per_key_in_arrival_order() {
     assert_eq!(p.load(id(2)).unwrap().status, Status::Invoked);
     assert_eq!(p.load(id(3)).unwrap().status, Status::Inboxed { seq: third });
     let (_, effects) = p.complete(id(2), &ok(), 99);
-    assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
+    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
     let (_, effects) = p.complete(id(3), &ok(), 99);
     assert_eq!(effects, completed(3, ok()));
     // The key is free again.
@@ -105,7 +103,7 @@ fn completing_an_inboxed_invocation_leaves_the_queue_without_touching_the_lock()
     assert_eq!(effects, completed(2, cancelled));
     // id(1) still holds the lock; completing it starts id(3), skipping id(2).
     let (_, effects) = p.complete(id(1), &ok(), 99);
-    assert_eq!(effects[2], InvocationEffect::Invoke(id(3)));
+    assert_eq!(effects[1], InvocationEffect::Invoke(id(3)));
 }
 
 #[test]

@@ -45,6 +45,13 @@ pub enum InvocationOutcome {
         /// Produced entries the journal holds.
         produced: u32,
     },
+    /// Completed records whose retention ended were removed.
+    Expired {
+        /// How many.
+        count: u32,
+        /// Whether more are due (the batch was full).
+        more: bool,
+    },
 }
 
 /// Side effects of invocation commands, for the leader.
