@@ -1,11 +1,12 @@
 //! The admin API (port 9070): cluster introspection and, for now, direct
 //! edits of virtual-object state (as Restate's `POST /services/{service}/state`).
 
-use crate::api::{ClusterApi, check_health};
+use crate::api::ClusterApi;
 use crate::auth;
 use crate::body::json_body;
 use crate::deployments::{self, AdminCtx};
 use crate::error::ApiError;
+use crate::error::check_health;
 use crate::extract::Path;
 use crate::interventions;
 use axum::body::Bytes;

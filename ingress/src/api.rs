@@ -25,16 +25,6 @@ pub enum ClusterError {
     TooLarge(String),
 }
 
-/// The health checks' verdict on this node: 503 naming every problem, so
-/// a load balancer stops sending it requests and an operator sees why.
-pub(crate) fn check_health<C: ClusterApi>(cluster: &C) -> Result<(), crate::error::ApiError> {
-    let problems = cluster.problems();
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, problems.join("; ")))
-}
-
 /// The cluster as seen by the HTTP handlers.
 pub trait ClusterApi: Send + Sync + 'static {
     /// Number of partitions (fixed at cluster creation).

@@ -16,16 +16,20 @@ use crate::api::ClusterApi;
 use crate::body::json_body;
 use crate::error::ApiError;
 use crate::extract::Path;
+use crate::handoff;
 use crate::handoff::AttachWait;
-use crate::ingress::{IngressState, ingress_error, result_of};
+use crate::reply::{ingress_error, result_response};
+use crate::state::IngressState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keel_partition::idempotency::{idempotent_id, workflow_run_id};
+use keel_partition::invocation::Status;
+use keel_partition::wait::Waited;
 use keel_partition::{Query, QueryResult, partition_for_key};
 use keel_protocol::InvocationId;
 use serde::Deserialize;
@@ -34,6 +38,7 @@ use std::sync::Arc;
 /// The routes of this module (state: the cluster).
 pub(crate) fn routes<C: ClusterApi>() -> Router<IngressState<C>> {
     Router::new()
+        .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
         .route("/restate/invocation/{service}/{handler}/{idempotency_key}/{action}", get(by_idempotency_key::<C>))
         .route(
             "/restate/invocation/{service}/{key}/{handler}/{idempotency_key}/{action}",
@@ -156,6 +161,49 @@ pub(crate) async fn with_expiry<C: ClusterApi>(
         response.headers_mut().insert("idempotency-expires", value);
     }
     response
+}
+
+/// `GET /restate/invocation/{id}/attach|output`: see [`result_of`].
+async fn invocation_result<C: ClusterApi>(
+    State(cluster): State<Arc<C>>,
+    wait: AttachWait,
+    Path((raw_id, action)): Path<(String, String)>,
+) -> Response {
+    let Ok(id) = raw_id.parse::<InvocationId>() else {
+        return ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'")));
+    };
+    result_of(&*cluster, id, &action, &wait).await
+}
+
+/// `attach` waits for the invocation's result as `wait` allows (then 202
+/// with `Location` the same URL); `output` answers at once: the result,
+/// 470 "not ready" while it runs, 404 "not found" if unknown (never
+/// created, or its retention expired).
+async fn result_of<C: ClusterApi>(cluster: &C, id: InvocationId, action: &str, wait: &AttachWait) -> Response {
+    let partition = partition_for_key(id.partition_key, cluster.partition_count());
+    let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
+    let not_found = || ingress_error(ApiError::not_found("not found"));
+    let json = Some("application/json".to_string());
+    match action {
+        "attach" => match cluster.attach(partition, id.to_bytes(), wait.policy).await {
+            Ok(Some(Waited::Done(result))) => result_response(result, id_header, json, false),
+            Ok(Some(Waited::Pending)) => handoff::accepted(&id, &wait.location),
+            Ok(None) => not_found(),
+            Err(e) => e.into(),
+        },
+        "output" => match cluster.read(partition, Query::Invocation(id.to_bytes())).await {
+            Ok(QueryResult::Invocation(Some(Status::Completed(result)))) => {
+                result_response(result, id_header, json, false)
+            }
+            Ok(QueryResult::Invocation(Some(_))) => {
+                let status = StatusCode::from_u16(470).unwrap_or(StatusCode::CONFLICT);
+                ingress_error(ApiError::new(status, "not ready"))
+            }
+            Ok(_) => not_found(),
+            Err(e) => e.into(),
+        },
+        other => ingress_error(ApiError::not_found(format!("no invocation endpoint '{other}': use attach or output"))),
+    }
 }
 
 #[cfg(test)]

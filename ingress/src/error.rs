@@ -1,6 +1,6 @@
 //! The one error type of the HTTP layer, rendered as JSON.
 
-use crate::api::ClusterError;
+use crate::api::{ClusterApi, ClusterError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -61,4 +61,14 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The health checks' verdict on this node: 503 naming every problem, so
+/// a load balancer stops sending it requests and an operator sees why.
+pub(crate) fn check_health<C: ClusterApi>(cluster: &C) -> Result<(), ApiError> {
+    let problems = cluster.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, problems.join("; ")))
 }

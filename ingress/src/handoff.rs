@@ -16,7 +16,8 @@
 use crate::duration::{MAX_DURATION, client_duration, millis};
 use crate::error::ApiError;
 use crate::idempotency::query_param;
-use crate::ingress::{IngressState, ingress_error};
+use crate::reply::ingress_error;
+use crate::state::IngressState;
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

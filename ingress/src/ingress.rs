@@ -17,24 +17,26 @@
 //! nothing per request after it answers, which is why any node can serve
 //! any request behind a plain load balancer.
 
-use crate::api::{ClusterApi, ClusterError, check_health};
+use crate::api::ClusterApi;
 use crate::error::ApiError;
+use crate::error::check_health;
 use crate::extract::Path;
-use crate::handoff::{self, AttachWait};
-use crate::lookup::CatalogLookup;
+use crate::handoff;
+use crate::reply::{error_response, ingress_error, result_response};
+use crate::state::IngressState;
 use crate::{attach, auth, idempotency, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keel_partition::catalog::ServiceOverrides;
-use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, InvocationResult, Status, Target};
+use keel_partition::invocation::{HandlerKind, InvocationOutcome, InvocationRecord, Status, Target};
 use keel_partition::wait::{WaitPolicy, Waited};
-use keel_partition::{Command, Envelope, Query, QueryResult, Response as Outcome, partition_for_key};
+use keel_partition::{Command, Envelope, Response as Outcome, partition_for_key};
 use keel_protocol::manifest::Service;
 use keel_protocol::proto::{Header, InputCommandMessage, Value};
 use keel_protocol::{Flags, InvocationId, Message};
@@ -63,32 +65,6 @@ pub struct IngressOptions {
     pub completed_retention: Duration,
 }
 
-/// What the ingress handlers share: the cluster, the settings, and the
-/// rate limit of catalog refreshes.
-pub(crate) struct IngressState<C> {
-    cluster: Arc<C>,
-    pub(crate) attach_timeout: Option<Duration>,
-    completed_retention_ms: u64,
-    catalog: Arc<CatalogLookup>,
-}
-
-impl<C> Clone for IngressState<C> {
-    fn clone(&self) -> Self {
-        IngressState {
-            cluster: self.cluster.clone(),
-            attach_timeout: self.attach_timeout,
-            completed_retention_ms: self.completed_retention_ms,
-            catalog: self.catalog.clone(),
-        }
-    }
-}
-
-impl<C> FromRef<IngressState<C>> for Arc<C> {
-    fn from_ref(state: &IngressState<C>) -> Arc<C> {
-        state.cluster.clone()
-    }
-}
-
 /// The ingress router.
 ///
 /// Requests are admitted against two pools of in-flight permits. Calls and
@@ -104,10 +80,7 @@ pub fn ingress_router<C: ClusterApi>(cluster: Arc<C>, options: IngressOptions) -
         completed_retention_ms: crate::duration::millis(options.completed_retention),
         catalog: Arc::default(),
     };
-    let calls = Router::new()
-        .route("/restate/invocation/{id}/{action}", get(invocation_result::<C>))
-        .merge(attach::routes::<C>())
-        .fallback(invoke::<C>);
+    let calls = Router::new().merge(attach::routes::<C>()).fallback(invoke::<C>);
     let completions = Router::new()
         .route("/restate/awakeables/{id}/{action}", post(complete_awakeable::<C>))
         .route("/restate/a/{id}/{action}", post(complete_awakeable::<C>));
@@ -161,33 +134,6 @@ async fn health<C: ClusterApi>(State(cluster): State<Arc<C>>) -> Response {
     let services: Vec<String> =
         cluster.local_catalog().map(|c| c.services.keys().cloned().collect()).unwrap_or_default();
     Json(serde_json::json!({ "services": services })).into_response()
-}
-
-/// An error raised by the ingress itself (not by the invoked handler).
-pub(crate) fn ingress_error(e: ApiError) -> Response {
-    error_response(e.status, e.message, "ingress")
-}
-
-/// Restate's error shape: `{code, message, source}` with the source also in
-/// `x-restate-error-source`, which clients use to tell a refused request
-/// (`ingress`) from a handler's terminal failure (`invocation`).
-fn error_response(status: StatusCode, message: String, source: &'static str) -> Response {
-    let body = serde_json::json!({ "code": status.as_u16(), "message": message, "source": source });
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(HeaderName::from_static("x-restate-error-source"), HeaderValue::from_static(source));
-    response
-}
-
-impl From<ClusterError> for Response {
-    fn from(e: ClusterError) -> Self {
-        let api: ApiError = e.into();
-        let retry = api.retry_after_secs;
-        let mut r = ingress_error(api);
-        if let Some(secs) = retry {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        r
-    }
 }
 
 /// A parsed invocation request.
@@ -398,38 +344,6 @@ async fn invoke<C: ClusterApi>(
     }
 }
 
-/// The HTTP answer for an invocation's result: the output with its content
-/// type (set on an empty body only if the handler asks for it), or the
-/// terminal failure with its code and `source: invocation`.
-fn result_response(
-    result: InvocationResult,
-    id_header: HeaderValue,
-    content_type: Option<String>,
-    set_if_empty: bool,
-) -> Response {
-    let mut r = match result {
-        InvocationResult::Success(output) => {
-            let empty = output.is_empty();
-            let mut r = (StatusCode::OK, output).into_response();
-            if let Some(ct) = content_type.filter(|_| set_if_empty || !empty)
-                && let Ok(v) = HeaderValue::try_from(ct)
-            {
-                r.headers_mut().insert(header::CONTENT_TYPE, v);
-            }
-            r
-        }
-        InvocationResult::Failure { code, message } => {
-            let status = StatusCode::from_u16(code)
-                .ok()
-                .filter(|s| s.as_u16() >= 400)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error_response(status, message, "invocation")
-        }
-    };
-    r.headers_mut().insert("x-restate-id", id_header);
-    r
-}
-
 /// `POST /restate/awakeables/{id}/resolve` (body: the value, as is) and
 /// `…/reject` (body: the failure message; code 500) complete an awakeable:
 /// the signal is delivered to the invocation awaiting it → 202.
@@ -469,54 +383,6 @@ async fn complete_awakeable<C: ClusterApi>(
     match cluster.propose(partition, Envelope::client(message)).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(e) => e.into(),
-    }
-}
-
-/// `GET /restate/invocation/{id}/attach|output`: see [`result_of`].
-async fn invocation_result<C: ClusterApi>(
-    State(cluster): State<Arc<C>>,
-    wait: AttachWait,
-    Path((raw_id, action)): Path<(String, String)>,
-) -> Response {
-    let Ok(id) = raw_id.parse::<InvocationId>() else {
-        return ingress_error(ApiError::bad_request(format!("bad invocation id '{raw_id}'")));
-    };
-    result_of(&*cluster, id, &action, &wait).await
-}
-
-/// `attach` waits for the invocation's result as `wait` allows (then 202
-/// with `Location` the same URL); `output` answers at once: the result,
-/// 470 "not ready" while it runs, 404 "not found" if unknown (never
-/// created, or its retention expired).
-pub(crate) async fn result_of<C: ClusterApi>(
-    cluster: &C,
-    id: InvocationId,
-    action: &str,
-    wait: &AttachWait,
-) -> Response {
-    let partition = partition_for_key(id.partition_key, cluster.partition_count());
-    let id_header = HeaderValue::try_from(id.to_string()).unwrap_or(HeaderValue::from_static("invalid"));
-    let not_found = || ingress_error(ApiError::not_found("not found"));
-    let json = Some("application/json".to_string());
-    match action {
-        "attach" => match cluster.attach(partition, id.to_bytes(), wait.policy).await {
-            Ok(Some(Waited::Done(result))) => result_response(result, id_header, json, false),
-            Ok(Some(Waited::Pending)) => handoff::accepted(&id, &wait.location),
-            Ok(None) => not_found(),
-            Err(e) => e.into(),
-        },
-        "output" => match cluster.read(partition, Query::Invocation(id.to_bytes())).await {
-            Ok(QueryResult::Invocation(Some(Status::Completed(result)))) => {
-                result_response(result, id_header, json, false)
-            }
-            Ok(QueryResult::Invocation(Some(_))) => {
-                let status = StatusCode::from_u16(470).unwrap_or(StatusCode::CONFLICT);
-                ingress_error(ApiError::new(status, "not ready"))
-            }
-            Ok(_) => not_found(),
-            Err(e) => e.into(),
-        },
-        other => ingress_error(ApiError::not_found(format!("no invocation endpoint '{other}': use attach or output"))),
     }
 }
 

@@ -20,8 +20,10 @@ mod idempotency;
 mod ingress;
 mod interventions;
 mod lookup;
+mod reply;
 mod schema_json;
 mod serve;
+mod state;
 mod validate;
 
 #[cfg(test)]

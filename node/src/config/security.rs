@@ -7,7 +7,7 @@
 //! visible to every user of the machine in `ps`. And they are never printed:
 //! [`Secret`]'s `Debug` hides the value.
 
-use super::{ConfigError, Sources, err};
+use super::sources::{ConfigError, Sources, boolean, err};
 use keel_raft::peer_auth::PeerTls;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ pub(super) fn load(src: &Sources<'_>, nodes: usize) -> Result<Security, ConfigEr
         return Err(err(field, format!("the cluster secret must be at least {MIN_SECRET_LEN} bytes long")));
     }
     let tls = tls_files(src)?;
-    let insecure_cluster = src.value("insecure_cluster", super::boolean, false)?.value;
+    let insecure_cluster = src.value("insecure_cluster", boolean, false)?.value;
     let cluster_secret = cluster_secret.map(|(_, s)| s);
     if nodes > 1 && cluster_secret.is_none() && tls.is_none() && !insecure_cluster {
         return Err(err(
