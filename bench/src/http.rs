@@ -31,7 +31,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Noop => "noop",
             Scenario::Counter => "counter",
@@ -83,6 +83,39 @@ pub(crate) fn run_id() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// One request of a scenario before measuring: a wrong URL or an
+/// unregistered service should fail loudly, not as a run of errors.
+pub(crate) async fn check(client: &reqwest::Client, base: &str, scenario: Scenario, run: u64) -> Result<()> {
+    let (url, body, key) = scenario.request(base, run, 0);
+    let r = post(client, &url, body, key.as_deref()).send().await?;
+    if r.status() != scenario.ok_status() {
+        let status = r.status();
+        bail!("{url}: {status}: {}", r.text().await.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// The `i`-th request of a scenario, answer read to the end: its latency if
+/// it answered the scenario's success status, else what went wrong.
+pub(crate) async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    scenario: Scenario,
+    run: u64,
+    i: u64,
+) -> Result<Duration, String> {
+    let (url, body, key) = scenario.request(base, run, i);
+    let t = Instant::now();
+    let r = post(client, &url, body, key.as_deref()).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = r.status();
+    let text = r.bytes().await;
+    if status == scenario.ok_status() && text.is_ok() {
+        Ok(t.elapsed())
+    } else {
+        Err(format!("{url}: {status}: {text:?}"))
+    }
+}
+
 pub struct Outcome {
     pub ok: usize,
     pub errors: u64,
@@ -96,12 +129,7 @@ pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duratio
     // One check request first: a wrong URL or an unregistered service should fail loudly.
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
     let run = run_id();
-    let (url, body, key) = scenario.request(&base, run, 0);
-    let r = post(&client, &url, body, key.as_deref()).send().await?;
-    if r.status() != scenario.ok_status() {
-        let status = r.status();
-        bail!("{url}: {status}: {}", r.text().await.unwrap_or_default());
-    }
+    check(&client, &base, scenario, run).await?;
     let counter = Arc::new(AtomicU64::new(1));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -116,29 +144,12 @@ pub async fn run(url_base: &str, scenario: Scenario, connections: usize, duratio
             let mut first_error = None;
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let (url, body, key) = scenario.request(&base, run, i);
-                let t = Instant::now();
-                let outcome = post(&client, &url, body, key.as_deref()).send().await;
-                let ok = match outcome {
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.bytes().await;
-                        if status == scenario.ok_status() && text.is_ok() {
-                            true
-                        } else {
-                            first_error.get_or_insert_with(|| format!("{url}: {status}: {text:?}"));
-                            false
-                        }
-                    }
+                match call(&client, &base, scenario, run, i).await {
+                    Ok(latency) => lat.push(latency),
                     Err(e) => {
-                        first_error.get_or_insert_with(|| format!("{url}: {e}"));
-                        false
+                        first_error.get_or_insert(e);
+                        errors.fetch_add(1, Ordering::Relaxed);
                     }
-                };
-                if ok {
-                    lat.push(t.elapsed());
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
             (lat, first_error)
