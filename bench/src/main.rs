@@ -8,10 +8,13 @@
 //! storage and the node-to-node network from HTTP.
 //!
 //! `keel-bench http` drives a running ingress (keel's or Restate's) over HTTP
-//! with SDK invocations; see `http.rs`.
+//! with SDK invocations; see `http.rs`. `keel-bench soak` keeps a mixed load
+//! on one for a long time and `keel-bench soak-chart` draws what it recorded;
+//! see `soak/mod.rs`.
 
 mod delayed;
 mod http;
+mod soak;
 
 use anyhow::Result;
 use clap::Parser;
@@ -29,6 +32,7 @@ use keel_raft::transport::grpc::GrpcTransport;
 use keel_raft::transport::{self, Peers};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +79,45 @@ enum Bench {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         delay: Duration,
     },
+    /// A mixed load (greet, counter, workflow, idempotent send) through a running
+    /// ingress for a long time: a row per interval with throughput, latency, the
+    /// server's RSS and its data directory's size.
+    Soak {
+        /// Ingress base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url_base: String,
+        /// How long to keep the load on.
+        #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Length of one row.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Concurrent workers (one connection each), spread evenly over the four kinds.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+        /// The server's process id (its RSS is read from /proc/<pid>/status).
+        #[arg(long)]
+        pid: u32,
+        /// The server's data directory (its size is the sum of its files' sizes).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where to write the rows as CSV.
+        #[arg(long)]
+        csv: PathBuf,
+    },
+    /// Draws PNG charts (throughput, p50, p99, RSS, data directory) from soak CSVs,
+    /// one line per system.
+    SoakChart {
+        /// The systems to compare, as LABEL=CSV, e.g. keel=bench/results/soak-keel.csv.
+        #[arg(required = true)]
+        series: Vec<String>,
+        /// Directory to write the PNGs into.
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        /// TrueType font for the text (Debian package fonts-dejavu-core).
+        #[arg(long, default_value = soak::chart::DEFAULT_FONT)]
+        font: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -87,6 +130,17 @@ async fn main() -> Result<()> {
         Bench::Http { url_base, scenario, connections, duration, delayed_count, delay } => {
             let delayed = delayed::Settings { count: delayed_count, delay };
             http::main(url_base, scenario, connections, duration, delayed).await?;
+        }
+        Bench::Soak { url_base, duration, interval, workers, pid, data_dir, csv } => {
+            anyhow::ensure!(workers > 0 && !interval.is_zero(), "need at least one worker and a non-zero interval");
+            soak::run(soak::Settings { url_base, duration, interval, workers, pid, data_dir, csv }).await?;
+        }
+        Bench::SoakChart { series, out_dir, font } => {
+            soak::chart::load_font(&font)?;
+            let series = series.iter().map(|s| soak::chart::Series::load(s)).collect::<Result<Vec<_>>>()?;
+            for path in soak::chart::draw_all(&series, &out_dir)? {
+                println!("{}", path.display());
+            }
         }
         Bench::Raft { nodes, writers, duration, partitions, no_fsync } => {
             let dir = tempfile::tempdir()?;
