@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing keel needs on a Debian machine with a
-# Rust toolchain: libclang (RocksDB's bindgen), protoc (tonic/prost), and npm
-# and python3 for the SDK test services.
+# Rust toolchain: libclang (RocksDB's bindgen), protoc (tonic/prost), npm
+# and python3 for the SDK test services, and DejaVu Sans for the charts
+# `keel-bench soak` draws.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 # npm and python3 install the SDK test services (tests/services/setup.sh).
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
