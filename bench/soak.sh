@@ -4,8 +4,8 @@
 # Restate server, against the same TS test service process; then draws one
 # chart per metric with both systems in it.
 #
-#   bash bench/soak.sh [duration] [workers] [interval]
-#   e.g. bash bench/soak.sh 60m 16      (the defaults: 60m, 16 workers, 60s rows)
+#   bash bench/soak.sh [duration] [workers] [interval] [send rate]
+#   e.g. bash bench/soak.sh 60m 16      (the defaults: 60m, 16 workers, 60s rows, 100 sends/s)
 #
 # Writes bench/results/soak-keel.csv, soak-restate.csv and soak-*.png
 # (throughput, p50, p99, RSS, data-dir size). Each server starts on a fresh
@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-60m}
 workers=${2:-16}
 interval=${3:-60s}
+send_rate=${4:-100}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}
 results=bench/results
 pids=()
@@ -39,9 +40,9 @@ cleanup() {
 trap cleanup EXIT
 
 soak() { # name csv: the server in server_pid, its data in $data/<name>
-  echo "== $1: mixed load, $workers workers, $duration, a row every $interval"
+  echo "== $1: mixed load, $workers workers ($send_rate sends/s), $duration, a row every $interval"
   "$bench" soak --url-base http://127.0.0.1:8080 --duration "$duration" --interval "$interval" \
-    --workers "$workers" --pid "$server_pid" --data-dir "$data/$1" --csv "$2"
+    --workers "$workers" --send-rate "$send_rate" --pid "$server_pid" --data-dir "$data/$1" --csv "$2"
   stop_server "$server_pid"
 }
 

@@ -95,6 +95,10 @@ enum Bench {
         /// Concurrent workers (one connection each), spread evenly over the four kinds.
         #[arg(long, default_value_t = 16)]
         workers: usize,
+        /// Idempotent sends per second over all send workers (0: as fast as they
+        /// are accepted, which lets their handlers' backlog starve the other kinds).
+        #[arg(long, default_value_t = 100.0)]
+        send_rate: f64,
         /// The server's process id (its RSS is read from /proc/<pid>/status).
         #[arg(long)]
         pid: u32,
@@ -131,9 +135,10 @@ async fn main() -> Result<()> {
             let delayed = delayed::Settings { count: delayed_count, delay };
             http::main(url_base, scenario, connections, duration, delayed).await?;
         }
-        Bench::Soak { url_base, duration, interval, workers, pid, data_dir, csv } => {
+        Bench::Soak { url_base, duration, interval, workers, send_rate, pid, data_dir, csv } => {
             anyhow::ensure!(workers > 0 && !interval.is_zero(), "need at least one worker and a non-zero interval");
-            soak::run(soak::Settings { url_base, duration, interval, workers, pid, data_dir, csv }).await?;
+            anyhow::ensure!(send_rate.is_finite() && send_rate >= 0.0, "--send-rate must be a rate ≥ 0");
+            soak::run(soak::Settings { url_base, duration, interval, workers, send_rate, pid, data_dir, csv }).await?;
         }
         Bench::SoakChart { series, out_dir, font } => {
             soak::chart::load_font(&font)?;

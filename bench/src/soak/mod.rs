@@ -15,10 +15,12 @@
 //!
 //! Every kind thus runs at the pace its own latency allows: a kind that slows
 //! down takes a smaller share of the total, it does not stall the others.
-//! `idem-send` is the exception to one-in-flight: a send is answered once it
-//! is accepted, and the handler it started runs later. A server that accepts
-//! sends faster than it runs them builds a backlog that no row shows
-//! directly; it shows as the other three kinds slowing down behind it.
+//! `idem-send` is the exception: a send is answered once it is accepted, and
+//! the handler it started runs later. Sent as fast as they are accepted, sends
+//! build a backlog that no row shows directly and that starves the other
+//! kinds (Restate served nothing else for eight minutes that way), so the
+//! send workers keep to a fixed total rate (`send_rate`, 100/s by default),
+//! as steady traffic would; 0 lifts the limit.
 //!
 //! Every `interval` the soak closes a window (see `window.rs`), samples the
 //! server's RSS and data directory (`probe.rs`), prints a markdown row and
@@ -53,6 +55,8 @@ pub struct Settings {
     /// Length of one row.
     pub interval: Duration,
     pub workers: usize,
+    /// Sends per second over all `idem-send` workers; 0: as fast as accepted.
+    pub send_rate: f64,
     /// The server process, for its RSS.
     pub pid: u32,
     /// The server's data directory, for its size.
@@ -77,14 +81,23 @@ pub async fn run(settings: Settings) -> Result<()> {
     // Request numbers, shared by all workers so that workflow ids and
     // idempotency keys never repeat (`check` used 0).
     let counter = Arc::new(AtomicU64::new(1));
+    let send_period = send_period(settings.workers, settings.send_rate);
     let mut workers = Vec::new();
     for w in 0..settings.workers {
         let kind = w % MIX.len();
         // One client per worker: one connection each, as independent callers.
         let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
         let (base, window, counter) = (base.clone(), window.clone(), counter.clone());
+        let mut pace = send_period.filter(|_| matches!(MIX[kind], Scenario::IdemSend)).map(|period| {
+            let mut pace = tokio::time::interval(period);
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            pace
+        });
         workers.push(tokio::spawn(async move {
             loop {
+                if let Some(pace) = &mut pace {
+                    pace.tick().await;
+                }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
                 let outcome = call(&client, &base, MIX[kind], run, i).await;
                 let failed = outcome.is_err();
@@ -102,6 +115,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         w.abort();
     }
     outcome
+}
+
+/// How long each send worker waits between sends so that all of them
+/// together send `rate` a second; `None` for no limit (a rate of 0).
+fn send_period(workers: usize, rate: f64) -> Option<Duration> {
+    let senders = (0..workers).filter(|w| matches!(MIX[w % MIX.len()], Scenario::IdemSend)).count();
+    (rate > 0.0 && senders > 0).then(|| Duration::from_secs_f64(senders as f64 / rate))
 }
 
 /// Closes a window at the end of every interval (the last one may be
@@ -128,4 +148,18 @@ async fn report(settings: &Settings, window: &Mutex<Window>, csv: &mut std::fs::
         csv.flush()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_rate_is_shared_by_the_send_workers() {
+        // 16 workers: four of them send, each every 40 ms for 100/s in all.
+        assert_eq!(send_period(16, 100.0), Some(Duration::from_millis(40)));
+        assert_eq!(send_period(4, 10.0), Some(Duration::from_millis(100)));
+        assert_eq!(send_period(16, 0.0), None, "0 is no limit");
+        assert_eq!(send_period(3, 100.0), None, "three workers include no sender");
+    }
 }
