@@ -67,8 +67,8 @@ pub(crate) fn file(
 
 /// Takes `record`'s entry out of the index (it is purged before it expires).
 pub(crate) fn unfile(txn: &mut impl StateTxn, id: &InvocationKey, record: &InvocationRecord) {
-    for (at, _) in record.timers.iter().filter(|(_, c)| *c == PURGE_TIMER) {
-        txn.delete(keys::expiry_key(*at, id));
+    if let Some(at) = expires_at(record) {
+        txn.delete(keys::expiry_key(at, id));
     }
 }
 
